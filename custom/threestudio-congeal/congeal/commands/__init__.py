@@ -1,0 +1,1 @@
+"""One module per `congeal` subcommand (see congeal/cli.py)."""

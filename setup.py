@@ -1,0 +1,47 @@
+"""Installs the congeal core (and the `congeal` command) from custom/threestudio-congeal/congeal.
+
+The same files serve threestudio (which loads custom/threestudio-congeal itself) and plain Python.
+torch is deliberately *not* pinned: a loose lower bound never makes pip replace a user's CUDA build.
+"""
+from setuptools import find_packages, setup
+
+EXTENSION_DIR = "custom/threestudio-congeal"
+
+setup(
+    name="threestudio-congeal",
+    version="0.1.0",
+    description="3D Congealing (ECCV 2024) as a threestudio extension: align unposed photos in one canonical 3D space",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    package_dir={"": EXTENSION_DIR},
+    packages=find_packages(where=EXTENSION_DIR, include=["congeal", "congeal.*"]),
+    install_requires=[
+        "torch>=1.13",
+        "numpy",
+        "pillow>=9.1",
+        "safetensors>=0.3",
+        "omegaconf>=2.3",
+        "tqdm",
+    ],
+    extras_require={
+        # DINOv2 features and SAM masks (transformers >= 4.31 has Dinov2Model; older versions fall back to timm)
+        "dinov2": ["transformers>=4.28"],
+        "sam": ["transformers>=4.29"],
+        # textual inversion against a diffusers Stable-Diffusion-format model
+        "ti": ["transformers>=4.28", "diffusers>=0.14"],
+        # canonical shapes from triangle meshes
+        "mesh": ["trimesh>=3.20"],
+        "test": [
+            "pytest>=7",
+            "transformers>=4.28",
+            "diffusers>=0.14",
+            "trimesh>=3.20",
+            "scipy",
+            "ftfy",
+            "regex",
+        ],
+    },
+    entry_points={"console_scripts": ["congeal=congeal.cli:main"]},
+)
