@@ -1,0 +1,139 @@
+"""Framing: crop renders to their object's bounding box, made square with a margin, resized to the working size.
+
+    boxes = square_boxes(opacity, margin=0.1)                         # opacity [B,H,W,1] -> Boxes (x0, y0, side)
+    framed = crop_resize(torch.cat([rgb, opacity], -1).permute(0, 3, 1, 2), boxes, size=64)   # [B,4,64,64]
+    c2w_w, fovy_w = camera_in_frame(c2w, fovy, render_size, boxes)   # the candidate's camera in that frame
+
+Photos get the same treatment from `congeal.images.Crop`, so a photo and a render are compared in the same
+normalised frame and neither translation nor scale has to be searched. Pixel-centre convention throughout: the
+centre of working pixel (row i, col j) is `(j + 0.5, i + 0.5)` and lies at `(x0 + (j+0.5)·side/S, ...)` in the
+render.
+"""
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .cameras import focal_from_fovy
+
+
+@dataclass
+class Boxes:
+    """Square crop windows in (render) pixel coordinates: top-left `x0`, `y0` [B] and `side` [B]."""
+
+    x0: Tensor
+    y0: Tensor
+    side: Tensor
+
+    def centre(self) -> Tensor:
+        """[B,2] (x, y) centre of each window."""
+        return torch.stack([self.x0 + 0.5 * self.side, self.y0 + 0.5 * self.side], dim=-1)
+
+    def index(self, idx: Tensor) -> "Boxes":
+        return Boxes(self.x0[idx], self.y0[idx], self.side[idx])
+
+    def to(self, device) -> "Boxes":
+        return Boxes(self.x0.to(device), self.y0.to(device), self.side.to(device))
+
+
+def bounding_boxes(opacity: Tensor, threshold: float = 0.5) -> Tensor:
+    """Tight pixel bounding boxes of `opacity > threshold`.
+
+    Args:
+        opacity: [B,H,W,1] or [B,H,W].
+        threshold: opacity above which a pixel belongs to the object.
+    Returns:
+        [B,4] (x0, y0, x1, y1) in continuous pixel coordinates (pixel edges); an empty mask gives the full frame.
+    """
+    mask = (opacity.reshape(opacity.shape[0], opacity.shape[1], opacity.shape[2]) > threshold)
+    height, width = mask.shape[1:]
+    cols = mask.any(dim=1)  # [B,W]
+    rows = mask.any(dim=2)  # [B,H]
+    # first / last True via argmax on a boolean (first maximum wins)
+    x0 = cols.float().argmax(dim=1)
+    x1 = width - cols.flip(1).float().argmax(dim=1)
+    y0 = rows.float().argmax(dim=1)
+    y1 = height - rows.flip(1).float().argmax(dim=1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=-1).to(opacity.dtype if opacity.is_floating_point() else torch.float32)
+    empty = ~cols.any(dim=1)
+    full = torch.tensor([0.0, 0.0, width, height], dtype=boxes.dtype, device=boxes.device)
+    return torch.where(empty[:, None], full, boxes)
+
+
+def square_boxes(opacity: Tensor, margin: float = 0.1, threshold: float = 0.5) -> Boxes:
+    """Square windows around each object: the bbox's longer side grown by `margin` on every side.
+
+    Args:
+        opacity: [B,H,W,1] or [B,H,W].
+        margin: fraction of the longer bbox side added on each side (side = longer · (1 + 2·margin)); must equal the
+            photos' crop margin so both are framed alike.
+        threshold: object threshold on opacity.
+    Returns:
+        Boxes with x0, y0, side [B] (render pixels); windows may extend past the render (zero padding).
+    """
+    box = bounding_boxes(opacity, threshold)
+    centre = 0.5 * (box[:, :2] + box[:, 2:])
+    longer = torch.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]).clamp_min(1.0)
+    side = longer * (1.0 + 2.0 * margin)
+    return Boxes(centre[:, 0] - 0.5 * side, centre[:, 1] - 0.5 * side, side)
+
+
+def crop_resize(images: Tensor, boxes: Boxes, size: int, supersample: int = 2) -> Tensor:
+    """Resample each image's square window to `size`×`size`, batched with per-item affine grids.
+
+    Args:
+        images: [B,C,H,W].
+        boxes: windows in the images' pixel coordinates.
+        size: output side S.
+        supersample: samples per output pixel per axis, averaged (anti-aliasing when the window is larger than S).
+    Returns:
+        [B,C,S,S]; outside the source image the result is 0.
+    """
+    batch, _, height, width = images.shape
+    n = size * supersample
+    steps = (torch.arange(n, device=images.device, dtype=images.dtype) + 0.5) / n  # [n] in (0,1)
+    x0, y0, side = (t.to(images.dtype)[:, None] for t in (boxes.x0, boxes.y0, boxes.side))
+    xs = x0 + steps[None] * side  # [B,n] source pixel coordinates
+    ys = y0 + steps[None] * side
+    # align_corners=False: normalised u = 2x/W - 1 with x a continuous pixel coordinate
+    u = (2.0 * xs / width - 1.0)[:, None, :].expand(batch, n, n)
+    v = (2.0 * ys / height - 1.0)[:, :, None].expand(batch, n, n)
+    grid = torch.stack([u, v], dim=-1)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if supersample > 1:
+        out = F.avg_pool2d(out, supersample)
+    return out
+
+
+def camera_in_frame(c2w: Tensor, fovy: Tensor, render_size: Tuple[int, int], boxes: Boxes) -> Tuple[Tensor, Tensor]:
+    """Express a centred camera's cropped view as a centred camera of the working frame.
+
+    Cropping a square window of side `side` keeps the focal length, so the working frame's FoV satisfies
+    `tan(fovy_w/2) = (side/2) / f`. The window centre is usually off the render centre; instead of an off-centre
+    principal point, the camera is shifted in its own image plane by `offset·distance/f` so the origin projects to
+    the same place (exact for points at the origin's depth, which is where the object is).
+
+    Args:
+        c2w: [B,4,4] render cameras (principal point at the render centre).
+        fovy: [B] radians, vertical FoV of the render.
+        render_size: (height, width) of the render in pixels.
+        boxes: crop windows in render pixels.
+    Returns:
+        c2w_w [B,4,4], fovy_w [B] (radians): a centred camera whose S×S render equals the framed render.
+    """
+    height, width = render_size
+    focal = focal_from_fovy(fovy, height)  # [B] render pixels
+    fovy_w = 2.0 * torch.atan(0.5 * boxes.side.to(focal) / focal)
+    centre = boxes.centre().to(focal)
+    # where the render centre (the origin's projection) lies relative to the window centre, x right / y down
+    px = 0.5 * width - centre[:, 0]
+    py = 0.5 * height - centre[:, 1]
+    rotation = c2w[:, :3, :3]
+    position = c2w[:, :3, 3]
+    depth = (position * -rotation[:, :, 2]).sum(-1).abs()  # distance along the viewing axis to the origin
+    shift_cam = torch.stack([-px * depth / focal, py * depth / focal, torch.zeros_like(px)], dim=-1)  # camera axes
+    out = c2w.clone()
+    out[:, :3, 3] = position + torch.einsum("bij,bj->bi", rotation, shift_cam)
+    return out, fovy_w
