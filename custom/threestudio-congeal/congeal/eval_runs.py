@@ -1,0 +1,133 @@
+"""Shared plumbing of the evaluation harnesses: staging a benchmark collection, registering it, reading runs.
+
+    folder = stage_collection(out / "cat" / "collection", [StagedImage("a", img_path, mask)])
+    run = ensure_run(out / "cat", canonical="canonical.safetensors", collection=folder)
+    poses = read_poses(run)          # {name: entry of poses.json}
+
+A staged collection is an image folder in the layout `congeal register` reads: `<folder>/<name>.<ext>` with
+`<folder>/masks/<name>.png` (white = object). Images are copied unchanged unless they carry an EXIF orientation,
+in which case the orientation is applied and the result saved (so pixel coordinates match the annotations).
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+import numpy as np
+
+from .atomic import save_image, write_bytes
+from .errors import InputError
+
+
+@dataclass
+class StagedImage:
+    name: str  # stem the registration run will use
+    image_path: Path
+    mask: Optional[np.ndarray] = None  # bool [H,W] in the (EXIF-transposed) image's pixel grid
+
+
+def _has_rotation(path: Path) -> bool:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return int(image.getexif().get(0x0112, 1)) not in (0, 1)
+
+
+def stage_collection(folder: Union[str, Path], images: Sequence[StagedImage]) -> Path:
+    """Write (or refresh) an image folder + masks/ for registration; returns the folder."""
+    from PIL import Image
+
+    folder = Path(folder)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    for item in images:
+        source = Path(item.image_path)
+        if not source.is_file():
+            raise InputError(source, "image is missing", "re-extract the dataset's images")
+        rotated = _has_rotation(source)
+        target = folder / (f"{item.name}.png" if rotated else f"{item.name}{source.suffix.lower() or '.jpg'}")
+        if not target.exists():
+            if rotated:  # bake the orientation in: annotations refer to the upright image
+                from .navi import load_image
+
+                save_image(target, np.asarray(load_image(source)))
+            else:
+                write_bytes(target, source.read_bytes())
+        if item.mask is not None:
+            mask_file = folder / "masks" / f"{item.name}.png"
+            if not mask_file.exists():
+                save_image(mask_file, Image.fromarray(np.where(item.mask, 255, 0).astype(np.uint8)))
+    return folder
+
+
+def ensure_run(run_dir: Union[str, Path], canonical: Optional[Union[str, Path]], collection: Optional[Path],
+               preset: str = "fast", features: str = "dinov2", device: str = "cpu", seed: int = 0,
+               overrides: Optional[Dict[str, Any]] = None, progress: bool = True) -> Path:
+    """Return a registration run folder, registering `collection` against `canonical` when it has no poses.json.
+
+    An existing `run_dir/poses.json` is reused as is (delete the folder to redo it).
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "poses.json").is_file():
+        return run_dir
+    if canonical is None or collection is None:
+        raise InputError(run_dir, "has no poses.json (no registration run here)",
+                         "pass --canonical to register the images, or point --run-dir at existing runs")
+    from .registration import register_collection
+
+    register_collection(canonical, collection, run_dir, preset=preset, features=features, device=device,
+                        seed=seed, overrides=overrides, progress=progress)
+    return run_dir
+
+
+def resolve_canonical(canonical: Union[str, Path], key: str, single: bool) -> Path:
+    """`--canonical` is a .safetensors file (one category/object) or a folder with `<key>.safetensors` or
+    `<key>/canonical.safetensors`."""
+    canonical = Path(canonical)
+    if canonical.is_file():
+        if not single:
+            raise InputError(canonical, "is one canonical but several categories/objects are evaluated",
+                             "pass a folder holding <name>.safetensors or <name>/canonical.safetensors, "
+                             "or select one category/object")
+        return canonical
+    for candidate in (canonical / f"{key}.safetensors", canonical / key / "canonical.safetensors"):
+        if candidate.is_file():
+            return candidate
+    raise InputError(canonical, f"holds no canonical for {key!r}",
+                     f"add {key}.safetensors or {key}/canonical.safetensors")
+
+
+def read_poses(run_dir: Union[str, Path]) -> Dict[str, Dict[str, Any]]:
+    """poses.json of a registration run -> {name: entry} (entries have at least `name`, `c2w`, `fovy_deg`)."""
+    path = Path(run_dir) / "poses.json"
+    if not path.is_file():
+        raise InputError(path, "is missing", "point --run-dir at a `congeal register` output folder")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(path, f"is not valid JSON ({error})", "re-run the registration")
+    entries = data
+    if isinstance(data, dict):
+        for key in ("images", "frames", "poses"):
+            if isinstance(data.get(key), list):
+                entries = data[key]
+                break
+    if not isinstance(entries, list):
+        raise InputError(path, "has no list of per-image poses", "re-run the registration")
+    out = {}
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "name" not in entry or "c2w" not in entry:
+            raise InputError(path, f"entry {k} has no 'name' and 'c2w'", "re-run the registration")
+        c2w = np.asarray(entry["c2w"], dtype=np.float64)
+        if c2w.shape not in ((4, 4), (3, 4)):
+            raise InputError(path, f"entry {k} c2w is not 4x4", "re-run the registration")
+        out[str(entry["name"])] = entry
+    return out
+
+
+def check_names(run_dir: Path, available, needed, what: str) -> None:
+    """Raise InputError when the run lacks images the benchmark needs."""
+    missing = sorted(set(needed) - set(available))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InputError(run_dir, f"has no registration for {len(missing)} {what} image(s): {shown}",
+                         "register every benchmark image of this set (or pass --canonical to do it here)")
