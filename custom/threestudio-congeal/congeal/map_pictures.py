@@ -5,9 +5,10 @@
 
 Writes (atomically) under OUT/pictures/:
   nocs/<name>.png            the photo with every mapped pixel coloured by its canonical xyz (one colour scale for
-                             all photos, so the same colour means the same canonical point)
+                             all photos, so the same colour means the same canonical point); the rest dimmed
   nocs.png                   all NOCS maps as a grid
-  correspondences/<a>__<b>.png  photo pairs side by side, lines between transferred sample points
+  correspondences/<a>__<b>.png  photo pairs side by side (NOCS maps when the photos are not found), lines
+                             between sample points and where they transfer (no line: no valid transfer)
   edit.png                   the pose-aware edit: a checker + stripe pattern painted in canonical space and carried
                              onto every photo by its forward map (the paper's editing application)
 """
@@ -44,8 +45,8 @@ def _images_dir(run_dir: Path) -> Optional[Path]:
     return Path(found) if found and Path(found).is_dir() else None
 
 
-def _load_photo(folder: Optional[Path], name: str, height: int, width: int) -> np.ndarray:
-    """The original photo as float [H,W,3] in [0,1] (transparent parts over white); grey if not found."""
+def _load_photo(folder: Optional[Path], name: str, height: int, width: int) -> Optional[np.ndarray]:
+    """The original photo as float [H,W,3] in [0,1] (transparent parts over white); None if not found."""
     from PIL import Image
 
     if folder is not None:
@@ -57,7 +58,7 @@ def _load_photo(folder: Optional[Path], name: str, height: int, width: int) -> n
                 if rgba.shape[:2] == (height, width):
                     alpha = rgba[..., 3:]
                     return rgba[..., :3] * alpha + (1.0 - alpha)
-    return np.full((height, width, 3), 0.6, dtype=np.float32)
+    return None
 
 
 def nocs_colours(xyz: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -178,14 +179,15 @@ def write_map_pictures(run_dir: PathLike, images: Optional[PathLike] = None, max
     else:
         lo, hi = np.zeros(3), np.ones(3)
     written: List[Path] = []
-    photos: Dict[str, np.ndarray] = {}
+    backdrops: Dict[str, np.ndarray] = {}  # what the correspondence lines are drawn on
     nocs_tiles, edit_tiles = [], []
     for name in names:
         xyz, valid = maps[name]
-        photo = _load_photo(folder, name, *valid.shape)
-        photos[name] = photo
+        found = _load_photo(folder, name, *valid.shape)
+        photo = found if found is not None else np.full((*valid.shape, 3), 0.6, dtype=np.float32)
         safe = np.where(valid[..., None], xyz, 0.0)
         nocs = np.where(valid[..., None], nocs_colours(safe, lo, hi), photo * 0.35)
+        backdrops[name] = found if found is not None else nocs
         path = pictures / "nocs" / f"{name}.png"
         save_image(path, nocs)
         written.append(path)
@@ -211,6 +213,6 @@ def write_map_pictures(run_dir: PathLike, images: Optional[PathLike] = None, max
             pa = np.stack([xs[pick] + 0.5, ys[pick] + 0.5], -1).astype(np.float32)
             pb, ok = corr.transfer(src, trg, pa)
             path = pictures / "correspondences" / f"{src}__{trg}.png"
-            save_image(path, _correspondence_picture(photos[src], photos[trg], pa, pb, ok))
+            save_image(path, _correspondence_picture(backdrops[src], backdrops[trg], pa, pb, ok))
             written.append(path)
     return written
