@@ -8,7 +8,6 @@ A staged collection is an image folder in the layout `congeal register` reads: `
 `<folder>/masks/<name>.png` (white = object). Images are copied unchanged unless they carry an EXIF orientation,
 in which case the orientation is applied and the result saved (so pixel coordinates match the annotations).
 """
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
@@ -97,31 +96,10 @@ def resolve_canonical(canonical: Union[str, Path], key: str, single: bool) -> Pa
 
 
 def read_poses(run_dir: Union[str, Path]) -> Dict[str, Dict[str, Any]]:
-    """poses.json of a registration run -> {name: entry} (entries have at least `name`, `c2w`, `fovy_deg`)."""
-    path = Path(run_dir) / "poses.json"
-    if not path.is_file():
-        raise InputError(path, "is missing", "point --run-dir at a `congeal register` output folder")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(path, f"is not valid JSON ({error})", "re-run the registration")
-    entries = data
-    if isinstance(data, dict):
-        for key in ("images", "frames", "poses"):
-            if isinstance(data.get(key), list):
-                entries = data[key]
-                break
-    if not isinstance(entries, list):
-        raise InputError(path, "has no list of per-image poses", "re-run the registration")
-    out = {}
-    for k, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "name" not in entry or "c2w" not in entry:
-            raise InputError(path, f"entry {k} has no 'name' and 'c2w'", "re-run the registration")
-        c2w = np.asarray(entry["c2w"], dtype=np.float64)
-        if c2w.shape not in ((4, 4), (3, 4)):
-            raise InputError(path, f"entry {k} c2w is not 4x4", "re-run the registration")
-        out[str(entry["name"])] = entry
-    return out
+    """poses.json of a registration run -> {name: entry} (validated by congeal.outputs; InputError if bad)."""
+    from .outputs import read_poses as read_poses_file
+
+    return read_poses_file(Path(run_dir) / "poses.json")
 
 
 def check_names(run_dir: Path, available, needed, what: str) -> None:

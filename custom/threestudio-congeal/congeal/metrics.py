@@ -17,6 +17,8 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .cameras import rotation_angle_deg
+
 
 def _f64(x) -> Tensor:
     return torch.as_tensor(x).to(torch.float64)
@@ -29,14 +31,11 @@ def rotation_error_deg(R_a: Tensor, R_b: Tensor) -> Tensor:
     Args:
         R_a, R_b: [...,3,3] rotation matrices (broadcastable).
     Returns:
-        [...] angle of R_a R_bᵀ in [0, 180]; atan2 form, accurate near 0° and 180°; NaN where an input is NaN.
+        [...] angle of R_a R_bᵀ in [0, 180] (float64); atan2 form, accurate near 0° and 180°; NaN where an input
+        is NaN.
     """
-    R_a, R_b = _f64(R_a), _f64(R_b)
-    D = R_a @ R_b.transpose(-1, -2)
-    cos = (D[..., 0, 0] + D[..., 1, 1] + D[..., 2, 2] - 1.0) / 2.0
-    axis = torch.stack([D[..., 2, 1] - D[..., 1, 2], D[..., 0, 2] - D[..., 2, 0], D[..., 1, 0] - D[..., 0, 1]], -1)
-    sin = axis.norm(dim=-1) / 2.0
-    return torch.rad2deg(torch.atan2(sin, cos))
+    R_a, R_b = torch.broadcast_tensors(_f64(R_a), _f64(R_b))
+    return rotation_angle_deg(R_a, R_b)
 
 
 def project_to_so3(M: Tensor) -> Tensor:

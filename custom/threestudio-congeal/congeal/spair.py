@@ -161,16 +161,10 @@ class SPairDataset:
         return [self.pair(pid, split) for pid in self.pair_ids(split, category)]
 
     def split_images(self, split: str = "test", category: Optional[str] = None) -> List[str]:
-        """Sorted image stems appearing in the split's pairs (of one category, if given)."""
+        """Sorted image stems used by the split's pairs (of one category, if given), from the pair annotations."""
         names = set()
-        for pid in self.pair_ids(split, category):
-            stem = pid.rsplit(":", 1)[0]
-            # "<id>-<src>-<trg>": PASCAL stems contain "_" but no "-"
-            parts = stem.split("-")
-            if len(parts) != 3:
-                raise InputError(self.root / "Layout" / self.layout, f"pair id {pid!r} does not split into "
-                                 "<id>-<src>-<trg>", "re-extract the Layout folder from the archive")
-            names.update(parts[1:])
+        for pair in self.pairs(split, category):
+            names.update((pair.src_name, pair.trg_name))
         return sorted(names)
 
     def image_annotation(self, category: str, name: str) -> Dict:
