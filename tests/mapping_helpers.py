@@ -53,7 +53,7 @@ def make_mini_run(out_dir: Path) -> Dict[str, dict]:
         grid = _to_norm(warp, S)[None]
         mask = F.grid_sample(op.permute(2, 0, 1)[None], grid, align_corners=False)[0, 0]
         crop = Crop(x0=x0, y0=y0, side=side, size=S)
-        camera = {"c2w": c2w[i].tolist(), "width": w, "height": h}
-        write_image_state(out_dir, name, crop, (w, h), warp, out["xyz"][i], op, mask, camera)
+        camera = {"c2w": c2w[i].tolist()} if i == 0 else {"c2w": c2w[i].tolist(), "width": w, "height": h}
+        write_image_state(out_dir, name, crop, (h, w), warp, out["xyz"][i], op, mask, camera)
         info[name] = {"crop": crop, "warp": warp, "mask": mask, "opacity": op, "xyz": out["xyz"][i], "size": (w, h)}
     return info

@@ -1,7 +1,7 @@
 """Per-image coordinate maps: a smooth 2D warp from each photo's working frame onto its canonical render.
 
     warps = fit_warps(image_feats, render_feats, image_masks, render_opacity, MappingConfig(steps=300))
-    write_image_state(out, "cat", crop, (W, H), warps[0], xyz[0], opacity[0], masks[0, 0], camera)
+    write_image_state(out, "cat", crop, (H, W), warps[0], xyz[0], opacity[0], masks[0, 0], camera)
     xyz, ok = forward_points(load_image_state(out, "cat"), pts)   # original pixels -> canonical xyz
 
 Parameterisation (why): the warp is φ(u) = u + D(u), where D is a coarse displacement grid of G×G nodes per
@@ -274,10 +274,10 @@ def crop_affine(crop: Any) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _original_wh(original_size: Sequence[int], camera: Dict[str, Any]) -> Tuple[int, int]:
-    """(width, height): taken from the camera when it says, else original_size read as PIL's (width, height)."""
+    """(width, height): taken from the camera when it says, else original_size read as `ImageCollection`'s (H, W)."""
     if camera and "width" in camera and "height" in camera:
         return int(camera["width"]), int(camera["height"])
-    w, h = (int(v) for v in original_size)
+    h, w = (int(v) for v in original_size)
     return w, h
 
 
@@ -290,7 +290,8 @@ def write_image_state(out_dir: PathLike, name: str, crop: Any, original_size: Se
         out_dir: the run directory.
         name: image name (file stem).
         crop: the image's `images.Crop` (original <-> working pixels).
-        original_size: (width, height) of the original image (the camera's width/height win when present).
+        original_size: (height, width) of the original image, as `ImageCollection.original_sizes` (the camera's
+            width/height win when present).
         warp: [S,S,2] from `fit_warps`.
         render_xyz: [S,S,3] canonical xyz of the render at the image's pose (working frame).
         render_opacity: [S,S,1] (or [S,S]) its opacity.
