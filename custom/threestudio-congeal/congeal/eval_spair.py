@@ -196,6 +196,12 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
     if not chosen:
         raise InputError(dataset.root, f"split {split!r} lists no pairs", "check Layout/large/")
 
+    # read (and validate) every annotation before any model loads or registration runs
+    pairs_by_cat: Dict[str, List[SPairPair]] = {}
+    for category in chosen:
+        pairs = dataset.pairs(split, category)
+        pairs_by_cat[category] = pairs if max_pairs is None else pairs[:max_pairs]
+
     matcher = None
     if method == "dinov2-nn":
         from .dinov2_nn import DinoNNMatcher
@@ -208,9 +214,7 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
     records: List[Dict] = []
     runs: Dict[str, str] = {}
     for category in chosen:
-        pairs = dataset.pairs(split, category)
-        if max_pairs is not None:
-            pairs = pairs[:max_pairs]
+        pairs = pairs_by_cat[category]
         names = sorted({p.src_name for p in pairs} | {p.trg_name for p in pairs})
         if method == "congeal":
             run_dir = Path(out) / category
@@ -218,8 +222,8 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
             cat_canonical = None
             if canonical is not None and not (run_dir / "poses.json").is_file():
                 cat_canonical = resolve_canonical(canonical, category, single=len(chosen) == 1)
-                collection = _stage_category(dataset, category, dataset.split_images(split, category),
-                                             run_dir / "collection")
+                all_names = sorted({n for p in dataset.pairs(split, category) for n in (p.src_name, p.trg_name)})
+                collection = _stage_category(dataset, category, all_names, run_dir / "collection")
             ensure_run(run_dir, cat_canonical, collection, preset=preset, features=features, device=device,
                        seed=seed, progress=progress)
             check_names(run_dir, read_poses(run_dir), names, f"SPair {category}")
