@@ -89,6 +89,8 @@ def model_config(model_name: str = "sd-v2.1-base-4view", overrides: Optional[Map
     from omegaconf import OmegaConf
 
     config = OmegaConf.to_container(OmegaConf.load(packaged_config_path(model_name)).model, resolve=True)
+    if overrides is not None and not isinstance(overrides, dict):  # an OmegaConf node from a threestudio config
+        overrides = OmegaConf.to_container(OmegaConf.create(overrides), resolve=True)
     if overrides:
         config = _merge(config, overrides)
     cond = config["params"]["cond_stage_config"]
