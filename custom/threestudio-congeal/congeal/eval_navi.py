@@ -148,7 +148,8 @@ def _headline(block: Dict) -> Dict[str, float]:
 def evaluate_navi(root: Union[str, Path], out: Union[str, Path], objects: Optional[Sequence[str]] = None,
                   scene: str = DEFAULT_SCENE, canonical: Optional[Union[str, Path]] = None,
                   inlier_deg: float = 30.0, preset: str = "fast", features: str = "dinov2", device: str = "cpu",
-                  seed: int = 0, output: Optional[Union[str, Path]] = None, progress: bool = True) -> Dict:
+                  seed: int = 0, dinov2: Optional[str] = None, overrides: Optional[Sequence[str]] = None,
+                  output: Optional[Union[str, Path]] = None, progress: bool = True) -> Dict:
     """Run the NAVI harness and write the report JSON.
 
     Args:
@@ -160,6 +161,7 @@ def evaluate_navi(root: Union[str, Path], out: Union[str, Path], objects: Option
             `<object>/canonical.safetensors`: objects without a run are registered first (images EXIF-transposed,
             NAVI masks, staged in `out/<object>/collection/`).
         inlier_deg: inlier threshold of the robust rotation alignment.
+        preset, features, dinov2, seed, overrides: registration settings used with `canonical`.
         output: report path (default `<out>/eval_navi.json`).
     Returns:
         the report dict that was written.
@@ -182,7 +184,7 @@ def evaluate_navi(root: Union[str, Path], out: Union[str, Path], objects: Option
                      for im in navi_scene.images]
             collection = stage_collection(run_dir / "collection", items)
         ensure_run(run_dir, obj_canonical, collection, preset=preset, features=features, device=device, seed=seed,
-                   progress=progress)
+                   overrides=overrides, dinov2=dinov2, progress=progress)
         poses = read_poses(run_dir)
         check_names(run_dir, poses, navi_scene.names, f"NAVI {key}/{navi_scene.scene_name}")
         runs[key] = str(run_dir)

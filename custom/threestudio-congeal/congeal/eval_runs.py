@@ -60,7 +60,8 @@ def stage_collection(folder: Union[str, Path], images: Sequence[StagedImage]) ->
 
 def ensure_run(run_dir: Union[str, Path], canonical: Optional[Union[str, Path]], collection: Optional[Path],
                preset: str = "fast", features: str = "dinov2", device: str = "cpu", seed: int = 0,
-               overrides: Optional[Dict[str, Any]] = None, progress: bool = True) -> Path:
+               overrides: Optional[Sequence[str]] = None, dinov2: Optional[str] = None,
+               progress: bool = True) -> Path:
     """Return a registration run folder, registering `collection` against `canonical` when it has no poses.json.
 
     An existing `run_dir/poses.json` is reused as is (delete the folder to redo it).
@@ -74,7 +75,7 @@ def ensure_run(run_dir: Union[str, Path], canonical: Optional[Union[str, Path]],
     from .registration import register_collection
 
     register_collection(canonical, collection, run_dir, preset=preset, features=features, device=device,
-                        seed=seed, overrides=overrides, progress=progress)
+                        seed=seed, overrides=list(overrides or []) or None, dinov2=dinov2, progress=progress)
     return run_dir
 
 

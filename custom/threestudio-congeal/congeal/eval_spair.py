@@ -156,6 +156,7 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
                    canonical: Optional[Union[str, Path]] = None, dinov2: Optional[str] = None,
                    dinov2_size: int = 448, alpha: float = 0.1, preset: str = "fast", features: str = "dinov2",
                    identity_warp: bool = False, device: str = "cpu", seed: int = 0, max_pairs: Optional[int] = None,
+                   overrides: Optional[Sequence[str]] = None,
                    output: Optional[Union[str, Path]] = None, progress: bool = True) -> Dict:
     """Run the SPair harness and write the report JSON (see docs/evaluation.md).
 
@@ -168,8 +169,11 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
         canonical: a canonical .safetensors (one category) or a folder with `<cat>.safetensors` /
             `<cat>/canonical.safetensors`; categories without a run are registered (staged images + masks in
             `out/<cat>/collection/`).
-        dinov2: model id or local folder for "dinov2-nn"; dinov2_size its input side (multiple of 14).
-        preset, features, seed: registration settings used with `canonical`.
+        dinov2: DINOv2 model id or local folder: the "dinov2-nn" model, and the registration's DINOv2 when
+            `canonical` is given with features "dinov2" (None = the registration preset's default).
+        dinov2_size: "dinov2-nn" input side (multiple of 14).
+        preset, features, seed, overrides: registration settings used with `canonical` (overrides are
+            "key=value" strings, see congeal.registration).
         identity_warp: congeal transfers with the pose alone (coordinate maps off), an ablation.
         max_pairs: evaluate only the first N pairs per category (smoke tests; the report says so).
         output: report path; default `<out>/eval_spair.json` (`eval_spair-dinov2-nn.json` for the baseline).
@@ -225,7 +229,7 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
                 all_names = sorted({n for p in dataset.pairs(split, category) for n in (p.src_name, p.trg_name)})
                 collection = _stage_category(dataset, category, all_names, run_dir / "collection")
             ensure_run(run_dir, cat_canonical, collection, preset=preset, features=features, device=device,
-                       seed=seed, progress=progress)
+                       seed=seed, overrides=overrides, dinov2=dinov2, progress=progress)
             check_names(run_dir, read_poses(run_dir), names, f"SPair {category}")
             runs[category] = str(run_dir)
             transfer = congeal_transfer(run_dir, identity_warp=identity_warp, device=device)
@@ -241,7 +245,7 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
         "alpha": alpha,
         "protocol": dict(PROTOCOL, metric=f"PCK@{alpha:g}"),
         "method_settings": _method_settings(method, dinov2, dinov2_size, canonical, preset, features,
-                                            identity_warp, seed),
+                                            identity_warp, seed, overrides),
         "max_pairs_per_category": max_pairs,
         "complete": max_pairs is None and categories is None,
         **summarise(records),
@@ -260,11 +264,13 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
     return report
 
 
-def _method_settings(method, dinov2, dinov2_size, canonical, preset, features, identity_warp, seed) -> Dict:
+def _method_settings(method, dinov2, dinov2_size, canonical, preset, features, identity_warp, seed,
+                     overrides) -> Dict:
     if method == "dinov2-nn":
         return {"model": str(dinov2), "input_size": dinov2_size, "feature": "final layer patch tokens, L2-normalised",
                 "matching": "source cell feature -> argmax cosine over all target cells -> target cell centre"}
     return {"transfer": "reverse_trg(forward_src(p)) through the canonical space (congeal.Correspondence)",
             "identity_warp": identity_warp,
             "registered_here": canonical is not None, "canonical": None if canonical is None else str(canonical),
-            "preset": preset, "features": features, "seed": seed}
+            "preset": preset, "features": features, "dinov2": dinov2, "seed": seed,
+            "overrides": list(overrides or [])}

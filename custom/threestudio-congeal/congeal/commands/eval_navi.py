@@ -29,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="registration features used with --canonical (default: dinov2)")
     parser.add_argument("--inlier-deg", type=float, default=30.0,
                         help="inlier threshold of the robust frame alignment (default: 30)")
+    parser.add_argument("--override", action="append", default=None, metavar="KEY=VALUE",
+                        help="registration config override used with --canonical (repeatable), e.g. refine.steps=300")
+    parser.add_argument("--dinov2", default=None,
+                        help="DINOv2 model id or local folder for registration with --canonical --features dinov2")
     parser.add_argument("--output", default=None, help="report path (default: RUN_DIR/eval_navi.json)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -40,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = evaluate_navi(args.root, args.run_dir, objects=args.object, scene=args.scene, canonical=args.canonical,
                            inlier_deg=args.inlier_deg, preset=args.preset, features=args.features,
-                           device=args.device, seed=args.seed, output=args.output, progress=not args.quiet)
+                           device=args.device, seed=args.seed, dinov2=args.dinov2, overrides=args.override,
+                           output=args.output, progress=not args.quiet)
     print(f"{'object':<28} imgs  relR@15 relR@30 relT@30  AUC@30  absR@15 absR@30  absR med")
     for key, block in report["objects"].items():
         rel, ab = block["relative"], block["absolute_rotation"]

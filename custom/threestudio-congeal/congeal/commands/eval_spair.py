@@ -34,12 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="registration features used with --canonical (default: dinov2)")
     parser.add_argument("--identity-warp", action="store_true",
                         help="ablation: transfer with the poses alone (coordinate maps switched off)")
-    parser.add_argument("--dinov2", default=None, help="DINOv2 model id or local folder for --method dinov2-nn")
+    parser.add_argument("--dinov2", default=None,
+                        help="DINOv2 model id or local folder: the model of --method dinov2-nn, and of registration "
+                             "with --canonical --features dinov2")
     parser.add_argument("--dinov2-size", type=int, default=448,
                         help="square input side for dinov2-nn, a multiple of 14 (default: 448)")
     parser.add_argument("--alpha", type=float, default=0.1, help="PCK factor of the target bbox's longer side")
     parser.add_argument("--max-pairs", type=int, default=None,
                         help="only the first N pairs per category (smoke test; the report marks it incomplete)")
+    parser.add_argument("--override", action="append", default=None, metavar="KEY=VALUE",
+                        help="registration config override used with --canonical (repeatable), e.g. refine.steps=300")
     parser.add_argument("--output", default=None, help="report path (default: RUN_DIR/eval_spair.json)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         args.root, out=args.run_dir, categories=args.category, split=args.split, method=args.method,
         canonical=args.canonical, dinov2=args.dinov2, dinov2_size=args.dinov2_size, alpha=args.alpha,
         preset=args.preset, features=args.features, identity_warp=args.identity_warp, device=args.device,
-        seed=args.seed, max_pairs=args.max_pairs, output=args.output, progress=not args.quiet,
+        seed=args.seed, max_pairs=args.max_pairs, overrides=args.override, output=args.output, progress=not args.quiet,
     )
     width = max([len("category")] + [len(c) for c in report["categories"]])
     print(f"{'category':<{width}}  pairs  points  PCK@{args.alpha:g}/point  PCK@{args.alpha:g}/image")
