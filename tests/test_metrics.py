@@ -62,7 +62,8 @@ def test_opengl_opencv_conversion_hand_case_and_round_trip():
     R, t = opengl_c2w_to_opencv_w2c(c2w)
     # OpenCV: the origin is straight ahead at depth 3, world z (up) maps to camera -y (image up)
     assert torch.allclose(R @ torch.zeros(3, dtype=torch.float64) + t, torch.tensor([0.0, 0, 3], dtype=torch.float64))
-    assert torch.allclose(R @ torch.tensor([0.0, 0, 1], dtype=torch.float64), torch.tensor([0.0, -1, 0], dtype=torch.float64))
+    up = torch.tensor([0.0, 0, 1], dtype=torch.float64)
+    assert torch.allclose(R @ up, torch.tensor([0.0, -1, 0], dtype=torch.float64))
     assert torch.allclose(camera_centres(R, t), c2w[:3, 3])
     assert torch.allclose(opencv_w2c_to_opengl_c2w(R, t), c2w, atol=1e-12)
 
@@ -70,7 +71,8 @@ def test_opengl_opencv_conversion_hand_case_and_round_trip():
 def test_chordal_mean_and_robust_alignment_rejects_outliers():
     eye = torch.eye(3, dtype=torch.float64)
     # symmetric ±10° about z average to the identity
-    assert rotation_error_deg(chordal_mean(torch.stack([rot_z(10), rot_z(-10)])), eye).item() == pytest.approx(0, abs=1e-9)
+    mean = chordal_mean(torch.stack([rot_z(10), rot_z(-10)]))
+    assert rotation_error_deg(mean, eye).item() == pytest.approx(0, abs=1e-9)
     A_true = rot_x(40.0) @ rot_z(-25.0)
     noise = torch.stack([rot_z(d) for d in (2.0, -2.0, 1.0, -1.0, 0.0, 3.0)])
     outliers = torch.stack([rot_x(90.0), rot_z(170.0), rot_x(-120.0)])

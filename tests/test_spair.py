@@ -20,7 +20,8 @@ def _write(path, obj):
 def spair_root(tmp_path):
     """Two categories; cat has 2 pairs (one with a null keypoint in the image annotation), dog 1 pair."""
     root = tmp_path / "SPair-71k"
-    for cat, names in {"cat": ["2008_000001", "2008_000002", "2008_000003"], "dog": ["2009_000010", "2009_000011"]}.items():
+    images = {"cat": ["2008_000001", "2008_000002", "2008_000003"], "dog": ["2009_000010", "2009_000011"]}
+    for cat, names in images.items():
         for name in names:
             (root / "JPEGImages" / cat).mkdir(parents=True, exist_ok=True)
             Image.new("RGB", (40, 30), (200, 10, 10)).save(root / "JPEGImages" / cat / f"{name}.jpg")
@@ -29,7 +30,8 @@ def spair_root(tmp_path):
             mask.paste(15, (5, 5, 20, 25))  # palette index 15 = this class
             mask.save(root / "Segmentation" / cat / f"{name}.png")
             _write(root / "ImageAnnotation" / cat / f"{name}.json",
-                   {"filename": f"{name}.jpg", "bndbox": [5, 5, 19, 24], "kps": {"0": [6, 7], "1": None, "2": [10, 20]}})
+                   {"filename": f"{name}.jpg", "bndbox": [5, 5, 19, 24],
+                    "kps": {"0": [6, 7], "1": None, "2": [10, 20]}})
     pairs = {
         "000001-2008_000001-2008_000002:cat": dict(src_kps=[[6, 7], [10, 20]], trg_kps=[[8, 9], [12, 22]],
                                                    src_bndbox=[5, 5, 19, 24], trg_bndbox=[0, 0, 100, 50]),

@@ -42,7 +42,8 @@ PROTOCOL = {
                 "directions, scale-free); acc@T = fraction with error < T degrees",
     "auc": "AUC@30 = mean over thresholds 1..30 deg of the fraction of pairs with max(rot, trans) error below it",
     "absolute_rotation": "A = robust fit to A_i = R_pred_i^T R_gt_i (exhaustive RANSAC over the candidates, inlier "
-                         "< inlier_deg, then chordal L2 mean of inliers, iterated); error_i = angle(R_pred_i A, R_gt_i)",
+                         "< inlier_deg, then chordal L2 mean of inliers, iterated); "
+                         "error_i = angle(R_pred_i A, R_gt_i)",
     "camera_centres": "Umeyama similarity (scale, rotation, translation) from predicted to GT camera centres over "
                       "all images; error = distance after alignment, in annotation units and relative to the "
                       "median GT camera distance from the object origin",

@@ -151,7 +151,8 @@ class SPairDataset:
             pair_id=pair_id, category=category,
             src_name=Path(str(data["src_imname"])).stem, trg_name=Path(str(data["trg_imname"])).stem,
             src_kps=src, trg_kps=trg,
-            src_bbox=_bbox(data["src_bndbox"], path, "src_bndbox"), trg_bbox=_bbox(data["trg_bndbox"], path, "trg_bndbox"),
+            src_bbox=_bbox(data["src_bndbox"], path, "src_bndbox"),
+            trg_bbox=_bbox(data["trg_bndbox"], path, "trg_bndbox"),
             kps_ids=[str(k) for k in data.get("kps_ids", range(len(src)))],
             extra={k: v for k, v in data.items() if k not in known},
         )

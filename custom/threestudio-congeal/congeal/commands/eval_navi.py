@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'object':<28} imgs  relR@15 relR@30 relT@30  AUC@30  absR@15 absR@30  absR med")
     for key, block in report["objects"].items():
         rel, ab = block["relative"], block["absolute_rotation"]
-        print(f"{key:<28} {block['n_images']:4d}  {100 * rel['rotation_acc_15']:7.1f} {100 * rel['rotation_acc_30']:7.1f} "
+        print(f"{key:<28} {block['n_images']:4d}  {100 * rel['rotation_acc_15']:7.1f} "
+              f"{100 * rel['rotation_acc_30']:7.1f} "
               f"{100 * rel['translation_acc_30']:7.1f} {100 * rel['auc_30']:7.1f}  {100 * ab['acc_15']:7.1f} "
               f"{100 * ab['acc_30']:7.1f}  {ab['error_deg']['median']:8.1f}")
     print(json.dumps({"report": report["output"], "mean": report["mean"]}))

@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{cat:<{width}}  {block['n_pairs']:5d}  {block['n_points']:6d}  "
               f"{100 * block['pck_per_point']:12.1f}  {100 * block['pck_per_image']:12.1f}")
     mean = report["mean"]
-    print(f"{'mean':<{width}}  {'':5}  {'':6}  {100 * mean['pck_per_point']:12.1f}  {100 * mean['pck_per_image']:12.1f}")
+    print(f"{'mean':<{width}}  {'':5}  {'':6}  {100 * mean['pck_per_point']:12.1f}  "
+          f"{100 * mean['pck_per_image']:12.1f}")
     print(json.dumps({"report": report["output"], "method": report["method"], "mean": mean}))
     return 0
