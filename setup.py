@@ -15,8 +15,12 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
-    package_dir={"": EXTENSION_DIR},
-    packages=find_packages(where=EXTENSION_DIR, include=["congeal", "congeal.*"]),
+    # `congeal` (the core) and `threestudio_congeal` (the threestudio adapters, the extension folder itself) come
+    # from the same files; loading the extension both ways in one process is safe (see its registry.py)
+    package_dir={"": EXTENSION_DIR, "threestudio_congeal": EXTENSION_DIR},
+    packages=find_packages(where=EXTENSION_DIR, include=["congeal", "congeal.*"])
+    + ["threestudio_congeal"]
+    + [f"threestudio_congeal.{sub}" for sub in ("guidance", "prompt_processors", "data", "systems")],
     install_requires=[
         "torch>=1.13",
         "numpy",

@@ -1,0 +1,1 @@
+"""Data-module adapters (image collections); the extension's `__init__` imports every module here."""

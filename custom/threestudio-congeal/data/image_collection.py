@@ -1,0 +1,195 @@
+"""threestudio data module `congeal-image-collection-datamodule`: batches of photos + foreground masks.
+
+    data_type: congeal-image-collection-datamodule
+    data: {image_dir: photos/, mask: auto, image_size: 256, batch_size: 4}
+    # train batch: {"images" [B,3,S,S], "masks" [B,1,S,S], "image_index" [B], ...camera keys when `camera_data_type`}
+
+Built on `congeal.images.load_collection` (alpha / mask files / automatic masks, square crops at the working size).
+Train batches are sampled at random with replacement from a seeded generator (an endless iterable, like
+threestudio's camera data modules). With `camera_data_type` set (e.g. `mvdream-random-multiview-camera-datamodule`,
+configured by `camera`), every train batch also carries that module's camera batch and validation/test use its
+turntable views: the congealing system needs photos for textual inversion and cameras for SDS from one loader.
+Tensors are made on the CPU; Lightning moves the batch to the trainer's device (no device is hard-coded here).
+"""
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+import pytorch_lightning as pl
+import threestudio
+from threestudio.utils.base import Updateable, update_if_possible
+from threestudio.utils.config import parse_structured
+
+from ..dependencies import require_registered
+from ..registry import register
+
+
+@dataclass
+class ImageCollectionDataModuleConfig:
+    image_dir: str = ""  # folder of photos (required); masks from alpha, masks/<stem>.png, <stem>_mask.png or auto
+    mask: str = "auto"  # mask source passed to congeal.images.load_collection ("auto", "alpha", "file", "white-background", "sam", ...)
+    image_size: int = 256  # working size S: each photo is cropped square around its mask and resized to S x S
+    batch_size: int = 4  # photos per train batch (sampled with replacement, so it may exceed the photo count)
+    seed: int = 0  # seed of the photo sampler
+    loader: dict = field(default_factory=dict)  # extra keyword arguments for load_collection
+    camera_data_type: Optional[str] = None  # registered camera data module whose batches ride along (SDS stage)
+    camera: dict = field(default_factory=dict)  # that data module's config
+
+
+class ImageBatchSampler:
+    """Draws random photo batches from an `ImageCollection` held in memory.
+
+    Args:
+        collection: `ImageCollection` with `names`, `images` [N,3,S,S], `masks` [N,1,S,S].
+        batch_size: photos per batch.
+        seed: generator seed.
+    """
+
+    def __init__(self, collection: Any, batch_size: int, seed: int = 0) -> None:
+        self.collection = collection
+        self.batch_size = int(batch_size)
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def sample(self) -> Dict[str, Any]:
+        """Returns {"images" [B,3,S,S] float in [0,1], "masks" [B,1,S,S] float {0,1}, "image_index" [B] long}."""
+        n = self.collection.images.shape[0]
+        index = torch.randint(0, n, (self.batch_size,), generator=self.generator)
+        return self.take(index)
+
+    def take(self, index: torch.Tensor) -> Dict[str, Any]:
+        """The batch of photos `index` [B] (long)."""
+        return {
+            "images": self.collection.images[index].float(),
+            "masks": self.collection.masks[index].float(),
+            "image_index": index,
+        }
+
+
+class CongealTrainDataset(IterableDataset, Updateable):
+    """Endless train stream: a photo batch, plus the camera dataset's batch when there is one.
+
+    `include_images` lets the system drop the photos once textual inversion is over (they are not used by SDS).
+    """
+
+    def __init__(self, sampler: ImageBatchSampler, camera_dataset: Optional[Any] = None) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self.camera_dataset = camera_dataset
+        self.include_images = True
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            yield {}
+
+    def update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
+        # the system passes its stage-local step, so camera resolution milestones count SDS steps
+        update_if_possible(self.camera_dataset, epoch, global_step)
+
+    def collate(self, _batch: Any) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
+        if self.camera_dataset is not None:
+            out.update(self.camera_dataset.collate(_batch))
+        if self.include_images or self.camera_dataset is None:
+            out.update(self.sampler.sample())
+        return out
+
+
+class ImageEvalDataset(Dataset):
+    """Every photo once, in collection order (validation/test without a camera module)."""
+
+    def __init__(self, sampler: ImageBatchSampler) -> None:
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return int(self.sampler.collection.images.shape[0])
+
+    def __getitem__(self, index: int) -> int:
+        return index
+
+    def collate(self, indices: Any) -> Dict[str, Any]:
+        batch = self.sampler.take(torch.as_tensor(indices, dtype=torch.long))
+        batch["index"] = batch["image_index"]
+        return batch
+
+
+@register("congeal-image-collection-datamodule")
+class ImageCollectionDataModule(pl.LightningDataModule):
+    """Lightning data module over a folder of photos (see the module docstring for the batch layout)."""
+
+    cfg: ImageCollectionDataModuleConfig
+
+    def __init__(self, cfg: Optional[Any] = None) -> None:
+        super().__init__()
+        self.cfg = parse_structured(ImageCollectionDataModuleConfig, cfg or {})
+        self.collection = None
+        self.camera_module: Optional[pl.LightningDataModule] = None
+        if self.cfg.camera_data_type:
+            require_registered(self.cfg.camera_data_type, "data.camera_data_type")
+            _refuse_batches_of_three(self.cfg.camera)
+            self.camera_module = threestudio.find(self.cfg.camera_data_type)(self.cfg.camera)
+
+    def load(self) -> Any:
+        """Load the collection once (raises congeal.errors.InputError for unusable folders)."""
+        if self.collection is None:
+            from congeal.errors import InputError
+            from congeal.images import load_collection
+
+            if not self.cfg.image_dir:
+                raise InputError(None, "data.image_dir is empty", "set data.image_dir=<folder of photos>")
+            self.collection = load_collection(
+                self.cfg.image_dir, size=self.cfg.image_size, mask=self.cfg.mask, **dict(self.cfg.loader)
+            )
+            threestudio.info(
+                f"congeal: {len(self.collection.names)} photos from {self.cfg.image_dir} at {self.cfg.image_size}px"
+            )
+        return self.collection
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        sampler = ImageBatchSampler(self.load(), self.cfg.batch_size, self.cfg.seed)
+        if self.camera_module is not None:
+            self.camera_module.setup(stage)
+        if stage in (None, "fit"):
+            camera_train = getattr(self.camera_module, "train_dataset", None)
+            self.train_dataset = CongealTrainDataset(sampler, camera_train)
+        self.eval_dataset = ImageEvalDataset(sampler)
+
+    def prepare_data(self) -> None:
+        pass
+
+    def _loader(self, dataset: Any, batch_size: Optional[int]) -> DataLoader:
+        # num_workers=0: update_step changes dataset attributes at run time, as in threestudio's data modules
+        return DataLoader(dataset, batch_size=batch_size, num_workers=0, collate_fn=dataset.collate)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, None)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.camera_module is not None:
+            return self.camera_module.val_dataloader()
+        return self._loader(self.eval_dataset, 1)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.camera_module is not None:
+            return self.camera_module.test_dataloader()
+        return self._loader(self.eval_dataset, 1)
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.camera_module is not None:
+            return self.camera_module.predict_dataloader()
+        return self._loader(self.eval_dataset, 1)
+
+
+
+def _refuse_batches_of_three(camera: Any) -> None:
+    """threestudio's camera code calls `torch.cross(a, b)` without `dim`: with exactly 3 cameras in a batch it
+    crosses along the batch axis and silently builds wrong cameras. Refuse those counts up front."""
+    from congeal.errors import InputError
+
+    for key in ("batch_size", "n_val_views", "n_test_views", "eval_batch_size"):
+        value = camera.get(key)
+        values = value if isinstance(value, (list, tuple)) or hasattr(value, "__len__") else [value]
+        if any(v == 3 for v in values if v is not None):
+            raise InputError(None, f"data.camera.{key} = {value}: threestudio's camera code builds wrong cameras "
+                             "for a batch of exactly 3 (torch.cross without dim)", "use any other count, e.g. 4")

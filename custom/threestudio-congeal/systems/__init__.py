@@ -1,0 +1,1 @@
+"""System adapters (`congeal-system`); the extension's `__init__` imports every module here."""

@@ -1,0 +1,381 @@
+"""threestudio system `congeal-system`: textual inversion (y*) then MVDream SDS of the canonical NeRF, one run.
+
+    python launch.py --config configs/congeal.yaml --train data.image_dir=photos/
+    # steps [0, ti_steps): loss_ti on photo batches; [ti_steps, max_steps): loss_sds on multiview camera batches
+    # trial dir: learned_embeds.safetensors, ckpts/, configs/parsed.yaml, save/canonical.safetensors, save/*.mp4
+
+How the two stages share one Lightning run (the design decision):
+* One training loop, one optimizer. `trainer.global_step` alone decides the stage: steps below `ti_steps` run the
+  textual-inversion guidance on photos, the rest run SDS with the MVDream guidance on camera batches. Lightning
+  checkpoints the global step, so a checkpoint from either stage resumes in that stage with no extra bookkeeping,
+  and a progress bar / TensorBoard / CSV log cover the whole run (`train/loss_ti`, then `train/loss_sds`;
+  `train/stage` is 0 or 1).
+* The optimizer has the config's NeRF parameter groups plus one group `congeal_ti` holding y*'s rows. A parameter
+  without a gradient is skipped by torch's optimizers, so each stage updates only its own parameters, and the
+  optimizer state of both (Adam moments, step counts) travels in every checkpoint.
+* Schedules of the SDS part (guidance min/max step, camera resolution milestones, loss weights) see the
+  *SDS-local* step `global_step - ti_steps`, so threestudio-mvdream's numbers (e.g. 64 -> 256 px at 5000) are
+  reused unchanged.
+* y* itself is saved in every checkpoint (`congeal_y_star`), and copied back into the guidance's rows on load.
+  Entering SDS (fresh or resumed) writes `learned_embeds.safetensors` into the trial directory and builds the
+  prompt processor from it, so the SDS stage never depends on the TI guidance's in-memory state.
+Why not two runs: the user asked for one command with progress for both; one run also keeps one trial dir and one
+resume story. Why not two optimizers (manual optimisation): threestudio's mixed precision, gradient clipping and
+schedulers all assume automatic optimisation.
+
+Missing pieces are explained at start (`dependencies.require_registered`): no threestudio-mvdream in `custom/`, no
+`mvdream` package, a `ckpt_path` that names no file.
+"""
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+import threestudio
+from threestudio.systems.base import BaseLift3DSystem
+from threestudio.utils.base import update_end_if_possible, update_if_possible
+from threestudio.utils.misc import C as schedule_value
+from threestudio.utils.ops import binary_cross_entropy, dot
+
+from ..dependencies import require_file, require_mvdream_package, require_registered
+from ..registry import register
+
+# batch keys the data module adds for textual inversion; the renderer and SDS guidance never see them
+IMAGE_KEYS = ("images", "masks", "image_index", "names")
+
+
+@register("congeal-system")
+class CongealSystem(BaseLift3DSystem):
+    @dataclass
+    class Config(BaseLift3DSystem.Config):
+        # stage 1: textual inversion
+        ti_steps: int = 1000  # global steps [0, ti_steps) train y*; 0 = skip (then learned_embeds_path is required)
+        ti_guidance_type: str = "congeal-textual-inversion-guidance"
+        ti_guidance: dict = field(default_factory=dict)
+        ti_optimizer: dict = field(default_factory=lambda: {"lr": 5.0e-3, "weight_decay": 0.0})  # y*'s param group
+        learned_embeds_path: Optional[str] = None  # use this y* file instead of / to initialise stage 1
+        # stage 3 hand-off: the baked canonical written by the test step
+        canonical_resolution: int = 128  # R of canonical.safetensors (R^3 geometry queries, chunked)
+        canonical_chunk: int = 65536  # points per geometry query
+        sdf_beta: float = 0.01  # sdf geometries: density = max_density * LaplaceCDF(-sdf / beta)
+        sdf_max_density: float = 100.0
+        visualize_samples: bool = False
+
+    cfg: Config
+
+    # ---------------------------------------------------------------- set-up
+    def configure(self) -> None:
+        self._check_dependencies()
+        super().configure()  # geometry, material, background, renderer
+        self.guidance = threestudio.find(self.cfg.guidance_type)(self.cfg.guidance)
+        # hidden from nn.Module registration: its frozen models must not go into checkpoints
+        self._ti: List[Any] = []
+        if self.cfg.ti_steps > 0:
+            self._ti.append(threestudio.find(self.cfg.ti_guidance_type)(self.cfg.ti_guidance))
+            if self.cfg.learned_embeds_path:
+                self._load_rows_from_file(self.cfg.learned_embeds_path)
+        self._y_star: Optional[Dict[str, torch.Tensor]] = None
+        if self.cfg.learned_embeds_path:
+            from congeal.embedding_files import load_learned_embeds
+
+            self._y_star = load_learned_embeds(self.cfg.learned_embeds_path)
+        self.prompt_processor = None
+        self.prompt_utils = None
+        self.sds_ready = False
+
+    def _check_dependencies(self) -> None:
+        cfg = self.cfg
+        for field_name in ("geometry_type", "material_type", "background_type", "renderer_type",
+                           "guidance_type", "prompt_processor_type"):
+            require_registered(getattr(cfg, field_name), f"system.{field_name}")
+        if cfg.ti_steps > 0:
+            require_registered(cfg.ti_guidance_type, "system.ti_guidance_type")
+        elif not cfg.learned_embeds_path:
+            from congeal.errors import InputError
+
+            raise InputError(None, "system.ti_steps is 0 and system.learned_embeds_path is not set",
+                             "train y* (ti_steps > 0) or point learned_embeds_path at a learned_embeds.safetensors")
+        if "mvdream" in cfg.guidance_type:
+            require_mvdream_package()
+            require_file(cfg.guidance.get("ckpt_path"), "system.guidance.ckpt_path", "an MVDream checkpoint (.pt)")
+        require_file(cfg.learned_embeds_path, "system.learned_embeds_path", "a learned_embeds.safetensors")
+
+    @property
+    def ti_guidance(self) -> Optional[Any]:
+        return self._ti[0] if self._ti else None
+
+    def ti_parameters(self) -> List[torch.nn.Parameter]:
+        """y*'s trainable tensors in the TI guidance (its own `trainable_parameters()`, else those needing grad)."""
+        guidance = self.ti_guidance
+        if guidance is None:
+            return []
+        if hasattr(guidance, "trainable_parameters"):
+            return list(guidance.trainable_parameters())
+        return [p for p in guidance.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        out = super().configure_optimizers()
+        params = self.ti_parameters()
+        if params:
+            out["optimizer"].add_param_group({"params": params, "name": "congeal_ti", **dict(self.cfg.ti_optimizer)})
+        return out
+
+    # ---------------------------------------------------------------- stages
+    def stage_of(self, global_step: int) -> str:
+        """'ti' for global steps below ti_steps, else 'sds'."""
+        return "ti" if global_step < self.cfg.ti_steps else "sds"
+
+    @property
+    def stage(self) -> str:
+        return self.stage_of(self.true_global_step)
+
+    @property
+    def sds_step(self) -> int:
+        """The SDS-local step the SDS schedules see (0 throughout textual inversion)."""
+        return max(0, self.true_global_step - self.cfg.ti_steps)
+
+    def C(self, value: Any) -> float:
+        return schedule_value(value, self.true_current_epoch, self.sds_step)
+
+    def _trial_dir(self) -> Optional[str]:
+        return os.path.dirname(self._save_dir) if self._save_dir is not None else None
+
+    def current_y_star(self) -> Dict[str, torch.Tensor]:
+        """{token: float32 [n_vectors, dim]} on the CPU: the live rows during TI, else the last snapshot."""
+        if self.ti_guidance is not None:
+            return {k: v.detach().float().cpu().clone() for k, v in self.ti_guidance.learned_embeds().items()}
+        assert self._y_star is not None
+        return self._y_star
+
+    def _load_rows_from_file(self, path: str) -> None:
+        from congeal.embedding_files import load_learned_embeds
+
+        embeds = load_learned_embeds(path)
+        self._copy_into_rows(list(embeds.values()))
+
+    def _copy_into_rows(self, tensors: List[torch.Tensor]) -> None:
+        params = self.ti_parameters()
+        if len(params) != len(tensors):
+            raise RuntimeError(f"y* has {len(tensors)} tensors, the TI guidance trains {len(params)}")
+        with torch.no_grad():
+            for p, t in zip(params, tensors):
+                p.copy_(t.to(p.device, p.dtype).view_as(p))
+
+    def enter_sds(self) -> None:
+        """Freeze y*, write learned_embeds.safetensors, build the prompt processor from it (once per process)."""
+        if self.sds_ready:
+            return
+        self._y_star = self.current_y_star()
+        trial = self._trial_dir()
+        path = self.cfg.learned_embeds_path
+        if trial is not None or path is None:
+            from congeal.embedding_files import save_learned_embeds
+
+            folder = trial if trial is not None else os.path.join(os.getcwd(), ".congeal")
+            path = os.path.join(folder, "learned_embeds.safetensors")
+            save_learned_embeds(path, self._y_star)
+        pp_cfg = dict(self.cfg.prompt_processor)
+        pp_cfg["learned_embeds_path"] = path
+        self.prompt_processor = threestudio.find(self.cfg.prompt_processor_type)(pp_cfg)
+        self.prompt_utils = self.prompt_processor()
+        self.sds_ready = True
+        threestudio.info(f"congeal: stage 2 (SDS) from step {self.true_global_step}; y* in {path}")
+
+    # ---------------------------------------------------------------- step-dependent updates
+    def _update(self, dataset: Any) -> None:
+        # TI parts count global steps; everything else (SDS guidance, renderer, cameras) counts SDS steps
+        epoch = self.true_current_epoch
+        if hasattr(dataset, "include_images"):
+            dataset.include_images = self.stage == "ti"
+        update_if_possible(dataset, epoch, self.sds_step)
+        self.do_update_step(epoch, self.sds_step)
+        update_if_possible(self.ti_guidance, epoch, self.true_global_step)
+
+    def on_train_batch_start(self, batch, batch_idx, unused=0):
+        self.preprocess_data(batch, "train")
+        self.dataset = self.trainer.train_dataloader.dataset
+        self._update(self.dataset)
+        if self.stage == "sds":
+            self.enter_sds()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.dataset = self.trainer.train_dataloader.dataset
+        update_end_if_possible(self.dataset, self.true_current_epoch, self.sds_step)
+        self.do_update_step_end(self.true_current_epoch, self.sds_step)
+
+    def _eval_batch_start(self, batch: Dict[str, Any], stage: str, loaders: Any) -> None:
+        self.preprocess_data(batch, stage)
+        self.dataset = loaders.dataset
+        update_if_possible(self.dataset, self.true_current_epoch, self.sds_step)
+        self.do_update_step(self.true_current_epoch, self.sds_step)
+
+    def on_validation_batch_start(self, batch, batch_idx, dataloader_idx=0):
+        self._eval_batch_start(batch, "validation", self.trainer.val_dataloaders)
+
+    def on_test_batch_start(self, batch, batch_idx, dataloader_idx=0):
+        self._eval_batch_start(batch, "test", self.trainer.test_dataloaders)
+
+    def on_predict_batch_start(self, batch, batch_idx, dataloader_idx=0):
+        self._eval_batch_start(batch, "predict", self.trainer.predict_dataloaders)
+
+    # ---------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["congeal_y_star"] = self.current_y_star()
+        checkpoint["congeal_ti_steps"] = int(self.cfg.ti_steps)
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        y_star = checkpoint.get("congeal_y_star")
+        if y_star is None:
+            return
+        self._y_star = {k: v.float().cpu() for k, v in y_star.items()}
+        if self.ti_guidance is not None:
+            self._copy_into_rows(list(self._y_star.values()))
+        saved = checkpoint.get("congeal_ti_steps")
+        if saved is not None and int(saved) != int(self.cfg.ti_steps):
+            threestudio.warn(f"congeal: checkpoint was trained with ti_steps={saved}, config says "
+                             f"{self.cfg.ti_steps}; the stage follows the config")
+
+    # ---------------------------------------------------------------- training
+    def forward(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        return self.renderer(**{k: v for k, v in batch.items() if k not in IMAGE_KEYS})
+
+    def training_step(self, batch, batch_idx):
+        if self.stage == "ti":
+            loss = self._ti_step(batch)
+        else:
+            loss = self._sds_step(batch)
+        self.log("train/stage", float(self.stage == "sds"), prog_bar=True)
+        return {"loss": loss}
+
+    def _ti_step(self, batch: Dict[str, Any]) -> torch.Tensor:
+        if "images" not in batch:
+            raise RuntimeError("textual-inversion step without photos: data_type must be "
+                               "congeal-image-collection-datamodule (it adds 'images' and 'masks' to the batch)")
+        out = self.ti_guidance(batch["images"], batch.get("masks"))
+        loss = 0.0
+        for name, value in out.items():
+            if torch.is_tensor(value) and value.numel() == 1:
+                self.log(f"train/{name}", value, prog_bar=name == "loss_ti")
+            if name.startswith("loss_"):
+                loss = loss + value * float(self.cfg.loss.get(name.replace("loss_", "lambda_"), 1.0))
+        return loss
+
+    def _sds_step(self, batch: Dict[str, Any]) -> torch.Tensor:
+        cameras = {k: v for k, v in batch.items() if k not in IMAGE_KEYS}
+        out = self.renderer(**cameras)
+        guidance_out = self.guidance(out["comp_rgb"], self.prompt_utils, **cameras)
+        loss = 0.0
+        for name, value in guidance_out.items():
+            self.log(f"train/{name}", value, prog_bar=name == "loss_sds")
+            if name.startswith("loss_"):
+                loss = loss + value * self.C(self.cfg.loss[name.replace("loss_", "lambda_")])
+        for name, term in self._regularisers(out).items():
+            self.log(f"train/{name}", term)
+            loss = loss + term * self.C(self.cfg.loss[name.replace("loss_", "lambda_")])
+        for name, value in self.cfg.loss.items():
+            self.log(f"train_params/{name}", self.C(value))
+        return loss
+
+    def _regularisers(self, out: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """The SDS-stage regularisers whose weight in `system.loss` is > 0 (the ones threestudio-mvdream offers)."""
+        weight = lambda key: self.C(self.cfg.loss.get(key, 0.0))  # noqa: E731
+        terms: Dict[str, torch.Tensor] = {}
+        if weight("lambda_orient") > 0:
+            if "normal" not in out:
+                raise ValueError("lambda_orient > 0 needs normals: set the geometry's normal_type")
+            facing = dot(out["normal"], out["t_dirs"]).clamp_min(0.0) ** 2
+            terms["loss_orient"] = (out["weights"].detach() * facing).sum() / (out["opacity"] > 0).sum()
+        if weight("lambda_sparsity") > 0:
+            terms["loss_sparsity"] = (out["opacity"] ** 2 + 0.01).sqrt().mean()
+        if weight("lambda_opaque") > 0:
+            clamped = out["opacity"].clamp(1.0e-3, 1.0 - 1.0e-3)
+            terms["loss_opaque"] = binary_cross_entropy(clamped, clamped)
+        if weight("lambda_z_variance") > 0:
+            terms["loss_z_variance"] = out["z_variance"][out["opacity"] > 0.5].mean()
+        if weight("lambda_eikonal") > 0:
+            terms["loss_eikonal"] = ((torch.linalg.norm(out["sdf_grad"], ord=2, dim=-1) - 1.0) ** 2).mean()
+        return terms
+
+    # ---------------------------------------------------------------- validation / test / export
+    def _image_grid(self, out: Dict[str, Any]) -> List[Dict[str, Any]]:
+        grid = []
+        if "comp_rgb" in out:
+            grid.append({"type": "rgb", "img": out["comp_rgb"][0], "kwargs": {"data_format": "HWC"}})
+        if "comp_normal" in out:
+            grid.append({"type": "rgb", "img": out["comp_normal"][0],
+                         "kwargs": {"data_format": "HWC", "data_range": (0, 1)}})
+        grid.append({"type": "grayscale", "img": out["opacity"][0, :, :, 0],
+                     "kwargs": {"cmap": None, "data_range": (0, 1)}})
+        return grid
+
+    def validation_step(self, batch, batch_idx):
+        if "rays_o" not in batch:
+            return  # no camera module: nothing to render
+        out = self(batch)
+        self.save_image_grid(f"it{self.true_global_step}-{batch['index'][0]}.png", self._image_grid(out),
+                             name="validation_step", step=self.true_global_step)
+
+    def on_validation_epoch_end(self):
+        pass
+
+    def test_step(self, batch, batch_idx):
+        if "rays_o" not in batch:
+            return
+        out = self(batch)
+        self.save_image_grid(f"it{self.true_global_step}-test/{batch['index'][0]}.png", self._image_grid(out),
+                             name="test_step", step=self.true_global_step)
+
+    def on_test_epoch_end(self):
+        if self._save_dir is None:
+            return
+        folder = self.get_save_path(f"it{self.true_global_step}-test")
+        if os.path.isdir(folder) and any(name.endswith(".png") for name in os.listdir(folder)):
+            self.save_img_sequence(f"it{self.true_global_step}-test", f"it{self.true_global_step}-test",
+                                   r"(\d+)\.png", save_format="mp4", fps=30, name="test", step=self.true_global_step)
+        self.export_canonical(os.path.join(self._save_dir, "canonical.safetensors"))
+        if self.sds_ready or self._y_star is not None or self.ti_guidance is not None:
+            from congeal.embedding_files import save_learned_embeds
+
+            trial = self._trial_dir()
+            if trial is not None:
+                save_learned_embeds(os.path.join(trial, "learned_embeds.safetensors"), self.current_y_star())
+
+    @torch.no_grad()
+    def bake_canonical(self, resolution: Optional[int] = None) -> Any:
+        """Query the trained geometry and material on an R^3 grid of cell centres -> `congeal.canonical.Canonical`.
+
+        density [R,R,R] (σ ≥ 0; sdf geometries via a Laplace CDF), rgb [R,R,R,3] in [0,1], indexed [ix,iy,iz].
+        """
+        from congeal.canonical import Canonical, density_from_sdf, grid_points
+
+        resolution = int(resolution or self.cfg.canonical_resolution)
+        radius = float(self.geometry.cfg.radius)
+        points = grid_points(resolution, radius, device=self.device).reshape(-1, 3)
+        densities, colours = [], []
+        for chunk in points.split(self.cfg.canonical_chunk):
+            geo = self.geometry(chunk, output_normal=False)
+            if "density" in geo:
+                sigma = geo["density"][..., 0]
+            else:
+                sigma = density_from_sdf(geo["sdf"][..., 0], self.cfg.sdf_beta, self.cfg.sdf_max_density)
+            # look at each point from outside along its own direction: view-dependent materials need a viewdir
+            view = -F.normalize(chunk, dim=-1)
+            rgb = self.material(features=geo["features"], viewdirs=view, positions=chunk,
+                                light_positions=chunk - view, shading="albedo", **{
+                                    k: v for k, v in geo.items() if k not in ("features", "density", "sdf")})
+            densities.append(sigma.float().clamp_min(0.0))
+            colours.append(rgb[..., :3].float().clamp(0.0, 1.0))
+        shape = (resolution, resolution, resolution)
+        return Canonical(torch.cat(densities).reshape(shape), torch.cat(colours).reshape(*shape, 3), radius)
+
+    def export_canonical(self, path: str) -> str:
+        """Bake (see `bake_canonical`) and write `canonical.safetensors` atomically; returns the path."""
+        from congeal.canonical import save_canonical
+
+        save_canonical(path, self.bake_canonical())
+        threestudio.info(f"congeal: canonical written to {path}")
+        return path

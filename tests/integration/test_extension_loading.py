@@ -1,0 +1,74 @@
+"""The extension loads as launch.py loads it, as the pip-installed package, and both in one process."""
+import importlib
+import sys
+import types
+
+import pytest
+
+OUR_NAMES = ["congeal-image-collection-datamodule", "congeal-system"]
+
+
+def test_launch_py_loads_the_extension_and_registers_names(extension_via_launch, threestudio):
+    assert extension_via_launch.__name__ == "threestudio-congeal"  # launch.py names it after the folder
+    for name in OUR_NAMES:
+        assert name in threestudio.__modules__, name
+        cls = threestudio.find(name)
+        assert cls.__module__.startswith("threestudio-congeal.") or cls.__module__.startswith("threestudio_congeal.")
+
+
+def test_congeal_core_is_importable_after_loading(extension_via_launch):
+    import congeal
+    import congeal.errors
+
+    assert issubclass(congeal.errors.InputError, ValueError)
+
+
+def test_loading_twice_launch_then_pip_package_does_not_crash(extension_via_launch, extension_via_package, threestudio):
+    assert extension_via_package is not extension_via_launch
+    assert extension_via_package.__name__ == "threestudio_congeal"
+    # both copies define the same classes; the registry keeps one per name
+    from_launch = sys.modules["threestudio-congeal.systems.congeal_system"].CongealSystem
+    from_package = sys.modules["threestudio_congeal.systems.congeal_system"].CongealSystem
+    assert from_launch is not from_package
+    assert threestudio.find("congeal-system") in (from_launch, from_package)
+
+
+def test_a_different_class_under_a_taken_name_still_errors(extension_via_launch):
+    registry = sys.modules["threestudio-congeal.registry"]
+
+    class Impostor:  # defined here, not in the extension: a genuine name clash
+        pass
+
+    with pytest.raises(ValueError, match="already exists"):
+        registry.register("congeal-system")(Impostor)
+
+
+def test_same_class_registered_again_is_a_no_op(extension_via_launch, threestudio):
+    registry = sys.modules["threestudio-congeal.registry"]
+    before = threestudio.find("congeal-image-collection-datamodule")
+    twin = type(before.__name__, (), {"__module__": "threestudio_congeal.data.image_collection"})
+    twin.__qualname__ = before.__qualname__
+    assert registry.register("congeal-image-collection-datamodule")(twin) is twin
+    assert threestudio.find("congeal-image-collection-datamodule") is before
+
+
+@pytest.mark.parametrize("version", ["0.1.9", "0.0.1", None])
+def test_version_gate_refuses_old_threestudio(extension_via_launch, version):
+    fake = types.ModuleType("threestudio")
+    if version is not None:
+        fake.__version__ = version
+    with pytest.raises(ImportError, match=r"threestudio >= 0\.2\.0.*git pull"):
+        extension_via_launch.check_threestudio_version(fake)
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.2.3", "1.0.0rc1"])
+def test_version_gate_accepts_current_threestudio(extension_via_launch, version):
+    fake = types.ModuleType("threestudio")
+    fake.__version__ = version
+    extension_via_launch.check_threestudio_version(fake)
+
+
+def test_unknown_registered_name_is_explained(extension_via_launch):
+    deps = sys.modules["threestudio-congeal.dependencies"]
+    with pytest.raises(deps.MissingDependencyError, match="threestudio-mvdream"):
+        deps.require_registered("mvdream-no-such-guidance", "system.guidance_type")
