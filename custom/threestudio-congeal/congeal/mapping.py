@@ -44,12 +44,13 @@ class MappingConfig:
     lr: float = 0.02  # Adam step in normalised frame units ([-1, 1] spans the frame)
     lr_final: float = 0.002  # cosine decay target
     grid_size: int = 16  # displacement nodes per side (G)
-    loss_resolution: int = 64  # loss evaluated on an L×L grid of pixel centres, L = min(S, this)
+    loss_resolution: int = 64  # loss evaluated on an L×L grid of pixel centres, L = min(S, this, oversample·h)
+    loss_oversample: int = 2  # finer loss grids than 2× the feature map add cost, not information
     blur_levels: Tuple[float, ...] = (0.25, 0.125, 0.0)  # box-blur width / feature-map side, one stage each
     w_feature: float = 1.0  # masked squared feature distance
-    w_smooth: float = 0.02  # mean squared displacement gradient (dimensionless)
+    w_smooth: float = 0.1  # mean squared displacement gradient (dimensionless)
     w_identity: float = 0.05  # mean squared displacement (pull towards identity)
-    w_opacity: float = 0.5  # mask pixels should land on the render's opaque region
+    w_opacity: float = 0.05  # mask pixels should land on the render's opaque region (weak: silhouettes differ)
     opacity_threshold: float = 0.5  # render pixels above this count as "object"
     mask_threshold: float = 0.5  # image-mask pixels above this count as "object"
     reverse_max_3d: float = 0.05  # reverse map: max 3D distance, fraction of the visible render's bbox diagonal
@@ -141,7 +142,7 @@ def fit_warps(image_feats: Tensor, render_feats: Tensor, image_masks: Tensor, re
     if cfg.steps <= 0 or n == 0:
         return _warps_at(disp.detach(), size)
 
-    res = int(min(size, cfg.loss_resolution))
+    res = int(min(size, cfg.loss_resolution, cfg.loss_oversample * max(h, w)))
     u = _to_norm(pixel_centres(res, device, dtype), res).expand(n, res, res, 2)
     weights = F.adaptive_avg_pool2d(image_masks.to(device=device, dtype=dtype), res)  # [N,1,L,L]
     area = weights.sum(dim=(1, 2, 3)).clamp_min(1e-6)
