@@ -1,4 +1,6 @@
 """Map pictures: NOCS maps, correspondence lines and the pose-aware edit grid."""
+import json
+
 import numpy as np
 from PIL import Image
 
@@ -11,7 +13,7 @@ def test_write_map_pictures(tmp_path):
     make_mini_run(run)
     photos = tmp_path / "photos"
     photos.mkdir()
-    Image.new("RGB", (140, 130), (0, 200, 0)).save(photos / "a.png")  # b has no photo: grey background
+    Image.new("RGB", (140, 130), (0, 200, 0)).save(photos / "a.png")  # b has no photo yet
     written = write_map_pictures(run, images=photos)
     names = {p.relative_to(run / "pictures").as_posix() for p in written}
     assert {"nocs/a.png", "nocs/b.png", "nocs.png", "edit.png", "correspondences/a__b.png"} <= names
@@ -26,6 +28,13 @@ def test_write_map_pictures(tmp_path):
     assert len(np.unique(nocs[valid].reshape(-1, 3), axis=0)) > 100
     edit = np.asarray(Image.open(run / "pictures" / "edit.png"))
     assert edit.ndim == 3 and edit.shape[0] > 100
+    # without `images`, the photos come from register.json (as the pipeline writes it)
+    Image.new("RGB", (100, 110), (200, 0, 0)).save(photos / "b.png")
+    (run / "register.json").write_text(json.dumps({"images": [{"name": "b", "path": str(photos / "b.png")}]}))
+    write_map_pictures(run)
+    nocs_b = np.asarray(Image.open(run / "pictures" / "nocs" / "b.png"))
+    with np.load(run / "maps" / "b.npz") as data:
+        assert np.abs(nocs_b[~data["valid"]].astype(int) - [70, 0, 0]).max() <= 1
 
 
 def test_colours_and_pattern_depend_on_canonical_position():

@@ -24,41 +24,36 @@ PathLike = Union[str, Path]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-def _images_dir(run_dir: Path) -> Optional[Path]:
-    """The photo folder the run registered, as recorded in register.json (several spellings accepted)."""
+def _photo_paths(run_dir: Path, images: Optional[PathLike]) -> Dict[str, Path]:
+    """{name: photo path}: from the given folder, else from register.json's `images` entries ({name, path})."""
+    if images is not None:
+        folder = Path(images)
+        return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES} \
+            if folder.is_dir() else {}
     path = run_dir / "register.json"
-    if not path.is_file():
+    try:
+        entries = json.loads(path.read_text()).get("images", []) if path.is_file() else []
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {e["name"]: Path(e["path"]) for e in entries
+            if isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("path"), str)}
+
+
+def _load_photo(path: Optional[Path], height: int, width: int) -> Optional[np.ndarray]:
+    """The original photo as float [H,W,3] in [0,1] (transparent parts over white); None if missing/mismatched."""
+    from PIL import Image, ImageOps
+
+    if path is None or not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        with Image.open(path) as image:
+            rgba = np.asarray(ImageOps.exif_transpose(image).convert("RGBA"), dtype=np.float32) / 255.0
+    except OSError:
         return None
-    found: Any = None
-    for holder in (data, data.get("inputs") if isinstance(data, dict) else None):
-        if isinstance(holder, dict):
-            for key in ("images", "images_dir", "image_dir", "collection"):
-                if isinstance(holder.get(key), str):
-                    found = holder[key]
-                    break
-        if found:
-            break
-    return Path(found) if found and Path(found).is_dir() else None
-
-
-def _load_photo(folder: Optional[Path], name: str, height: int, width: int) -> Optional[np.ndarray]:
-    """The original photo as float [H,W,3] in [0,1] (transparent parts over white); None if not found."""
-    from PIL import Image
-
-    if folder is not None:
-        for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
-            path = folder / f"{name}{suffix}"
-            if path.is_file():
-                with Image.open(path) as image:
-                    rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
-                if rgba.shape[:2] == (height, width):
-                    alpha = rgba[..., 3:]
-                    return rgba[..., :3] * alpha + (1.0 - alpha)
-    return None
+    if rgba.shape[:2] != (height, width):
+        return None
+    alpha = rgba[..., 3:]
+    return rgba[..., :3] * alpha + (1.0 - alpha)
 
 
 def nocs_colours(xyz: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -163,7 +158,7 @@ def write_map_pictures(run_dir: PathLike, images: Optional[PathLike] = None, max
         the written paths.
     """
     run_dir = Path(run_dir)
-    folder = Path(images) if images is not None else _images_dir(run_dir)
+    photo_paths = _photo_paths(run_dir, images)
     pictures = run_dir / "pictures"
     names = sorted(p.stem for p in (run_dir / "maps").glob("*.npz"))[:max_images]
     if not names:
@@ -183,7 +178,7 @@ def write_map_pictures(run_dir: PathLike, images: Optional[PathLike] = None, max
     nocs_tiles, edit_tiles = [], []
     for name in names:
         xyz, valid = maps[name]
-        found = _load_photo(folder, name, *valid.shape)
+        found = _load_photo(photo_paths.get(name), *valid.shape)
         photo = found if found is not None else np.full((*valid.shape, 3), 0.6, dtype=np.float32)
         safe = np.where(valid[..., None], xyz, 0.0)
         nocs = np.where(valid[..., None], nocs_colours(safe, lo, hi), photo * 0.35)
