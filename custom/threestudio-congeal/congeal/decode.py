@@ -214,10 +214,10 @@ def upright(array: np.ndarray, orientation: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- helpers
 @contextlib.contextmanager
 def _own_bomb_check(max_pixels: float) -> Iterator[None]:
-    """Let our `max_pixels` decide: silence PIL's bomb warning, and lift PIL's own limit when ours is higher."""
+    """Let our `max_pixels` decide (checked from the header right after opening): PIL's own limit and warning are
+    switched off while opening/decoding, so a limit above PIL's default works and the user sees one message."""
     saved = Image.MAX_IMAGE_PIXELS
-    if saved is not None and max_pixels >= saved:
-        Image.MAX_IMAGE_PIXELS = int(max_pixels) + 1
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
