@@ -43,10 +43,11 @@ class PlaceholderTokens:
         return " ".join(self.tokens)
 
     def expand(self, prompt: str) -> str:
-        """Replace each standalone `token` in `prompt` by all its entries ("<t>" -> "<t> <t>_1 ...")."""
+        """Replace each standalone `token` in `prompt` by all its entries ("<t>" -> "<t> <t>_1 ..."); idempotent."""
         if self.n_vectors == 1:
             return prompt
-        pattern = re.escape(self.token) + r"(?!_\d)"
+        # skip entries ("<t>_1") and tokens that are already expanded
+        pattern = re.escape(self.token) + r"(?!_\d)(?! " + re.escape(self.tokens[1]) + r"(?!\d))"
         return re.sub(pattern, lambda _: self.prompt_string, prompt)
 
 

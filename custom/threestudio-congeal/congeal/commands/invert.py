@@ -140,7 +140,10 @@ def _build(args, device: torch.device):
         from ..diffusers_denoiser import DiffusersDenoiser
         from ..tiny_diffusion import build_sd_parts
 
-        parts = build_sd_parts(args.bench_size, seed=args.seed)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="congeal-bench-") as tmp:  # tokenizer files are read at once
+            parts = build_sd_parts(args.bench_size, tokenizer_dir=tmp, seed=args.seed)
         tokenizer, text_encoder = parts["tokenizer"], parts["text_encoder"].to(device, dtype)
         denoiser = DiffusersDenoiser(parts["unet"], parts["vae"]).to(device, dtype)
     else:
