@@ -248,7 +248,9 @@ class CongealSystem(BaseLift3DSystem):
             loss = self._ti_step(batch)
         else:
             loss = self._sds_step(batch)
+        # progress bar: the stage (0 = textual inversion, 1 = SDS) and the current stage's loss, every step
         self.log("train/stage", float(self.stage == "sds"), prog_bar=True)
+        self.log("train/loss", loss, prog_bar=True)
         return {"loss": loss}
 
     def _ti_step(self, batch: Dict[str, Any]) -> torch.Tensor:
@@ -257,11 +259,16 @@ class CongealSystem(BaseLift3DSystem):
                                "congeal-image-collection-datamodule (it adds 'images' and 'masks' to the batch)")
         out = self.ti_guidance(batch["images"], batch.get("masks"))
         loss = 0.0
+        scalars = {}
         for name, value in out.items():
             if torch.is_tensor(value) and value.numel() == 1:
-                self.log(f"train/{name}", value, prog_bar=name == "loss_ti")
+                scalars[f"train/{name}"] = float(value.detach())
             if name.startswith("loss_"):
                 loss = loss + value * float(self.cfg.loss.get(name.replace("loss_", "lambda_"), 1.0))
+        # straight to the loggers: a value passed to self.log() is re-reported at every later step of the epoch,
+        # and this run has one endless epoch, so loss_ti would flat-line through the whole SDS stage
+        for logger in self.loggers:
+            logger.log_metrics(scalars, step=self.global_step)
         return loss
 
     def _sds_step(self, batch: Dict[str, Any]) -> torch.Tensor:
@@ -270,7 +277,7 @@ class CongealSystem(BaseLift3DSystem):
         guidance_out = self.guidance(out["comp_rgb"], self.prompt_utils, **cameras)
         loss = 0.0
         for name, value in guidance_out.items():
-            self.log(f"train/{name}", value, prog_bar=name == "loss_sds")
+            self.log(f"train/{name}", value)
             if name.startswith("loss_"):
                 loss = loss + value * self.C(self.cfg.loss[name.replace("loss_", "lambda_")])
         for name, term in self._regularisers(out).items():
