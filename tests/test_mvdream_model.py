@@ -58,6 +58,16 @@ def test_tiny_model_round_trips_through_a_checkpoint_file(mvdream, tiny_checkpoi
     assert counts["total"] == counts["unet"] + counts["vae"]
 
 
+@pytest.mark.parametrize("low_memory", [True, False])
+def test_low_memory_and_plain_construction_load_the_same_model(mvdream, tiny_checkpoint, low_memory):
+    model, path = tiny_checkpoint
+    loaded = mvdream.build_mvdream(checkpoint=str(path), overrides=TINY_OVERRIDES, low_memory=low_memory)
+    tensors = [*loaded.parameters(), *loaded.buffers()]
+    assert tensors and not any(t.is_meta for t in tensors) and all(t.device.type == "cpu" for t in tensors)
+    reference = model.state_dict()
+    assert all(torch.equal(t, reference[k]) for k, t in loaded.state_dict().items())
+
+
 def test_loaded_tiny_model_runs_a_multiview_denoising_step(mvdream, tiny_checkpoint):
     _, path = tiny_checkpoint
     model = mvdream.build_mvdream(checkpoint=path, overrides=TINY_OVERRIDES)

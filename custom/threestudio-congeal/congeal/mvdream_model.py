@@ -174,7 +174,8 @@ def _non_persistent_buffers(model: torch.nn.Module) -> set:
 
 
 def load_checkpoint_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
-                           source: Union[str, Path, None] = None, show: int = 8) -> Tuple[int, int]:
+                           source: Union[str, Path, None] = None, show: int = 8, assign: bool = False
+                           ) -> Tuple[int, int]:
     """Copy `state` into `model`, requiring every key of the model to be filled and no key to be left over.
 
     Args:
@@ -182,6 +183,7 @@ def load_checkpoint_strict(model: torch.nn.Module, state: Mapping[str, torch.Ten
         state: its state dict.
         source: file name for messages.
         show: how many missing/unexpected keys to list in the error.
+        assign: use the checkpoint's tensors as the model's (no copy; needed for a model built on the meta device).
 
     Returns:
         (number of tensors loaded, number of parameters loaded).
@@ -203,9 +205,40 @@ def load_checkpoint_strict(model: torch.nn.Module, state: Mapping[str, torch.Ten
         raise InputError(source, "the checkpoint does not fill the model exactly: " + "; ".join(parts),
                          "use the checkpoint that matches model_name (sd-v2.1-base-4view.pt for "
                          "sd-v2.1-base-4view, sd-v1.5-4view.pt for sd-v1.5-4view)")
-    model.load_state_dict({k: state[k] for k in expected}, strict=True)
-    n_params = sum(state[name].numel() for name, _ in model.named_parameters())
+    subset = {k: state[k] for k in expected}
+    if assign:
+        model.load_state_dict(subset, strict=True, assign=True)
+    else:
+        model.load_state_dict(subset, strict=True)
+    left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:  # a tensor the checkpoint cannot provide (a non-persistent buffer built on the meta device)
+        raise RuntimeError(f"tensors left unmaterialised after loading: {', '.join(left[:show])}")
+    n_params = sum(p.numel() for p in model.parameters())
     return len(expected), n_params
+
+
+def supports_meta_loading() -> bool:
+    """torch >= 2.1: `with torch.device("meta")` construction and `load_state_dict(..., assign=True)`."""
+    import inspect
+
+    return hasattr(torch.device, "__enter__") and \
+        "assign" in inspect.signature(torch.nn.Module.load_state_dict).parameters
+
+
+def _instantiate_unet_vae_on_meta(config: Mapping[str, Any]) -> torch.nn.Module:
+    """The interface with its UNet and VAE built on the meta device (no memory, no random init); the text encoder
+    and the noise-schedule buffers are built normally (the schedule is computed with numpy)."""
+    params = config["params"]
+    light = copy.deepcopy(dict(config))
+    light["params"] = dict(params, unet_config={"target": "torch.nn.Identity"},
+                           first_stage_config={"target": "torch.nn.Identity"})
+    model = instantiate(light)
+    with torch.device("meta"):
+        unet = instantiate(params["unet_config"])
+        vae = instantiate(params["first_stage_config"])
+    model.model.diffusion_model = unet
+    model.first_stage_model = vae
+    return model
 
 
 def resolve_checkpoint(model_name: str = "sd-v2.1-base-4view", ckpt_path: Optional[str] = None,
@@ -234,8 +267,8 @@ def resolve_checkpoint(model_name: str = "sd-v2.1-base-4view", ckpt_path: Option
 
 
 def build_mvdream(model_name: str = "sd-v2.1-base-4view", checkpoint: Union[str, Path, Mapping, None] = None,
-                  overrides: Optional[Mapping[str, Any]] = None, no_openclip_download: bool = True
-                  ) -> torch.nn.Module:
+                  overrides: Optional[Mapping[str, Any]] = None, no_openclip_download: bool = True,
+                  low_memory: bool = True) -> torch.nn.Module:
     """MVDream's `LatentDiffusionInterface` from its packaged config, without OpenCLIP's pretrained weights.
 
     Args:
@@ -243,14 +276,19 @@ def build_mvdream(model_name: str = "sd-v2.1-base-4view", checkpoint: Union[str,
         checkpoint: a file path, an already-loaded state dict, or None (random weights; for tests and timing).
         overrides: nested dict merged into the config's `model` section (tiny sizes in tests).
         no_openclip_download: False reproduces MVDream's original construction (downloads OpenCLIP).
+        low_memory: with a checkpoint and torch >= 2.1, build the UNet and VAE on the meta device and adopt the
+            (memory-mapped) checkpoint tensors instead of allocating, randomly initialising and overwriting them.
 
     Returns:
         the model on CPU in eval mode; every tensor filled from `checkpoint` when one is given (strict).
     """
-    model = instantiate(model_config(model_name, overrides, no_openclip_download))
+    config = model_config(model_name, overrides, no_openclip_download)
+    # a caller's in-memory state dict is copied, not adopted: only files are loaded without a copy
+    meta = low_memory and isinstance(checkpoint, (str, Path)) and supports_meta_loading()
+    model = _instantiate_unet_vae_on_meta(config) if meta else instantiate(config)
     if checkpoint is not None:
         state = checkpoint if isinstance(checkpoint, Mapping) else load_state_dict_file(checkpoint)
-        load_checkpoint_strict(model, state, None if isinstance(checkpoint, Mapping) else checkpoint)
+        load_checkpoint_strict(model, state, None if isinstance(checkpoint, Mapping) else checkpoint, assign=meta)
         del state
     return model.eval()
 
@@ -267,5 +305,5 @@ def count_parameters(module: torch.nn.Module) -> Dict[str, int]:
 
 __all__ = ["MODEL_CONFIGS", "build_mvdream", "model_config", "openclip_text_encoder", "instantiate",
            "load_state_dict_file", "load_checkpoint_strict", "resolve_checkpoint", "packaged_config_path",
-           "import_mvdream", "count_parameters"]
+           "import_mvdream", "count_parameters", "supports_meta_loading"]
 
