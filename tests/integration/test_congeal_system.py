@@ -252,3 +252,23 @@ def test_missing_mvdream_package_and_checkpoint_are_explained(cpu_threestudio, p
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mvdream" else real(name, *a))
     with pytest.raises(deps.MissingDependencyError, match="MVDream package is not installed"):
         threestudio.find(cfg.system_type)(cfg.system)
+
+
+@pytest.mark.parametrize("name", ["congeal.yaml", "congeal-sdf.yaml", "test/congeal-tiny.yaml"])
+def test_shipped_configs_parse(extension_via_launch, name, tmp_path):
+    """Each config resolves with threestudio's load_config and its sections parse into our classes' Configs."""
+    from threestudio.utils.config import load_config, parse_structured
+
+    text = (REPO / "configs" / name).read_text()
+    assert "stabilityai/stable-diffusion-2-1-base" not in text  # gone from the hub
+    cfg = load_config(str(REPO / "configs" / name), cli_args=[f"data.image_dir={tmp_path}/photos",
+                                                              f"exp_root_dir={tmp_path}"])
+    system_cls = sys.modules["threestudio-congeal.systems.congeal_system"].CongealSystem
+    system_cfg = parse_structured(system_cls.Config, cfg.system)
+    data_cfg = parse_structured(
+        sys.modules["threestudio-congeal.data.image_collection"].ImageCollectionDataModuleConfig, cfg.data)
+    assert data_cfg.image_dir.endswith("photos")
+    if name != "test/congeal-tiny.yaml":
+        assert system_cfg.ti_steps == 1000 and cfg.trainer.max_steps == 11000
+        assert cfg.system.guidance.guidance_scale == 50.0 and cfg.data.camera.resolution_milestones == [5000]
+        assert "<congeal>" in cfg.system.prompt_processor.prompt
