@@ -170,3 +170,71 @@ def test_eval_spair_malformed_pair_is_an_input_error(spair_fake, tiny_dinov2, tm
     assert main(["eval-spair", "--root", str(root), "--method", "dinov2-nn", "--dinov2", str(tiny_dinov2),
                  "--run-dir", str(tmp_path / "o")]) == 2
     assert str(victim) in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- congeal runs (registration)
+@pytest.fixture(scope="module")
+def registered(synthetic_run, tmp_path_factory):
+    """(collection, runs folder OUT with OUT/synth -> the session's registered synthetic run)."""
+    collection, run = synthetic_run("same")
+    out = tmp_path_factory.mktemp("runs")
+    (out / "synth").symlink_to(run, target_is_directory=True)
+    return collection, out
+
+
+def test_eval_spair_congeal_matches_direct_transfer(registered, tmp_path):
+    from congeal.correspondence import Correspondence
+
+    collection, out = registered
+    root = synthetic_to_spair(collection, tmp_path / "SPair", category="synth")
+    assert main(["eval-spair", "--root", str(root), "--run-dir", str(out), "--output",
+                 str(tmp_path / "report.json"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    records = json.loads((tmp_path / "report.pairs.json").read_text())
+    _, entries = read_synthetic(collection)
+    assert report["categories"]["synth"]["n_pairs_total"] == len(entries) * (len(entries) - 1)
+    # the harness's verdicts equal a direct computation from the ground truth (continuous pixels)
+    corr = Correspondence(out / "synth")
+    by_name = {e["name"]: e for e in entries}
+    for record in records[:6]:
+        src, trg = by_name[record["src"]]["keypoints"], by_name[record["trg"]]["keypoints"]
+        common = sorted(k for k in src if src[k]["visible"] and k in trg and trg[k]["visible"])
+        pred, valid = corr.transfer(record["src"], record["trg"], np.array([src[k]["xy"] for k in common]))
+        ok = pck_correct(torch.as_tensor(np.where(valid[:, None], pred, np.nan)),
+                         torch.tensor([trg[k]["xy"] for k in common]), record["threshold"])
+        assert record["correct"] == ok.tolist()
+    # same-instance synthetic photos: transfer through the canonical space is mostly right
+    assert report["categories"]["synth"]["pck_per_point"] > 0.6
+    assert report["mean"]["pck_per_image"] == report["categories"]["synth"]["pck_per_image"]
+
+
+def test_eval_navi_on_a_registered_synthetic_run(registered, tmp_path):
+    collection, out = registered
+    synthetic_to_navi(collection, tmp_path / "navi", object_id="synth", rotation=_rot("x", 70.0) @ _rot("z", 30.0),
+                      scale=10.0, translation=torch.tensor([0.0, 5.0, 0.0], dtype=torch.float64))
+    assert main(["eval-navi", "--root", str(tmp_path / "navi"), "--run-dir", str(out), "--output",
+                 str(tmp_path / "navi.json"), "--quiet"]) == 0
+    block = json.loads((tmp_path / "navi.json").read_text())["objects"]["synth"]
+    # the frame alignment must undo the 70°/30° turn: absolute errors are those of the registration itself
+    assert block["absolute_rotation"]["error_deg"]["median"] < 10.0
+    assert block["relative"]["rotation_acc_15"] > 0.7
+    assert block["absolute_rotation"]["acc_30"] >= block["absolute_rotation"]["acc_15"]
+
+
+def test_eval_spair_registers_from_a_canonical(synthetic_collection, tmp_path):
+    collection = synthetic_collection("same")
+    root = synthetic_to_spair(collection, tmp_path / "SPair", category="synth", max_pairs=2)  # 3 images
+    out = tmp_path / "runs"
+    code = main(["eval-spair", "--root", str(root), "--run-dir", str(out), "--canonical",
+                 str(collection / "canonical.safetensors"), "--features", "rgb", "--quiet",
+                 # plumbing test: a small grid and few steps keep the registration short
+                 "--override", "grid.n_azimuth=8", "--override", "grid.n_elevation=4",
+                 "--override", "refine.steps=10", "--override", "mapping.steps=10"])
+    assert code == 0
+    staged = sorted(p.name for p in (out / "synth" / "collection" / "masks").iterdir())
+    assert len(staged) == 3 and (out / "synth" / "poses.json").is_file()
+    report = json.loads((out / "eval_spair.json").read_text())
+    assert report["method_settings"]["registered_here"] and report["categories"]["synth"]["n_pairs_total"] == 2
+    assert report["method_settings"]["overrides"][0] == "grid.n_azimuth=8"
+    register = json.loads((out / "synth" / "register.json").read_text())
+    assert register["config"]["grid"]["n_azimuth"] == 8  # the override reached the registration

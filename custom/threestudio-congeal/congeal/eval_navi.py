@@ -26,7 +26,8 @@ import torch
 from . import __version__
 from .atomic import write_json
 from .errors import InputError
-from .eval_runs import StagedImage, check_names, ensure_run, read_poses, resolve_canonical, stage_collection
+from .eval_runs import (StagedImage, check_names, ensure_run, json_ready, read_poses, resolve_canonical,
+                        stage_collection)
 from .metrics import (accuracy, mean_of, nan_stats, pose_auc, relative_pose_errors, robust_rotation_alignment,
                       rotation_error_deg, umeyama)
 from .navi import DEFAULT_SCENE, NaviScene, find_scenes, load_mask, load_navi_scene
@@ -93,6 +94,7 @@ def evaluate_scene(scene: NaviScene, poses: Dict[str, Dict], inlier_deg: float =
         "acc_15": accuracy(abs_err, 15.0), "acc_30": accuracy(abs_err, 30.0),
         "error_deg": nan_stats(abs_err),
         "alignment_rotation": A.tolist(),
+        "note": "one image: aligned by construction, the error is 0" if n == 1 else None,
     }
 
     c_gt, c_p = camera_centres(R_gt, t_gt), camera_centres(R_p, t_p)
@@ -207,6 +209,6 @@ def evaluate_navi(root: Union[str, Path], out: Union[str, Path], objects: Option
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     output = Path(output) if output is not None else out / "eval_navi.json"
-    write_json(output, report)
+    write_json(output, json_ready(report))
     report["output"] = str(output)
     return report

@@ -8,6 +8,7 @@ A staged collection is an image folder in the layout `congeal register` reads: `
 `<folder>/masks/<name>.png` (white = object). Images are copied unchanged unless they carry an EXIF orientation,
 in which case the orientation is applied and the result saved (so pixel coordinates match the annotations).
 """
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
@@ -110,3 +111,14 @@ def check_names(run_dir: Path, available, needed, what: str) -> None:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise InputError(run_dir, f"has no registration for {len(missing)} {what} image(s): {shown}",
                          "register every benchmark image of this set (or pass --canonical to do it here)")
+
+
+def json_ready(obj: Any) -> Any:
+    """Copy of a report with every non-finite float replaced by None (strict JSON: `null` = undefined)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj

@@ -21,7 +21,8 @@ import torch
 from . import __version__
 from .atomic import write_json
 from .errors import InputError
-from .eval_runs import StagedImage, check_names, ensure_run, read_poses, resolve_canonical, stage_collection
+from .eval_runs import (StagedImage, check_names, ensure_run, json_ready, read_poses, resolve_canonical,
+                        stage_collection)
 from .metrics import bbox_threshold, mean_of, pck_correct, pck_summary
 from .spair import SPairDataset, SPairPair, from_continuous, to_continuous
 
@@ -258,8 +259,8 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
         base = Path(out) if out is not None else Path(".")
         output = base / ("eval_spair.json" if method == "congeal" else "eval_spair-dinov2-nn.json")
     output = Path(output)
-    write_json(output, report)
-    write_json(output.with_name(output.stem + ".pairs.json"), records, indent=None)
+    write_json(output, json_ready(report))
+    write_json(output.with_name(output.stem + ".pairs.json"), json_ready(records), indent=None)
     report["output"] = str(output)
     return report
 

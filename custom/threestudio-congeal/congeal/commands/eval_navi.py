@@ -53,5 +53,7 @@ def run(args: argparse.Namespace) -> int:
               f"{100 * rel['rotation_acc_30']:7.1f} "
               f"{100 * rel['translation_acc_30']:7.1f} {100 * rel['auc_30']:7.1f}  {100 * ab['acc_15']:7.1f} "
               f"{100 * ab['acc_30']:7.1f}  {ab['error_deg']['median']:8.1f}")
-    print(json.dumps({"report": report["output"], "mean": report["mean"]}))
+    from congeal.eval_runs import json_ready
+
+    print(json.dumps(json_ready({"report": report["output"], "mean": report["mean"]})))
     return 0

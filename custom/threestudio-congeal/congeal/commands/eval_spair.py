@@ -67,5 +67,7 @@ def run(args: argparse.Namespace) -> int:
     mean = report["mean"]
     print(f"{'mean':<{width}}  {'':5}  {'':6}  {100 * mean['pck_per_point']:12.1f}  "
           f"{100 * mean['pck_per_image']:12.1f}")
-    print(json.dumps({"report": report["output"], "method": report["method"], "mean": mean}))
+    from congeal.eval_runs import json_ready
+
+    print(json.dumps(json_ready({"report": report["output"], "method": report["method"], "mean": mean})))
     return 0
