@@ -1,0 +1,1 @@
+"""Plain helpers shared by the threestudio adapters (no registered names live here)."""

@@ -1,0 +1,84 @@
+"""Re-render a finished run's overlays (every photo beside the canonical at its estimated pose) from its files.
+
+    rerender_overlays("out/run")                              # baked canonical of the run, CPU
+    rerender_overlays("out/run", renderer=my_renderer)        # any renderer-protocol object (e.g. threestudio's)
+
+Reads `register.json` (photo paths, crops, working size, mask source) and `poses.json` (cameras of the original
+photos); the working-frame camera of each photo is the same `c2w` with the FoV its square crop window spans,
+`fovy_w = 2·atan(side / (2·fl_y))`. Used by `launch.py --test` of the registration system and by users who
+want the pictures again after editing a run.
+"""
+import json
+import math
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from .errors import InputError
+
+PathLike = Union[str, Path]
+
+
+def working_cameras(run_dir: PathLike, names=None):
+    """Working-frame cameras of a run's photos.
+
+    Args:
+        run_dir: a finished registration run.
+        names: subset of image names (default: all, in poses.json order).
+    Returns:
+        (names, c2w [N,4,4] float32, fovy_w [N] radians, register.json entries by name).
+    """
+    from .outputs import read_poses
+
+    run_dir = Path(run_dir)
+    poses = read_poses(run_dir / "poses.json")
+    register = json.loads((run_dir / "register.json").read_text())
+    entries = {e["name"]: e for e in register["images"]}
+    names = list(poses) if names is None else list(names)
+    unknown = [n for n in names if n not in poses]
+    if unknown:
+        raise InputError(run_dir / "poses.json", f"has no photos named {unknown}", "check the names")
+    c2w = torch.tensor([poses[n]["c2w"] for n in names], dtype=torch.float32)
+    fovy = torch.tensor([2.0 * math.atan(entries[n]["crop"]["side"] / (2.0 * poses[n]["fl_y"])) for n in names],
+                        dtype=torch.float32)
+    return names, c2w, fovy, entries
+
+
+@torch.no_grad()
+def rerender_overlays(run_dir: PathLike, out_path: Optional[PathLike] = None, renderer: Any = None,
+                      device: Union[str, torch.device] = "cpu", chunk: int = 32) -> Path:
+    """Write `pictures/overlay-rerendered.png` (or `out_path`) for every photo of a run.
+
+    Args:
+        run_dir: a finished registration run.
+        out_path: where to write the grid.
+        renderer: renderer-protocol object; default: a GridRenderer over the run's canonical.safetensors.
+        device: where to render.
+        chunk: cameras per render call.
+    Returns:
+        the written path.
+    """
+    from .canonical import load_canonical
+    from .images import load_image
+    from .pictures import write_overlay_grid
+    from .registration import config_from_dict, read_run
+    from .render import GridRenderer
+
+    run_dir = Path(run_dir)
+    cfg = config_from_dict(read_run(run_dir)["config"])
+    names, c2w, fovy, entries = working_cameras(run_dir)
+    if renderer is None:
+        renderer = GridRenderer(load_canonical(run_dir / "canonical.safetensors").to(device),
+                                num_samples=cfg.final_samples)
+    size = cfg.working_size
+    photos = []
+    for name in names:  # decoding is per file by nature
+        item = load_image(entries[name]["path"], size=size, mask=cfg.mask, margin=cfg.margin)
+        photos.append((item.image * item.mask).clamp(0, 1))
+    outs = [renderer.render(c.to(device), f.to(device), size, size) for c, f in zip(c2w.split(chunk), fovy.split(chunk))]
+    rgb = torch.cat([o["rgb"] for o in outs]).clamp(0, 1).cpu()  # [N,S,S,3]
+    opacity = torch.cat([o["opacity"] for o in outs]).cpu()  # [N,S,S,1]
+    path = Path(out_path) if out_path is not None else run_dir / "pictures" / "overlay-rerendered.png"
+    write_overlay_grid(path, torch.stack(photos), rgb, opacity, names)
+    return path

@@ -1,0 +1,236 @@
+"""threestudio system `congeal-registration-system`: stage 3 of 3D Congealing inside `launch.py`.
+
+    python launch.py --config configs/congeal-register.yaml --train \
+        system.canonical_run=outputs/congeal/cats@20261124-101500 data.image_dir=photos/
+
+Rebuilds the congealing run's canonical NeRF (geometry, material, background and renderer from its parsed config and
+checkpoint), then registers the photos with the `congeal` engine: pose search -> refinement -> coordinate maps.
+Render backend (`system.render_backend`): `baked` (default; the NeRF is baked once into a density+rgb grid and
+ray-marched with `grid_sample`: fast, same numbers on every device) or `threestudio` (the run's own renderer through
+the renderer protocol, xyz from depth along the rays: full fidelity, slower).
+
+How the work maps onto Lightning: each training step registers one chunk of `data.chunk_size` photos (the next
+chunk of this rank not yet on disk) into `save/chunks/chunk-XXXX`, committed by an atomic folder rename; at the end
+of fit, rank 0 merges all chunks into `save/` (poses.json, transforms.json, maps/, state/, pictures/). So:
+* progress bar = chunks; TensorBoard gets per-photo IoU, refinement loss and mean IoU per chunk, and the overlays;
+* DDP (`launch.py --gpu 0,1`): Lightning's sampler gives every rank its share of steps, chunk c is registered by
+  rank c % world_size, rank 0 merges after a barrier; results equal a single-process run (per-photo independence);
+* kill -9 + relaunch with `resume=`: committed chunks are kept, a half-done chunk is redone, the merged outputs equal
+  an uninterrupted run (the engine is deterministic);
+* `system.previous_run=<save dir of an earlier registration>` + `data.image_dir=<new photos>`: the earlier run is
+  copied in and only photos it does not hold are registered (`congeal.registration.add_images`).
+`--test` re-renders the overlays from the saved cameras; `--export` writes maps/ and transforms.json again.
+"""
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+
+import threestudio
+from threestudio.systems.base import BaseSystem
+
+from ..registry import register
+
+
+@register("congeal-registration-system")
+class CongealRegistrationSystem(BaseSystem):
+    @dataclass
+    class Config(BaseSystem.Config):
+        canonical_run: Optional[str] = None  # trial folder of a `configs/congeal.yaml` run
+        canonical_ckpt: Optional[str] = None  # its checkpoint (default <canonical_run>/ckpts/last.ckpt)
+        canonical_file: Optional[str] = None  # or a canonical.safetensors (then no threestudio model is rebuilt)
+        render_backend: str = "baked"  # "baked" | "threestudio"
+        bake_resolution: int = 128  # R of the baked grid (R^3 cells)
+        bake_chunk: int = 65536  # points per geometry query while baking
+        preset: str = "paper"  # engine preset: "paper" (GPU) or "fast" (CPU-friendly)
+        features: str = "dinov2"  # "dinov2" or "rgb"
+        dinov2_model: Optional[str] = None  # DINOv2 id or local folder (None: the preset's, facebook/dinov2-giant)
+        overrides: Dict[str, Any] = field(default_factory=dict)  # engine settings, e.g. {"refine.steps": 500}
+        previous_run: Optional[str] = None  # save/ folder of an earlier registration: register only new photos
+        seed: int = 0
+
+    cfg: Config
+
+    def configure(self) -> None:
+        # DDP refuses a module without trainable parameters; registration has none (it is not gradient training
+        # of this module), so hold one inert anchor.
+        self.ddp_anchor = torch.nn.Parameter(torch.zeros(1))
+        self.automatic_optimization = False
+        self._runner = None
+        self._canonical = None
+        self._renderer = None
+        if self.cfg.render_backend not in ("baked", "threestudio"):
+            raise ValueError(f"system.render_backend must be 'baked' or 'threestudio', got {self.cfg.render_backend!r}")
+        if not (self.cfg.canonical_run or self.cfg.canonical_file or self.cfg.previous_run):
+            raise ValueError("set system.canonical_run=<trial folder of a congeal.yaml run> "
+                             "(or system.canonical_file=<canonical.safetensors>)")
+
+    def configure_optimizers(self):
+        return None
+
+    # ---- the canonical and the engine -------------------------------------------------------------------------
+    def _build_canonical(self) -> None:
+        from congeal.canonical import load_canonical
+
+        if self._canonical is not None:
+            return
+        if self.cfg.canonical_file:
+            self._canonical = load_canonical(self.cfg.canonical_file)
+            return
+        if not self.cfg.canonical_run and self.cfg.previous_run:
+            self._canonical = load_canonical(os.path.join(self.cfg.previous_run, "canonical.safetensors"))
+            return
+        from ..adapters.baking import bake_canonical
+        from ..adapters.congealing_run import load_congealing_run
+        from ..adapters.renderer import ThreestudioRenderer
+
+        run = load_congealing_run(self.cfg.canonical_run, self.cfg.canonical_ckpt, device=self.device)
+        self._canonical = bake_canonical(run.geometry, run.material, self.cfg.bake_resolution, self.cfg.bake_chunk)
+        self._canonical = self._canonical.to("cpu")
+        if self.cfg.render_backend == "threestudio":
+            self._renderer = ThreestudioRenderer(run.renderer)
+
+    def _register_kwargs(self) -> Dict[str, Any]:
+        kwargs: Dict[str, Any] = dict(preset=self.cfg.preset, features=self.cfg.features, device=self.device,
+                                      seed=self.cfg.seed, overrides=dict(self.cfg.overrides) or None, progress=False,
+                                      mask=self._data_cfg().mask)
+        if self.cfg.dinov2_model:
+            kwargs["dinov2"] = self.cfg.dinov2_model
+        if self._renderer is not None:
+            kwargs["renderer"] = self._renderer
+        return kwargs
+
+    def _data_cfg(self) -> Any:
+        return self.trainer.datamodule.cfg
+
+    def _save_root(self) -> str:
+        return self.get_save_dir()
+
+    def on_fit_start(self) -> None:
+        from congeal.chunked_registration import ChunkedRegistration
+
+        self._build_canonical()
+        save = self._save_root()
+        if self.cfg.previous_run:
+            self._adopt_previous_run(save)
+            return
+        self._runner = ChunkedRegistration(self._canonical, self._data_cfg().image_dir, save,
+                                           chunk_size=self._data_cfg().chunk_size, rank=self.global_rank,
+                                           world_size=self.trainer.world_size, **self._register_kwargs())
+
+    def _adopt_previous_run(self, save: str) -> None:
+        """Copy an earlier registration's outputs into this run once (its files stay untouched)."""
+        marker = os.path.join(save, "register.json")
+        if self.global_rank == 0 and not os.path.isfile(marker):
+            for entry in os.listdir(self.cfg.previous_run):
+                src, dst = os.path.join(self.cfg.previous_run, entry), os.path.join(save, entry)
+                if entry == "chunks" or os.path.exists(dst):
+                    continue
+                (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, dst)
+        self.trainer.strategy.barrier()
+
+    def training_step(self, batch, batch_idx):
+        if self.cfg.previous_run:
+            if batch_idx == 0 and self.global_rank == 0:
+                self._add_new_photos()
+            return None
+        pending = self._runner.pending()
+        if not pending:
+            return None  # a resumed or re-sharded run may hand a rank more steps than it has chunks
+        index = pending[0]
+        folder = self._runner.run_chunk(index)
+        self._log_chunk(index, folder)
+        return None
+
+    def _add_new_photos(self) -> None:
+        from congeal.images import load_collection
+        from congeal.outputs import read_poses
+        from congeal.registration import add_images, config_from_dict, read_run
+
+        save = self._save_root()
+        cfg = config_from_dict(read_run(save)["config"])
+        known = set(read_poses(os.path.join(save, "poses.json")))
+        collection = load_collection(self._data_cfg().image_dir, size=cfg.working_size, mask=cfg.mask,
+                                     margin=cfg.margin)
+        new = [n for n in collection.names if n not in known]
+        threestudio.info(f"congeal: {len(new)} new photos ({len(collection.names) - len(new)} already registered)")
+        if new:
+            add_images(save, collection.subset(new), device=self.device, progress=False)
+        self.log("register/new_photos", float(len(new)), rank_zero_only=True)
+
+    def _log_chunk(self, index: int, folder: str) -> None:
+        from congeal.outputs import read_poses
+
+        poses = read_poses(os.path.join(folder, "poses.json"))
+        ious = [float(p["iou"]) for p in poses.values()]
+        for name, pose in poses.items():
+            self.log(f"iou/{name}", float(pose["iou"]), on_step=True, sync_dist=False)
+            if "refine_loss" in pose:
+                self.log(f"refine_loss/{name}", float(pose["refine_loss"]), on_step=True, sync_dist=False)
+        self.log("register/chunk_mean_iou", sum(ious) / max(1, len(ious)), on_step=True, prog_bar=True)
+        self.log("register/chunk", float(index), on_step=True)
+
+    def on_train_end(self) -> None:
+        from congeal.chunked_registration import merge_chunks
+
+        if self.cfg.previous_run:
+            return
+        self._runner.run()  # chunks of this rank not reached by the steps (e.g. a resumed epoch)
+        self.trainer.strategy.barrier()
+        if self.global_rank == 0:
+            everyone = type(self._runner)(self._canonical, self._runner.collection, self._save_root(),
+                                          chunk_size=self._data_cfg().chunk_size, **self._register_kwargs())
+            everyone.run()  # chunks a vanished rank left (a relaunch with fewer processes)
+            merge_chunks(self._save_root())
+            self._log_pictures()
+            threestudio.info(f"congeal: registration written to {self._save_root()}")
+        self.trainer.strategy.barrier()
+
+    def _log_pictures(self) -> None:
+        import numpy as np
+        from PIL import Image
+
+        pictures = os.path.join(self._save_root(), "pictures")
+        if not os.path.isdir(pictures):
+            return
+        for logger in self.loggers or []:
+            experiment = getattr(logger, "experiment", None)
+            if experiment is None or not hasattr(experiment, "add_image"):
+                continue
+            for root, _dirs, files in os.walk(pictures):
+                for name in sorted(files):
+                    if name.endswith(".png"):
+                        array = np.asarray(Image.open(os.path.join(root, name)).convert("RGB"))
+                        tag = os.path.relpath(os.path.join(root, name), pictures)
+                        experiment.add_image(f"congeal/{tag}", array, self.true_global_step, dataformats="HWC")
+
+    # ---- --test / --export ---------------------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx):
+        return None
+
+    def test_step(self, batch, batch_idx):
+        from congeal.run_overlays import rerender_overlays
+
+        self._build_canonical()
+        if self.global_rank == 0:
+            path = rerender_overlays(self._save_root(), renderer=self._renderer, device=self.device)
+            threestudio.info(f"congeal: overlays re-rendered to {path}")
+
+    def predict_step(self, batch, batch_idx):
+        from congeal.run_export import reexport_run
+
+        if self.global_rank == 0:
+            reexport_run(self._save_root())
+            threestudio.info(f"congeal: maps/ and transforms.json re-exported in {self._save_root()}")
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        # the registration state lives in save/ (atomic files); the checkpoint only records how far we got
+        checkpoint["congeal_registration"] = {"done_chunks": self._done()}
+
+    def _done(self) -> List[int]:
+        from congeal.chunked_registration import done_chunks
+
+        return done_chunks(self._save_root()) if self._save_dir is not None else []
