@@ -143,6 +143,18 @@ def test_cached_models_turn_green_and_gone_ids_fail(offline):
     assert _rows(doctor.check_models(cfg))["model sd21-base"].status == "FAIL"
 
 
+def test_wrong_local_paths_fail_and_the_original_guidance_is_flagged(offline, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # online: a download could fill the cache, but never a wrong local path
+    config = {"system": {"guidance_type": "mvdream-multiview-diffusion-guidance",
+                         "guidance": {"ckpt_path": str(offline / "missing.pt")}}}
+    rows = _rows(doctor.check_models(config))
+    assert rows["model mvdream"].status == "FAIL" and "does not exist" in rows["model mvdream"].detail
+    assert rows["model sd21-base"].status == "WARN" and "downloads 1.36 GB" in rows["model sd21-base"].detail
+    assert rows["model openclip-h14"].status == "WARN"
+    assert "congeal-mvdream-guidance" in rows["model openclip-h14"].fix
+    assert "model openclip-h14" not in _rows(doctor.check_models({}))
+
+
 def test_can_start_only_without_fail_rows():
     assert doctor.can_start([doctor.Check("a", "OK", "x"), doctor.Check("b", "WARN", "y", "z")])
     assert not doctor.can_start([doctor.Check("a", "OK", "x"), doctor.Check("b", "FAIL", "y", "z")])

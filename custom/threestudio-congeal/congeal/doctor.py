@@ -372,15 +372,27 @@ def check_models(config: Optional[Mapping], cache_dir: Optional[Path] = None) ->
     offline = model_sources.hub_offline()
     root = cache_dir or model_sources.hub_cache_dir()
     rows = []
-    for ref in model_sources.refs_in_config(config or {}):
+    refs = model_sources.refs_in_config(config or {})
+    original_guidance = [path for path, value in model_sources.flatten_config(config or {}).items()
+                         if path.endswith("guidance_type") and value == "mvdream-multiview-diffusion-guidance"]
+    if original_guidance:  # threestudio-mvdream's own guidance still fetches the full OpenCLIP
+        refs.append(model_sources.ModelRef("openclip-h14", model_sources.SOURCES["openclip-h14"].default + ":"
+                                           + model_sources.SOURCES["openclip-h14"].filename, original_guidance[0]))
+    for ref in refs:
         source = model_sources.SOURCES[ref.key]
         hit = model_sources.locate(ref.key, ref.value, cache_dir=root)
         label = f"model {ref.key}"
         origin = f" ({ref.path})" if ref.path else " (default)"
         blocking = source.required_by == "congeal"
-        if hit.present:
+        is_local = not model_sources.looks_like_repo_id(hit.ref)
+        if ref.key == "openclip-h14":
+            rows.append(Check(label, WARN, f"{ref.path} = mvdream-multiview-diffusion-guidance downloads OpenCLIP "
+                              f"ViT-H-14 (3.94 GB) that the MVDream checkpoint overwrites; "
+                              f"{'in cache' if hit.present else 'not in cache'}",
+                              "set system.guidance_type: congeal-mvdream-guidance (same SDS, no OpenCLIP download)"))
+        elif hit.present:
             rows.append(Check(label, OK, f"{hit.ref}{origin}: {hit.detail}"))
-        elif hit.status == "gone":
+        elif hit.status == "gone" or is_local:  # a gone id or a wrong local path cannot be fixed by a download
             rows.append(Check(label, FAIL if blocking else WARN, f"{hit.ref}{origin}: {hit.detail}", hit.fix))
         else:
             need = f"{source.download_bytes / model_sources.GB:.2f} GB"

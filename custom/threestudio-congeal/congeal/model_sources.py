@@ -312,6 +312,11 @@ def _walk(node: Any, prefix: str = "") -> Iterable[Tuple[str, Any]]:
         yield prefix, node
 
 
+def flatten_config(config: Any) -> Dict[str, Any]:
+    """{dotted path: leaf value} of a mapping / OmegaConf config (lists indexed as `a.0`), unresolved."""
+    return dict(_walk(_config_as_dict(config)))
+
+
 def _config_as_dict(config: Any) -> Mapping:
     if isinstance(config, Mapping):
         return config
@@ -333,7 +338,7 @@ def refs_in_config(config: Any, keys: Optional[Iterable[str]] = None) -> List[Mo
         config: a mapping or OmegaConf config (e.g. `OmegaConf.load("configs/congeal.yaml")`).
         keys: which `SOURCES` keys to report.
     """
-    flat = {path: value for path, value in _walk(_config_as_dict(config))}
+    flat = flatten_config(config)
     wanted = list(keys) if keys is not None else [k for k, s in SOURCES.items() if s.required_by != "none"]
     refs: List[ModelRef] = []
     for key in wanted:
