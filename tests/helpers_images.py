@@ -67,3 +67,17 @@ def bomb_png(path: Path, width: int, height: int) -> Path:
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
     path.write_bytes(bytes(data))
     return path
+
+
+def png16_rgb(path: Path, array: np.ndarray) -> Path:
+    """Write `[H,W,3]` uint16 as a 48-bit RGB PNG (PIL cannot write these itself)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    height, width, _ = array.shape
+    rows = b"".join(b"\x00" + array[i].astype(">u2").tobytes() for i in range(height))  # filter 0 per row
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+    return path

@@ -11,7 +11,7 @@ from PIL import Image, ImageFile, ImageOps
 
 from congeal.errors import InputError
 from congeal.images import list_images, load_collection
-from helpers_images import bomb_png, box_mask, object_array, photo_with_mask_file, rgba_photo
+from helpers_images import bomb_png, box_mask, object_array, photo_with_mask_file, png16_rgb, rgba_photo
 
 BOX = (16, 48, 20, 60)  # rows 16:48, cols 20:60 of a 64x80 photo
 
@@ -123,6 +123,17 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path):
     image = collection.images[collection.names.index("deep")]
     assert float(image[:, 8, 8].mean()) == pytest.approx(40000 / 65535, abs=1e-4)  # clipping would give 1.0
     assert float(image[:, 0, 0].mean()) == pytest.approx(10000 / 65535, abs=1e-4)
+
+
+def test_48_bit_rgb_png(tmp_path):
+    folder = _folder(tmp_path)
+    array = np.full((64, 80, 3), 10000, np.uint16)
+    array[16:48, 20:60] = (40000, 20000, 65535)
+    png16_rgb(folder / "deep_rgb.png", array)
+    _mask_for(folder, "deep_rgb", box_mask(64, 80, BOX))
+    collection = load_collection(folder, size=16)
+    centre = collection.images[collection.names.index("deep_rgb"), :, 8, 8]
+    assert torch.allclose(centre, torch.tensor([40000, 20000, 65535]) / 65535.0, atol=1 / 255)
 
 
 def test_palette_png_with_transparency_uses_alpha(tmp_path):

@@ -11,6 +11,7 @@ collection is unusable, because that is when it helps most.
 """
 import argparse
 import sys
+import unicodedata
 from pathlib import Path
 from typing import List, Optional, TextIO
 
@@ -52,8 +53,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     listing = list_images(args.folder)
     masker = build_masker(args.mask, args.sam_model, args.device)
     names = [p.name for p in listing.images]
-    width = max([len("name")] + [len(n) for n in names])
-    width = min(width, 40)
+    width = min(max([len("name")] + [_display_width(n) for n in names]), 40)
     print(f"congeal check {listing.folder}  ({len(names)} photos, mask={args.mask}, size={args.size})", file=out)
     header = f"{'name':<{width}}  {'size':>11}  {'mask':<20}  {'coverage':>8}  {'status':<6}  message"
     print(header, file=out)
@@ -99,10 +99,16 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     return 0
 
 
+def _display_width(text: str) -> int:
+    """Terminal columns: East Asian wide characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _row(name: str, width: int, size: str, source: str, coverage: str, status: str, message: str) -> str:
-    if len(name) > width:
-        name = name[: width - 3] + "..."
-    return f"{name:<{width}}  {size:>11}  {source:<20}  {coverage:>8}  {status:<6}  {message}".rstrip()
+    while _display_width(name) > width:
+        name = name[:-4] + "..."
+    name += " " * (width - _display_width(name))
+    return f"{name}  {size:>11}  {source:<20}  {coverage:>8}  {status:<6}  {message}".rstrip()
 
 
 def _source(source: str, folder: Path) -> str:
