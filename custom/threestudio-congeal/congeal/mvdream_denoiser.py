@@ -7,8 +7,8 @@
 `model` is MVDream's `LatentDiffusionInterface` (what `mvdream.model_zoo.build_model` returns, and what
 threestudio-mvdream's guidance holds as `.model`), so one loaded model can serve both inversion and SDS. Its
 text conditioning is SD2.1-base's (OpenCLIP ViT-H penultimate layer, hidden size 1024), i.e. the transformers
-CLIPTextModel of stabilityai/stable-diffusion-2-1-base. The `mvdream` package is imported lazily: it is not on a
-package registry (install it from github.com/bytedance/MVDream with --no-deps).
+CLIPTextModel of stabilityai/stable-diffusion-2-1-base. The `mvdream` package is imported lazily (through
+`congeal.mvdream_model`): it is not on a package registry (github.com/bytedance/MVDream, --no-deps).
 """
 from typing import Any, Dict, Optional, Tuple
 
@@ -17,17 +17,6 @@ from torch import Tensor, nn
 
 from .errors import InputError
 from .noise_schedule import NoiseSchedule
-
-
-def _import_mvdream():
-    try:
-        import mvdream  # noqa: F401
-        from mvdream.ldm.util import instantiate_from_config
-    except ImportError as error:
-        raise InputError(None, f"the MVDream package cannot be imported ({error})",
-                         "pip install --no-deps git+https://github.com/bytedance/MVDream (needs einops, omegaconf; "
-                         "MVDream's model_zoo also imports pkg_resources from setuptools<81)") from error
-    return instantiate_from_config
 
 
 class MVDreamDenoiser(nn.Module):
@@ -72,14 +61,18 @@ class MVDreamDenoiser(nn.Module):
     @classmethod
     def from_config(cls, config: Dict[str, Any], **kwargs) -> "MVDreamDenoiser":
         """Build from an MVDream model config dict ({"target": ..., "params": ...}) with random weights."""
-        instantiate_from_config = _import_mvdream()
-        return cls(instantiate_from_config(config), **kwargs)
+        from .mvdream_model import instantiate
+
+        return cls(instantiate(config), **kwargs)
 
     @classmethod
     def from_pretrained(cls, model_name: str = "sd-v2.1-base-4view", ckpt_path: Optional[str] = None,
-                        drop_cond_stage: bool = True) -> "MVDreamDenoiser":
-        """Load with MVDream's model zoo (a local `ckpt_path`, else its hub download)."""
-        _import_mvdream()
-        from mvdream.model_zoo import build_model
+                        drop_cond_stage: bool = True, allow_download: bool = True) -> "MVDreamDenoiser":
+        """Load MVDream (a local `ckpt_path`, else the Hugging Face cache / one download of the checkpoint).
 
-        return cls(build_model(model_name, ckpt_path=ckpt_path), drop_cond_stage=drop_cond_stage)
+        Built by `congeal.mvdream_model.build_mvdream`: no OpenCLIP download, strict checkpoint loading.
+        """
+        from .mvdream_model import build_mvdream, resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(model_name, ckpt_path, allow_download=allow_download)
+        return cls(build_mvdream(model_name, checkpoint=checkpoint), drop_cond_stage=drop_cond_stage)

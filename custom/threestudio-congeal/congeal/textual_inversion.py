@@ -130,28 +130,24 @@ class TextualInversion:
 
     Args:
         tokenizer, text_encoder: transformers CLIP pair; the placeholder is added to them (in place).
-        denoiser: see `Denoiser`.
+        denoiser: see `Denoiser` (None: set it later with `set_denoiser`).
         config: TextualInversionConfig.
         device: where to train (default: the text encoder's device).
         slots: an already-added placeholder to train instead of adding `config.token`.
     """
 
-    def __init__(self, tokenizer, text_encoder, denoiser: Denoiser, config: Optional[TextualInversionConfig] = None,
+    def __init__(self, tokenizer, text_encoder, denoiser: Optional[Denoiser], config: Optional[TextualInversionConfig] = None,
                  device: Optional[Union[str, torch.device]] = None, slots: Optional[PlaceholderTokens] = None):
         self.config = config or TextualInversionConfig()
         self.config.validate()
         self.device = torch.device(device) if device is not None else next(text_encoder.parameters()).device
-        self.tokenizer, self.text_encoder, self.denoiser = tokenizer, text_encoder, denoiser
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder
         self.slots = slots or add_placeholder_tokens(tokenizer, text_encoder, self.config.token,
                                                      self.config.init_word, self.config.n_vectors)
         self.weight_dtype = resolve_precision(self.config.mixed_precision, self.device)
         text_encoder.to(self.device).eval()
-        if isinstance(denoiser, torch.nn.Module):
-            denoiser.to(self.device).eval().requires_grad_(False)
         if self.weight_dtype is not None:
             text_encoder.to(self.weight_dtype)
-            if isinstance(denoiser, torch.nn.Module):
-                denoiser.to(self.weight_dtype)
         self.rows = TrainableRows(text_encoder, self.slots).to(self.device)
         prompts = [t.format(self.slots.prompt_string) for t in self.config.templates]
         self.template_ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
@@ -165,6 +161,23 @@ class TextualInversion:
         self.losses: List[float] = []
         self.latent_mean: Optional[Tensor] = None  # [N',C,h,w] (N' = 2N with flips)
         self.latent_std: Optional[Tensor] = None
+        self.denoiser: Optional[Denoiser] = None
+        if denoiser is not None:
+            self.set_denoiser(denoiser)
+
+    def set_denoiser(self, denoiser: Denoiser) -> None:
+        """Use `denoiser` from now on (frozen, moved to the device and weight dtype); cached latents are dropped."""
+        if isinstance(denoiser, torch.nn.Module):
+            denoiser.to(self.device).eval().requires_grad_(False)
+            if self.weight_dtype is not None:
+                denoiser.to(self.weight_dtype)
+        self.denoiser = denoiser
+        self.latent_mean = self.latent_std = None
+
+    def _require_denoiser(self) -> Denoiser:
+        if self.denoiser is None:
+            raise InputError(None, "no denoiser set", "pass one to TextualInversion(...) or call set_denoiser()")
+        return self.denoiser
 
     # ---- data ---------------------------------------------------------------------------------------------
     def prepare_images(self, images: Tensor, masks: Optional[Tensor] = None) -> Tensor:
@@ -200,7 +213,7 @@ class TextualInversion:
             images = torch.cat([images, images.flip(-1)], dim=0)
         means, stds = [], []
         for start in range(0, images.shape[0], chunk):
-            mean, std = self.denoiser.encode(self._weights(images[start:start + chunk]))
+            mean, std = self._require_denoiser().encode(self._weights(images[start:start + chunk]))
             means.append(mean.float())
             stds.append(std.float())
         self.latent_mean, self.latent_std = torch.cat(means), torch.cat(stds)
@@ -231,7 +244,7 @@ class TextualInversion:
         t = torch.randint(self.config.min_timestep, self.config.max_timestep, (b,), generator=g, device=self.device)
         noise = torch.randn(latents.shape, generator=g, device=self.device, dtype=latents.dtype)
         template = torch.randint(0, self.template_ids.shape[0], (b,), generator=g, device=self.device)
-        schedule = self.denoiser.schedule
+        schedule = self._require_denoiser().schedule
         noisy = schedule.add_noise(latents, noise, t)
         prediction = self.denoiser(self._weights(noisy), t, self.text_embeddings(template))
         target = schedule.target(latents, noise, t, self.denoiser.prediction_type)
@@ -240,7 +253,7 @@ class TextualInversion:
     def loss_on_images(self, images: Tensor, masks: Optional[Tensor] = None) -> Tensor:
         """One denoising loss on a batch of photos [B,3,H,W] or [B,H,W,3] in [0,1] (encoded now, not cached)."""
         with torch.no_grad():
-            mean, std = self.denoiser.encode(self._weights(self.prepare_images(images, masks)))
+            mean, std = self._require_denoiser().encode(self._weights(self.prepare_images(images, masks)))
             latents = mean.float() + std.float() * torch.randn(mean.shape, generator=self.generator,
                                                                 device=self.device)
         return self.loss_on_latents(latents)
