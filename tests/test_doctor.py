@@ -153,6 +153,8 @@ def test_wrong_local_paths_fail_and_the_original_guidance_is_flagged(offline, mo
     assert rows["model openclip-h14"].status == "WARN"
     assert "congeal-mvdream-guidance" in rows["model openclip-h14"].fix
     assert "model openclip-h14" not in _rows(doctor.check_models({}))
+    rows = _rows(doctor.check_models({"system": {"guidance": {"ckpt_path": "???"}}}))
+    assert rows["model mvdream"].status == "FAIL" and "system.guidance.ckpt_path" in rows["model mvdream"].fix
 
 
 def test_can_start_only_without_fail_rows():

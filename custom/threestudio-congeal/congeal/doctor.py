@@ -385,6 +385,10 @@ def check_models(config: Optional[Mapping], cache_dir: Optional[Path] = None) ->
         origin = f" ({ref.path})" if ref.path else " (default)"
         blocking = source.required_by == "congeal"
         is_local = not model_sources.looks_like_repo_id(hit.ref)
+        if ref.value == "???":  # OmegaConf's mandatory marker: the config expects it on the command line
+            rows.append(Check(label, FAIL if blocking else WARN, f"{ref.path} is ??? (not set)",
+                              f"set {ref.path} in the config or on the command line ({source.local})"))
+            continue
         if ref.key == "openclip-h14":
             rows.append(Check(label, WARN, f"{ref.path} = mvdream-multiview-diffusion-guidance downloads OpenCLIP "
                               f"ViT-H-14 (3.94 GB) that the MVDream checkpoint overwrites; "
