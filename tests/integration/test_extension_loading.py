@@ -72,3 +72,29 @@ def test_unknown_registered_name_is_explained(extension_via_launch):
     deps = sys.modules["threestudio-congeal.dependencies"]
     with pytest.raises(deps.MissingDependencyError, match="threestudio-mvdream"):
         deps.require_registered("mvdream-no-such-guidance", "system.guidance_type")
+
+
+def test_adapter_with_a_missing_optional_package_is_skipped_and_listed(extension_via_launch, launch_module, tmp_path,
+                                                                       recwarn):
+    """A third copy of the extension (another folder name) with one adapter needing an absent package still loads."""
+    from pathlib import Path
+
+    source = Path(extension_via_launch.__file__).resolve().parent
+    copy = tmp_path / "custom" / "threestudio-congeal-extra"
+    copy.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name not in ("guidance", "__pycache__") and not entry.name.endswith(".egg-info"):
+            (copy / entry.name).symlink_to(entry)
+    (copy / "guidance").mkdir()
+    for entry in (source / "guidance").glob("*.py"):
+        (copy / "guidance" / entry.name).symlink_to(entry)
+    (copy / "guidance" / "needs_missing.py").write_text("import congeal_no_such_package_xyz\n")
+    try:
+        assert launch_module.load_custom_module(str(copy))
+        module = sys.modules["threestudio-congeal-extra"]
+        assert "guidance.needs_missing" in module.UNAVAILABLE
+        assert "congeal_no_such_package_xyz" in module.UNAVAILABLE["guidance.needs_missing"]
+        assert any("needs_missing" in str(w.message) for w in recwarn)
+    finally:
+        for name in [n for n in sys.modules if n == "threestudio-congeal-extra" or n.startswith("threestudio-congeal-extra.")]:
+            del sys.modules[name]
