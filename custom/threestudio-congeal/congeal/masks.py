@@ -90,12 +90,18 @@ def border_connected(candidates: Tensor) -> Tensor:
     reached[-1, :] = candidates[-1, :]
     reached[:, 0] |= candidates[:, 0]
     reached[:, -1] |= candidates[:, -1]
+    spread_rows = lambda r: _spread_along_rows(r, candidates)  # noqa: E731
+    spread_cols = lambda r: _spread_along_rows(r.T, candidates.T).T  # noqa: E731
+    reached = spread_cols(spread_rows(reached))
+    passes = (spread_rows, spread_cols)
+    step = 0
     while True:
-        grown = _spread_along_rows(reached, candidates)
-        grown = _spread_along_rows(grown.T, candidates.T).T
+        # the last pass left the map stable in its direction (a pass is idempotent), so the first pass in the
+        # other direction that changes nothing means both directions are settled
+        grown = passes[step % 2](reached)
         if torch.equal(grown, reached):
             return reached
-        reached = grown
+        reached, step = grown, step + 1
 
 
 def _spread_along_rows(reached: Tensor, candidates: Tensor) -> Tensor:
@@ -103,11 +109,12 @@ def _spread_along_rows(reached: Tensor, candidates: Tensor) -> Tensor:
     previous = torch.zeros_like(candidates)
     previous[:, 1:] = candidates[:, :-1]
     starts = candidates & ~previous  # a run starts at column 0 of every row, so runs never span rows
-    run_id = torch.cumsum(starts.reshape(-1).long(), 0).reshape(candidates.shape) * candidates.long()
-    hit = torch.zeros(int(starts.sum()) + 1, dtype=torch.bool, device=candidates.device)
-    hit[run_id[reached & candidates]] = True
-    hit[0] = False  # id 0 = not a candidate
-    return hit[run_id]
+    run_id = torch.cumsum(starts.reshape(-1), 0, dtype=torch.int32).reshape(candidates.shape)
+    run_id = run_id * candidates  # 0 = not a candidate
+    hit = torch.zeros(int(run_id.max()) + 1, dtype=torch.bool, device=candidates.device)
+    hit[run_id[reached & candidates].long()] = True
+    hit[0] = False
+    return hit[run_id.long()]
 
 
 # ---------------------------------------------------------------------------------------------- SAM
