@@ -31,7 +31,8 @@ def box_mask(height: int, width: int, box: Box) -> np.ndarray:
     return mask
 
 
-def rgba_photo(path: Path, height: int = 64, width: int = 80, box: Box = (16, 48, 20, 60), colour=(200, 60, 40)) -> Path:
+def rgba_photo(path: Path, height: int = 64, width: int = 80, box: Box = (16, 48, 20, 60),
+               colour=(200, 60, 40)) -> Path:
     """RGBA PNG (even when `path` says .jpg): opaque rectangle, transparent (black) elsewhere."""
     rgb = object_array(height, width, box, colour, background=(0, 0, 0))
     alpha = box_mask(height, width, box).astype(np.uint8) * 255

@@ -1,7 +1,6 @@
 """`congeal check DIR`: one row per photo, skipped files listed, exit 2 when unusable, --preview contact sheet."""
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
 

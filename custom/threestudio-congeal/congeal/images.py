@@ -376,8 +376,8 @@ def load_collection(folder: PathLike, size: int = 256, mask: str = "auto", margi
         raise failures[0]
     if failures:
         lines = "\n  ".join(str(error) for error in failures)
-        raise InputError(listing.folder, f"{len(failures)} of {len(listing.images)} photos cannot be used:\n  {lines}\n",
-                         f"fix or remove them (`congeal check {listing.folder}` shows every photo)")
+        raise InputError(listing.folder, f"{len(failures)} of {len(listing.images)} photos cannot be used",
+                         f"fix or remove them (`congeal check {listing.folder}` shows every photo):\n  {lines}")
     return ImageCollection(
         names=[item.name for item in loaded],
         paths=[item.path for item in loaded],

@@ -8,7 +8,6 @@ Both return float masks with 1 = object. `load_collection(..., mask="white-backg
 """
 from typing import List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
