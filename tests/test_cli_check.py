@@ -89,3 +89,16 @@ def test_no_traceback_from_the_command_line(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     assert "b.jpg" in result.stdout and "ERROR" in result.stdout
+
+
+def test_write_contact_sheet_from_a_collection(tmp_path):
+    from congeal.contact_sheet import write_contact_sheet
+    from congeal.images import load_collection
+
+    for i in range(3):
+        rgba_photo(tmp_path / f"p{i}.png", box=(16, 48, 20 + i, 60))
+    collection = load_collection(tmp_path, size=32)
+    out = write_contact_sheet(collection, tmp_path / "sheet" / "preview.png", tile=40, columns=3)
+    sheet = np.asarray(Image.open(out).convert("RGB"))
+    assert sheet.shape[:2][1] == 3 * (40 + 4) + 4 and sheet.shape[0] > 40 + 4
+    assert sorted(p.name for p in out.parent.iterdir()) == ["preview.png"]

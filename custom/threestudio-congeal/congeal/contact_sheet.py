@@ -1,7 +1,7 @@
 """Contact sheets: a grid of photos with their masks overlaid (outside the mask tinted red) and a caption each.
 
     sheet = contact_sheet(collection.images, collection.masks, collection.names)   # -> PIL.Image
-    save_contact_sheet("preview.png", collection.images, collection.masks, collection.names)
+    write_contact_sheet(collection, "preview.png")                                 # the same, written atomically
 
 Used by `congeal check --preview`. Captions are drawn with PIL's default font; names it cannot draw fall back to
 their ASCII escape.
@@ -98,6 +98,19 @@ def save_contact_sheet(path: Union[str, Path], images: Tensor, masks: Optional[T
     path = Path(path)
     save_image(path, contact_sheet(images, masks, captions, **kwargs))
     return path
+
+
+def write_contact_sheet(collection, path: Union[str, Path], **kwargs) -> Path:
+    """Contact sheet of an `ImageCollection` (working crops, masks overlaid, names as captions), atomically.
+
+    Args:
+        collection: `congeal.images.ImageCollection`.
+        path: output image (PNG unless the suffix says JPEG).
+        **kwargs: `contact_sheet` options (tile, columns, ...).
+    Returns:
+        The path.
+    """
+    return save_contact_sheet(path, collection.images, collection.masks, list(collection.names), **kwargs)
 
 
 def _text_height(font) -> int:
