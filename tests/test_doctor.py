@@ -68,7 +68,8 @@ def test_cpu_machine_rows(offline):
 
 
 def test_json_output(offline, capsys):
-    code = main(["doctor", "--threestudio", str(offline / "none"), "--json"])
+    code = main(["doctor", "--threestudio", str(offline / "none"), "--config", str(offline / "absent.yaml"),
+                 "--json"])
     report = json.loads(capsys.readouterr().out)
     assert [c["name"] for c in report["checks"]] == ROWS
     assert report["ok"] is (code == 0)

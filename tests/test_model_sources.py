@@ -96,7 +96,7 @@ def test_incomplete_snapshot_local_paths_and_gone_ids(tiny_dinov2_cache, tmp_pat
     only_config = tmp_path / "only-config"
     only_config.mkdir()
     (only_config / "config.json").write_text("{}")
-    put_in_hub_cache(cache, "facebook/sam-vit-huge", only_config)
+    put_in_hub_cache(cache, "facebook/sam-vit-base", only_config)
     hit = ms.locate("sam")
     assert hit.status == "incomplete" and "model.safetensors or pytorch_model.bin" in hit.detail
     assert ms.locate("dinov2", str(snapshot)).status == "local"  # a local directory with the files
@@ -122,6 +122,11 @@ def test_refs_in_config_reads_the_fields_and_falls_back_to_defaults():
     assert refs["sd21-base"].path == "system.prompt_processor.pretrained_model_name_or_path"
     assert refs["mvdream"].value == "MVDream/MVDream:sd-v1.5-4view.pt"
     assert refs["dinov2"].value == "facebook/dinov2-giant" and refs["dinov2"].path is None
+    config["system"]["ti_guidance"] = {"pretrained_model_name_or_path": "Manojb/stable-diffusion-2-1-base"}
+    refs = [ref for ref in ms.refs_in_config(config) if ref.key == "sd21-base"]
+    assert len(refs) == 1 and "ti_guidance" in refs[0].path and "prompt_processor" in refs[0].path
+    config["system"]["ti_guidance"] = {"pretrained_model_name_or_path": "/models/sd21"}
+    assert len([ref for ref in ms.refs_in_config(config) if ref.key == "sd21-base"]) == 2
     config["system"]["guidance"]["ckpt_path"] = "/models/mv.pt"
     assert {r.key: r for r in ms.refs_in_config(config)}["mvdream"].value == "/models/mv.pt"
     assert "openclip-h14" not in {r.key for r in ms.refs_in_config({})}  # documented only, never fetched

@@ -72,7 +72,7 @@ SOURCES: Dict[str, ModelSource] = {
                    ("text_encoder/model.safetensors", "text_encoder/pytorch_model.bin")),
             alternatives=("Manojb/stable-diffusion-2-1-base",),
             config_fields=("prompt_processor.pretrained_model_name_or_path",
-                           "textual_inversion.pretrained_model_name_or_path"),
+                           "ti_guidance.pretrained_model_name_or_path"),
             local="a directory in diffusers layout (tokenizer/, text_encoder/), e.g. one written by "
                   "`StableDiffusionPipeline.save_pretrained`",
             download_bytes=int(1.36 * GB),
@@ -115,7 +115,7 @@ SOURCES: Dict[str, ModelSource] = {
             filename=None,
             files=(("config.json",), ("model.safetensors", "pytorch_model.bin")),
             alternatives=("facebook/dinov2-large", "facebook/dinov2-base", "facebook/dinov2-small"),
-            config_fields=("features.model", "feature_extractor.model", "dinov2_model"),
+            config_fields=("features.dinov2_model", "dinov2_model"),
             local="a directory written by `Dinov2Model.save_pretrained` (config.json + weights)",
             download_bytes=int(4.55 * GB),
             download_note="model.safetensors 4.55 GB (large 1.22 GB, base 346 MB)",
@@ -124,14 +124,14 @@ SOURCES: Dict[str, ModelSource] = {
         ModelSource(
             key="sam",
             role="Segment Anything masks for photos without masks (`mask: sam`)",
-            default="facebook/sam-vit-huge",
+            default="facebook/sam-vit-base",
             filename=None,
             files=(("config.json",), ("model.safetensors", "pytorch_model.bin")),
-            alternatives=("facebook/sam-vit-large", "facebook/sam-vit-base"),
-            config_fields=("masks.sam_model", "sam_model"),
+            alternatives=("facebook/sam-vit-huge", "facebook/sam-vit-large"),
+            config_fields=("sam_model", "data.sam_model"),
             local="a directory written by `SamModel.save_pretrained` (config.json + weights)",
-            download_bytes=int(2.56 * GB),
-            download_note="model.safetensors 2.56 GB (large 1.25 GB, base 375 MB)",
+            download_bytes=int(0.375 * GB),
+            download_note="model.safetensors 375 MB (large 1.25 GB, huge 2.56 GB)",
             required_by="register",
         ),
     )
@@ -329,9 +329,10 @@ def _config_as_dict(config: Any) -> Mapping:
 
 
 def refs_in_config(config: Any, keys: Optional[Iterable[str]] = None) -> List[ModelRef]:
-    """The model references a config makes, one per source in `keys` (default: every source some stage needs).
+    """The model references a config makes, for each source in `keys` (default: every source some stage needs).
 
-    A source whose config field is absent or null gets its table default (`path=None`). MVDream's
+    Every field that names a source gives one reference (the prompt processor and the textual-inversion guidance
+    may both name SD2.1-base); a source whose fields are absent or null gets its table default (`path=None`). MVDream's
     `guidance.model_name` picks the default checkpoint file when `guidance.ckpt_path` is null.
 
     Args:
@@ -343,21 +344,23 @@ def refs_in_config(config: Any, keys: Optional[Iterable[str]] = None) -> List[Mo
     refs: List[ModelRef] = []
     for key in wanted:
         source = SOURCES[key]
-        found = None
-        for path, value in flat.items():
-            if isinstance(value, str) and value and any(
-                    path == name or path.endswith("." + name) for name in source.config_fields):
-                found = ModelRef(key, value, path)
-                break
-        if found is None and key == "mvdream":
+        found = [ModelRef(key, value, path) for path, value in flat.items()
+                 if isinstance(value, str) and value and any(
+                     path == name or path.endswith("." + name) for name in source.config_fields)]
+        if not found and key == "mvdream":
             names = source.extra["model_files"]
-            for path, value in flat.items():
-                if path.endswith("guidance.model_name") and value in names:
-                    found = ModelRef(key, f"{source.default}:{names[value]}", path)
-                    break
-        if found is None:
-            found = ModelRef(key, f"{source.default}:{source.filename}" if source.filename else source.default, None)
-        refs.append(found)
+            found = [ModelRef(key, f"{source.default}:{names[value]}", path) for path, value in flat.items()
+                     if path.endswith("guidance.model_name") and value in names][:1]
+        if not found:
+            found = [ModelRef(key, f"{source.default}:{source.filename}" if source.filename else source.default,
+                              None)]
+        by_value: Dict[str, ModelRef] = {}
+        for ref in found:  # one reference per distinct value; the fields that name it are joined
+            if ref.value in by_value:
+                by_value[ref.value].path = f"{by_value[ref.value].path}, {ref.path}"
+            else:
+                by_value[ref.value] = ref
+        refs.extend(by_value.values())
     return refs
 
 
