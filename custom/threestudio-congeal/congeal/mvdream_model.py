@@ -36,6 +36,8 @@ def _mvdream_fix(error: BaseException) -> str:
     if isinstance(error, ModuleNotFoundError) and error.name in ("open_clip", "torchvision"):
         return ("MVDream's text encoder class needs open_clip (and torchvision): pip install open-clip-torch "
                 "torchvision (a torchvision build that matches your torch)")
+    if isinstance(error, ModuleNotFoundError) and error.name and not error.name.startswith("mvdream"):
+        return f"pip install {error.name.split('.')[0]} (an MVDream requirement)"
     return "pip install git+https://github.com/bytedance/MVDream (with its requirements)"
 
 
