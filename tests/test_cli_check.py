@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from congeal.cli import main
-from helpers_images import object_array, photo_with_mask_file, rgba_photo
+from helpers_images import box_mask, object_array, photo_with_mask_file, rgba_photo
 
 
 def _check(capsys, *args):
@@ -102,3 +102,19 @@ def test_write_contact_sheet_from_a_collection(tmp_path):
     sheet = np.asarray(Image.open(out).convert("RGB"))
     assert sheet.shape[:2][1] == 3 * (40 + 4) + 4 and sheet.shape[0] > 40 + 4
     assert sorted(p.name for p in out.parent.iterdir()) == ["preview.png"]
+
+
+def test_fallbacks_are_ok_rows_with_a_note(tmp_path, capsys):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.dstack([object_array(64, 80, (16, 48, 20, 60)), np.full((64, 80), 255, np.uint8)])).save(
+        tmp_path / "opaque.png")  # fully opaque alpha: noted, falls back to the mask file
+    Image.fromarray(box_mask(64, 80, (16, 48, 20, 60)).astype(np.uint8) * 255).save(tmp_path / "opaque_mask.png")
+    rgba_photo(tmp_path / "turned.png")
+    Image.open(tmp_path / "turned.png").save(tmp_path / "turned.png", exif=exif.tobytes())
+    code, out, _ = _check(capsys, tmp_path)
+    rows = _rows(out)
+    assert code == 0
+    assert rows["turned.png"].split()[1] == "64x80" and rows["turned.png"].split()[4] == "OK"
+    assert "EXIF orientation 6 applied" in rows["turned.png"]
+    assert rows["opaque.png"].split()[4] == "OK" and "fully opaque" in rows["opaque.png"]

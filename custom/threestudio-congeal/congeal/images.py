@@ -125,7 +125,11 @@ def find_mask_file(image_path: Path) -> Optional[Path]:
 # ---------------------------------------------------------------------------------------------- one photo
 @dataclass
 class LoadedImage:
-    """One photo, loaded. `image` `[3,S,S]`, `mask` `[1,S,S]` (float {0,1}), the original-grid mask bit-packed."""
+    """One photo, loaded. `image` `[3,S,S]`, `mask` `[1,S,S]` (float {0,1}), the original-grid mask bit-packed.
+
+    `warnings` are things that look wrong (check shows WARN); `notes` are documented fallbacks that were applied
+    (EXIF rotation, CMYK or 16-bit conversion, grey mask thresholded, ...).
+    """
 
     name: str
     path: Path
@@ -137,6 +141,7 @@ class LoadedImage:
     coverage: float
     warnings: List[str]
     packed_mask: np.ndarray
+    notes: List[str] = field(default_factory=list)
 
     def full_mask(self) -> np.ndarray:
         """`[H,W]` bool object mask on the original grid."""
@@ -154,9 +159,9 @@ def load_image(path: PathLike, size: int = 256, mask: str = "auto", margin: floa
     """
     path = Path(path)
     photo = decode_image(path, max_pixels=max_pixels, min_side=min_side)
-    warnings = list(photo.notes)
     object_mask, source, mask_notes = _object_mask(path, photo, mask, max_pixels, sam_masker)
-    warnings += mask_notes
+    notes = list(photo.notes) + mask_notes
+    warnings: List[str] = []
     height, width = photo.size
     coverage = float(object_mask.mean())
     if coverage == 0.0:
@@ -176,7 +181,7 @@ def load_image(path: PathLike, size: int = 256, mask: str = "auto", margin: floa
     image = crop.apply(rgb, fill="edge").clamp(0.0, 1.0)
     crop_mask = (crop.apply(torch.from_numpy(object_mask)[None].float(), fill=0.0) >= 0.5).float()
     return LoadedImage(_name(path), path, image, crop_mask, (height, width), crop, source, coverage, warnings,
-                       np.packbits(object_mask.reshape(-1)))
+                       np.packbits(object_mask.reshape(-1)), notes)
 
 
 def _object_mask(path: Path, photo: DecodedImage, mode: str, max_pixels: float, sam_masker):
@@ -245,7 +250,7 @@ class ImageCollection:
         crops: the `Crop` of each photo (original <-> working pixel coordinates).
         mask_sources: "alpha" | "file:<path>" | "white-background" | "sam".
         skipped: files in the folder that were ignored, with the reason.
-        warnings: "<name>: <what was converted or looks wrong>" lines.
+        warnings: "<name>: <message>" lines: what looks wrong, and the documented fallbacks that were applied.
         coverages: mask area / frame area on the original grid.
         folder: the folder the photos came from (None when built in memory).
         options: the loading options (used by `load_original`).
@@ -387,7 +392,7 @@ def load_collection(folder: PathLike, size: int = 256, mask: str = "auto", margi
         crops=[item.crop for item in loaded],
         mask_sources=[item.mask_source for item in loaded],
         skipped=listing.skipped,
-        warnings=[f"{item.name}: {w}" for item in loaded for w in item.warnings],
+        warnings=[f"{item.name}: {w}" for item in loaded for w in item.warnings + item.notes],
         coverages=[item.coverage for item in loaded],
         folder=listing.folder,
         options=dict(size=size, mask=mask, margin=margin, min_side=min_side, max_pixels=max_pixels,

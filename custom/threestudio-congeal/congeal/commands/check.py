@@ -4,7 +4,8 @@
     congeal check photos/ --mask white-background --preview sheet.png
 
 Each row: file name, original size (W x H, after EXIF orientation), mask source, mask coverage, OK / WARN / ERROR and
-the message. Skipped files are listed with the reason. The collection is usable when it has at least 2 photos and
+the message (WARN: something looks wrong, e.g. a mask covering the whole frame; an OK row may still name a documented
+fallback that was applied, e.g. an EXIF rotation or a grey mask thresholded at 0.5). Skipped files are listed with the reason. The collection is usable when it has at least 2 photos and
 no ERROR row (exactly when `load_collection` with the same options succeeds). `--preview` writes a contact sheet
 (atomically) with the masks overlaid, photos that failed shown as grey ERROR tiles; it is written even when the
 collection is unusable, because that is when it helps most.
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
         statuses.append(status)
         height, width_px = item.original_size
         print(_row(path.name, width, f"{width_px}x{height}", _source(item.mask_source, listing.folder),
-                   f"{100 * item.coverage:.1f}%", status, "; ".join(item.warnings)), file=out)
+                   f"{100 * item.coverage:.1f}%", status, "; ".join(item.warnings + item.notes)), file=out)
     if listing.skipped:
         print(f"skipped {len(listing.skipped)}:", file=out)
         for path, reason in listing.skipped:
