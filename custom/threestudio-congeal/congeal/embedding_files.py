@@ -20,19 +20,21 @@ from .errors import InputError
 
 PathLike = Union[str, Path]
 FILE_NAME = "learned_embeds.safetensors"
+TORCH_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # torch pickles of the same dict; anything else: safetensors
 
 
 def save_learned_embeds(path: PathLike, embeds: Dict[str, Tensor]) -> Path:
     """Write `{token: float32 [n_vectors, dim]}` atomically with metadata {"format": "pt"}.
 
     Args:
-        path: destination file (a folder means `<folder>/learned_embeds.safetensors`).
+        path: destination file, or a folder (an existing one, or a path without suffix) for
+            `<folder>/learned_embeds.safetensors`.
         embeds: token -> [n_vectors, dim] (a 1-D [dim] tensor is stored as [1, dim]).
     Returns:
         The written path.
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() or not path.suffix:
         path = path / FILE_NAME
     tensors = {}
     for token, rows in embeds.items():
@@ -57,12 +59,12 @@ def load_learned_embeds(path: PathLike) -> Dict[str, Tensor]:
         raise InputError(path, "learned-embedding file not found",
                          "run `congeal invert ... --out DIR` first and pass DIR/learned_embeds.safetensors")
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix in TORCH_SUFFIXES:
+            raw = torch.load(str(path), map_location="cpu", weights_only=True)
+        else:
             from safetensors.torch import load_file
 
             raw = load_file(str(path), device="cpu")
-        else:
-            raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: say which, not a deep traceback
         raise InputError(path, f"cannot be read as a learned-embedding file ({type(error).__name__}: {error})",
                          "re-create it with `congeal invert`") from error

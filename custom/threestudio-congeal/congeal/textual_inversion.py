@@ -251,9 +251,16 @@ class TextualInversion:
         return F.mse_loss(prediction.float(), target.float())
 
     def loss_on_images(self, images: Tensor, masks: Optional[Tensor] = None) -> Tensor:
-        """One denoising loss on a batch of photos [B,3,H,W] or [B,H,W,3] in [0,1] (encoded now, not cached)."""
+        """One denoising loss on a batch of photos [B,3,H,W] or [B,H,W,3] in [0,1] (encoded now, not cached).
+
+        With `config.flip`, each photo is mirrored with probability 1/2.
+        """
         with torch.no_grad():
-            mean, std = self._require_denoiser().encode(self._weights(self.prepare_images(images, masks)))
+            images = self.prepare_images(images, masks)
+            if self.config.flip:
+                mirror = torch.rand(images.shape[0], generator=self.generator, device=self.device) < 0.5
+                images = torch.where(mirror[:, None, None, None], images.flip(-1), images)
+            mean, std = self._require_denoiser().encode(self._weights(images))
             latents = mean.float() + std.float() * torch.randn(mean.shape, generator=self.generator,
                                                                 device=self.device)
         return self.loss_on_latents(latents)

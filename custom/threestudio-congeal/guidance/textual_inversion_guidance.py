@@ -1,0 +1,149 @@
+"""`congeal-textual-inversion-guidance`: trains y* (a placeholder token's embedding) inside a threestudio system.
+
+    system.ti_guidance_type: "congeal-textual-inversion-guidance"
+    system.ti_guidance: {pretrained_model_name_or_path: stabilityai/stable-diffusion-2-1-base, token: "<congeal>",
+                         init_word: toy, denoiser: mvdream, mvdream_ckpt_path: /path/sd-v2.1-base-4view.pt}
+    out = guidance(images, masks)           # {"loss_ti": scalar with the graph into y*}; the system backpropagates
+
+The system optimises `trainable_parameters()` (y*'s rows, float32 [n_vectors, dim]) with its own optimizer; for
+use outside a Lightning system, `step(images, masks)` backpropagates and applies this guidance's own AdamW.
+The tokenizer and text encoder (SD2.1-base's, which MVDream conditions on) load in `configure`; the denoiser
+loads on first use (`denoiser: mvdream` = MVDream's UNet in single-view mode, `diffusers` = the UNet of
+`pretrained_model_name_or_path`), or is handed over with `set_denoiser(...)` / `share_mvdream_model(model)` so the
+MVDream model already loaded for SDS is not loaded twice.
+"""
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import torch
+
+import threestudio
+from threestudio.utils.base import BaseObject
+
+try:  # the extension's idempotent register (safe when the extension is loaded twice)
+    from ..registry import register
+except ImportError:  # loaded outside the package
+    def register(name):
+        def decorator(cls):
+            if name not in threestudio.__modules__:
+                threestudio.__modules__[name] = cls
+            return cls
+
+        return decorator
+
+
+@register("congeal-textual-inversion-guidance")
+class TextualInversionGuidance(BaseObject):
+    """A single denoising-loss step per call on a batch of collection photos; y* is the only trainable tensor."""
+
+    @dataclass
+    class Config(BaseObject.Config):
+        pretrained_model_name_or_path: str = "stabilityai/stable-diffusion-2-1-base"  # tokenizer + text encoder
+        denoiser: str = "mvdream"  # "mvdream" (single-view MVDream UNet) or "diffusers" (the SD model's UNet)
+        mvdream_model_name: str = "sd-v2.1-base-4view"
+        mvdream_ckpt_path: Optional[str] = None  # local MVDream checkpoint; null = Hugging Face cache / download
+        token: str = "<congeal>"
+        init_word: str = "object"
+        n_vectors: int = 1
+        lr: float = 2e-3  # AdamW of step(); inside congeal-system the system's optimizer settings apply
+        weight_decay: float = 1e-2
+        templates: Optional[List[str]] = None  # prompts with one "{}"; null = congeal's defaults
+        resolution: int = 256
+        flip: bool = True
+        background: str = "keep"  # "white": composite masked photos onto white
+        half_precision_weights: bool = True  # frozen weights in bf16/fp16 on CUDA
+        min_step_percent: float = 0.0
+        max_step_percent: float = 1.0
+        seed: int = 0
+
+    cfg: Config
+
+    def configure(self) -> None:
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        from congeal.textual_inversion import TextualInversion
+
+        source = self.cfg.pretrained_model_name_or_path
+        threestudio.info(f"congeal: textual inversion of {self.cfg.token!r} with the text encoder of {source}")
+        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
+        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder")
+        # a list keeps the trainer out of any nn.Module attribute scan (the system adds y* to its optimizer itself)
+        self._ti = [TextualInversion(tokenizer, text_encoder, None, self._ti_config(), device=self.device)]
+
+    def _ti_config(self):
+        from congeal.textual_inversion import DEFAULT_TEMPLATES, TextualInversionConfig
+
+        cfg = self.cfg
+        return TextualInversionConfig(
+            token=cfg.token, init_word=cfg.init_word, n_vectors=cfg.n_vectors, lr=cfg.lr,
+            weight_decay=cfg.weight_decay, resolution=cfg.resolution, flip=cfg.flip, background=cfg.background,
+            templates=tuple(cfg.templates) if cfg.templates else DEFAULT_TEMPLATES,
+            mixed_precision="auto" if cfg.half_precision_weights else "no",
+            min_timestep=int(1000 * cfg.min_step_percent), max_timestep=max(1, int(1000 * cfg.max_step_percent)),
+            seed=cfg.seed)
+
+    @property
+    def trainer(self):
+        """The core `congeal.textual_inversion.TextualInversion`."""
+        return self._ti[0]
+
+    # ---- the denoiser ---------------------------------------------------------------------------------------
+    def set_denoiser(self, denoiser: Any) -> None:
+        """Use a ready denoiser (`congeal.mvdream_denoiser.MVDreamDenoiser`, `DiffusersDenoiser`, ...)."""
+        self.trainer.set_denoiser(denoiser)
+
+    def share_mvdream_model(self, model: torch.nn.Module) -> None:
+        """Fit y* to an already-loaded MVDream model (e.g. the SDS guidance's `.model`), in single-view mode."""
+        from congeal.mvdream_denoiser import MVDreamDenoiser
+
+        self.set_denoiser(MVDreamDenoiser(model))
+
+    def _ensure_denoiser(self) -> None:
+        if self.trainer.denoiser is not None:
+            return
+        if self.cfg.denoiser == "mvdream":
+            from congeal.mvdream_denoiser import MVDreamDenoiser
+
+            denoiser = MVDreamDenoiser.from_pretrained(self.cfg.mvdream_model_name, self.cfg.mvdream_ckpt_path)
+        elif self.cfg.denoiser == "diffusers":
+            from congeal.diffusers_denoiser import load_stable_diffusion
+
+            _, _, denoiser = load_stable_diffusion(self.cfg.pretrained_model_name_or_path, device="cpu")
+        else:
+            from congeal.errors import InputError
+
+            raise InputError(None, f"ti_guidance.denoiser {self.cfg.denoiser!r} is unknown", "use mvdream or diffusers")
+        self.set_denoiser(denoiser)
+
+    # ---- the threestudio-facing calls ---------------------------------------------------------------------------
+    def trainable_parameters(self) -> List[torch.nn.Parameter]:
+        """[y*'s rows]: one float32 [n_vectors, dim] parameter."""
+        return [self.trainer.rows.rows]
+
+    def __call__(self, images: torch.Tensor, masks: Optional[torch.Tensor] = None, **kwargs) -> Dict[str, Any]:
+        """One denoising loss on a batch of photos.
+
+        Args:
+            images: [B,H,W,3] or [B,3,H,W] in [0,1] (resized to `resolution`).
+            masks: optional [B,1,H,W] / [B,H,W,1] / [B,H,W] object masks (used with background: white).
+        Returns:
+            {"loss_ti": scalar tensor whose graph reaches y*}
+        """
+        self._ensure_denoiser()
+        if masks is not None and masks.dim() == 4 and masks.shape[-1] == 1 and masks.shape[1] != 1:
+            masks = masks.permute(0, 3, 1, 2)
+        return {"loss_ti": self.trainer.loss_on_images(images, masks)}
+
+    def step(self, images: torch.Tensor, masks: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+        """Call + backward + this guidance's AdamW step (outside a system); returns {"loss_ti": detached loss}."""
+        out = self(images, masks)
+        self.trainer.optimizer_step(out["loss_ti"])
+        return {"loss_ti": out["loss_ti"].detach()}
+
+    def learned_embeds(self) -> Dict[str, torch.Tensor]:
+        """{token: float32 [n_vectors, dim]} on the CPU (diffusers' learned_embeds layout)."""
+        return self.trainer.learned_embeds()
+
+    def save(self, path: str) -> str:
+        """Write learned_embeds.safetensors (a folder or file path); returns the file path."""
+        return str(self.trainer.save_embeds(path))

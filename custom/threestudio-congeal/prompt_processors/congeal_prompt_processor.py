@@ -1,0 +1,165 @@
+"""`congeal-prompt-processor`: threestudio's Stable-Diffusion prompt processor with a learned token y* in its prompts.
+
+    system.prompt_processor_type: "congeal-prompt-processor"
+    system.prompt_processor: {pretrained_model_name_or_path: stabilityai/stable-diffusion-2-1-base,
+                              prompt: "a <congeal>", learned_embeds_path: runs/ti/learned_embeds.safetensors}
+    processor.set_learned_embeds(ti_guidance.learned_embeds())   # or take the live y* from the guidance
+
+View-dependent prompts ("a <congeal>, front view", ...) and negative prompts work as in the parent; a multi-vector
+token is expanded as diffusers does ("<t>" -> "<t> <t>_1 ..."). The parent caches embeddings on disk under a key of
+model name + prompt text only, which a changed y* would not change; here every key also holds the sha256 of the
+learned embedding, so a new y* never returns stale embeddings.
+"""
+import gc
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import torch
+import torch.multiprocessing as mp
+
+import threestudio
+from threestudio.models.prompt_processors.stable_diffusion_prompt_processor import StableDiffusionPromptProcessor
+from threestudio.utils.misc import barrier
+
+try:  # the extension's idempotent register (safe when the extension is loaded twice)
+    from ..registry import register
+except ImportError:  # loaded outside the package
+    def register(name):
+        def decorator(cls):
+            if name not in threestudio.__modules__:
+                threestudio.__modules__[name] = cls
+            return cls
+
+        return decorator
+
+try:
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+except ImportError:  # pragma: no cover - threestudio imports pytorch_lightning itself
+    def rank_zero_only(fn):
+        return fn
+
+
+def cache_key(model: str, prompt: str, embeds_digest: str) -> str:
+    """md5 hex of model, y*'s sha256 and prompt: the on-disk cache file name (without .pt)."""
+    return hashlib.md5(f"{model}-congeal:{embeds_digest}-{prompt}".encode("utf-8")).hexdigest()
+
+
+def encode_prompts(model: str, embeds: Dict[str, torch.Tensor], prompts: List[str], cache_dir: str,
+                   keys: List[str]) -> None:
+    """Tokenize + encode `prompts` with y* installed, save each [77, dim] embedding as `<cache_dir>/<key>.pt`.
+
+    A staticmethod-like function so the parent's spawn mode can run it in a fresh process.
+    """
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from congeal.placeholder_tokens import install_embeds
+
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    text_encoder.to(device).eval()
+    slots = install_embeds(tokenizer, text_encoder, embeds) if embeds else []
+    expanded = list(prompts)
+    for slot in slots:
+        expanded = [slot.expand(p) for p in expanded]
+    with torch.no_grad():
+        ids = tokenizer(expanded, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids.to(device)
+        hidden = text_encoder(ids)[0]
+    for key, embedding in zip(keys, hidden):
+        torch.save(embedding.cpu(), os.path.join(cache_dir, f"{key}.pt"))
+    del text_encoder
+
+
+@register("congeal-prompt-processor")
+class CongealPromptProcessor(StableDiffusionPromptProcessor):
+    """Prompts containing the learned token; cache keys include y*'s hash."""
+
+    @dataclass
+    class Config(StableDiffusionPromptProcessor.Config):
+        learned_embeds_path: Optional[str] = None  # learned_embeds.safetensors; or call set_learned_embeds()
+        token: str = "<congeal>"  # the prompt must contain it once y* is known
+
+    cfg: Config
+
+    def configure(self) -> None:
+        from congeal.embedding_files import load_learned_embeds
+
+        self._embeds: Dict[str, torch.Tensor] = {}
+        if self.cfg.learned_embeds_path:
+            self._embeds = load_learned_embeds(self.cfg.learned_embeds_path)
+        super().configure()
+
+    # ---- y* ---------------------------------------------------------------------------------------------------
+    @property
+    def embeds_digest(self) -> str:
+        from congeal.embedding_files import embeds_hash
+
+        return embeds_hash(self._embeds) if self._embeds else "none"
+
+    def set_learned_embeds(self, embeds: Dict[str, torch.Tensor]) -> None:
+        """Use a new y* ({token: [n_vectors, dim]}, e.g. the live one from the TI guidance) and re-encode."""
+        self._embeds = {k: v.detach().to("cpu", torch.float32).clone() for k, v in embeds.items()}
+        self.prepare_text_embeddings()
+        self.load_text_embeddings()
+
+    def from_guidance(self, guidance) -> None:
+        """Take the current y* of a `congeal-textual-inversion-guidance`."""
+        self.set_learned_embeds(guidance.learned_embeds())
+
+    def _check_prompt(self) -> None:
+        from congeal.errors import InputError
+
+        if self._embeds and self.cfg.token in self._embeds and self.cfg.token not in self.prompt:
+            raise InputError(self.cfg.learned_embeds_path, f"prompt {self.prompt!r} does not contain the learned "
+                             f"token {self.cfg.token!r}", f'write it into the prompt, e.g. "a {self.cfg.token}"')
+        if not self._embeds and self.cfg.token in self.prompt:
+            raise InputError(None, f"prompt {self.prompt!r} uses {self.cfg.token!r} but no learned embedding is set",
+                             "set prompt_processor.learned_embeds_path (or call set_learned_embeds)")
+
+    def _cache_path(self, prompt: str) -> str:
+        return os.path.join(self._cache_dir, f"{cache_key(self.cfg.pretrained_model_name_or_path, prompt, self.embeds_digest)}.pt")
+
+    # ---- the parent's cache, keyed with y* -------------------------------------------------------------------
+    @rank_zero_only
+    def prepare_text_embeddings(self) -> None:
+        self._check_prompt()
+        os.makedirs(self._cache_dir, exist_ok=True)
+        all_prompts = [self.prompt, self.negative_prompt] + self.prompts_vd + self.negative_prompts_vd
+        todo = []
+        for prompt in dict.fromkeys(all_prompts):  # unique, in order
+            if self.cfg.use_cache and os.path.exists(self._cache_path(prompt)):
+                continue
+            todo.append(prompt)
+        if not todo:
+            return
+        keys = [os.path.basename(self._cache_path(p))[:-3] for p in todo]
+        args = (self.cfg.pretrained_model_name_or_path, self._embeds, todo, self._cache_dir, keys)
+        if self.cfg.spawn:
+            process = mp.get_context("spawn").Process(target=encode_prompts, args=args)
+            process.start()
+            process.join()
+            assert process.exitcode == 0, "prompt embedding process failed!"
+        else:
+            encode_prompts(*args)
+        # free the text encoder (threestudio's cleanup() would also call into tiny-cuda-nn)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def load_text_embeddings(self) -> None:
+        barrier()
+        self.text_embeddings = self.load_from_cache(self.prompt)[None, ...]
+        self.uncond_text_embeddings = self.load_from_cache(self.negative_prompt)[None, ...]
+        self.text_embeddings_vd = torch.stack([self.load_from_cache(p) for p in self.prompts_vd], dim=0)
+        self.uncond_text_embeddings_vd = torch.stack([self.load_from_cache(p) for p in self.negative_prompts_vd], dim=0)
+
+    def load_from_cache(self, prompt: str) -> torch.Tensor:
+        path = self._cache_path(prompt)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"text embedding {path} for model {self.cfg.pretrained_model_name_or_path}, "
+                                    f"y* {self.embeds_digest[:12]} and prompt [{prompt}] not found")
+        return torch.load(path, map_location=self.device)
