@@ -78,7 +78,7 @@ def test_collection_level_errors_exit_2(tmp_path, capsys):
     (tmp_path / "only.jpg").unlink()
     rgba_photo(tmp_path / "second.png")
     code, _, err = _check(capsys, tmp_path, "--mask", "sam", "--sam-model", tmp_path / "no-model")
-    assert code == 2 and "cannot load the SAM model" in err
+    assert code == 2 and "not a SAM model folder" in err
 
 
 def test_no_traceback_from_the_command_line(tmp_path):

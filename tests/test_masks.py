@@ -153,8 +153,13 @@ def test_sam_masker_loads_a_local_folder_and_feeds_the_loader(tiny_sam, tmp_path
 
 def test_sam_model_that_cannot_load_is_an_input_error(tmp_path):
     pytest.importorskip("transformers")
-    with pytest.raises(InputError, match="cannot load the SAM model"):
+    with pytest.raises(InputError, match="not a SAM model folder"):
         SamMasker(str(tmp_path / "no-such-model"))
+    broken = tmp_path / "broken-sam"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")  # a local folder: no network is touched
+    with pytest.raises(InputError, match="cannot load the SAM model"):
+        SamMasker(str(broken))
 
 
 def test_loader_passes_the_upright_photo_to_the_sam_masker(tmp_path):

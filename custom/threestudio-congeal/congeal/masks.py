@@ -6,6 +6,7 @@
 
 Both return float masks with 1 = object. `load_collection(..., mask="white-background" | "sam")` calls them.
 """
+from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -139,7 +140,9 @@ class SamMasker:
         self.device = torch.device(device)
         self.dtype = dtype
         self.source = model_id_or_path if model is None else type(model).__name__
-        if model is None or processor is None:
+        if (model is None) != (processor is None):
+            raise ValueError("SamMasker: pass both model and processor, or neither")
+        if model is None:
             model, processor = _load_sam(model_id_or_path)
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.processor = processor
@@ -186,7 +189,14 @@ class SamMasker:
 
 def _load_sam(model_id_or_path: Optional[str]):
     """SamModel + SamProcessor from a hub id or local folder, with errors that say what to do."""
-    name = model_id_or_path or DEFAULT_SAM_MODEL
+    name = str(model_id_or_path or DEFAULT_SAM_MODEL)
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
+        folder = Path(name).expanduser()
+        if not (folder / "config.json").is_file():
+            raise InputError(folder, "is not a SAM model folder (no config.json)",
+                             "give a folder written by SamModel.save_pretrained + SamProcessor.save_pretrained, "
+                             "or a hub id such as facebook/sam-vit-base")
+        name = str(folder)
     try:
         from transformers import SamModel, SamProcessor
     except ImportError as error:
