@@ -158,7 +158,8 @@ class TextualInversion:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.weight_dtype == torch.float16)
         self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self.step_count = 0
-        self.losses: List[float] = []
+        self._losses: List[float] = []
+        self._pending: List[Tensor] = []  # per-step losses still on the device: no host sync inside the loop
         self.latent_mean: Optional[Tensor] = None  # [N',C,h,w] (N' = 2N with flips)
         self.latent_std: Optional[Tensor] = None
         self.denoiser: Optional[Denoiser] = None
@@ -277,13 +278,21 @@ class TextualInversion:
         self.rows.sync_()
         self.step_count += 1
 
-    def step(self) -> float:
-        """One training step on a random batch of the cached collection; returns its loss."""
+    @property
+    def losses(self) -> List[float]:
+        """Per-step training losses of the whole run (resumed runs included)."""
+        if self._pending:
+            self._losses.extend(torch.stack(self._pending).float().cpu().tolist())
+            self._pending.clear()
+        return self._losses
+
+    def step(self) -> Tensor:
+        """One training step on a random batch of the cached collection; returns its loss (detached, on device)."""
         loss = self.loss_on_latents(self.sample_latents(self.config.batch_size))
         self.optimizer_step(loss)
-        value = float(loss.detach())
-        self.losses.append(value)
-        return value
+        loss = loss.detach()
+        self._pending.append(loss)
+        return loss
 
     def train(self, steps: Optional[int] = None, progress: bool = True, log_every: int = 0,
               log: Callable[[str], None] = print, checkpoint: Optional[PathLike] = None,
@@ -301,14 +310,16 @@ class TextualInversion:
         total = self.config.steps if steps is None else int(steps)
         bar = tqdm(total=total, initial=self.step_count, disable=not progress, desc="textual inversion",
                    dynamic_ncols=True)
+        refresh = log_every or 25  # reading a loss waits for the device: only every `refresh` steps
         while self.step_count < total:
-            loss = self.step()
+            self.step()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            if log_every and self.step_count % log_every == 0:
-                window = self.losses[-log_every:]
-                message = f"step {self.step_count}/{total} loss {sum(window) / len(window):.5f}"
-                (bar.write if progress else log)(message)
+            if self.step_count % refresh == 0 or self.step_count == total:
+                window = self.losses[-refresh:]
+                mean = sum(window) / len(window)
+                bar.set_postfix(loss=f"{mean:.4f}")
+                if log_every and self.step_count % log_every == 0:
+                    (bar.write if progress else log)(f"step {self.step_count}/{total} loss {mean:.5f}")
             if checkpoint is not None and checkpoint_every and self.step_count % checkpoint_every == 0:
                 self.save_checkpoint(checkpoint)
         bar.close()
@@ -371,7 +382,7 @@ class TextualInversion:
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"].cpu())
         self.step_count = int(state["step"])
-        self.losses = list(state["losses"])
+        self._losses, self._pending = list(state["losses"]), []
         self.rows.sync_()
 
     def save_checkpoint(self, path: PathLike) -> Path:

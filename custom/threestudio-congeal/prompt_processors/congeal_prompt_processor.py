@@ -11,13 +11,14 @@ model name + prompt text only, which a changed y* would not change; here every k
 learned embedding, so a new y* never returns stale embeddings.
 """
 import gc
-import hashlib
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import torch
 import torch.multiprocessing as mp
+
+from congeal.prompt_encoding import cache_key, encode_prompts
 
 import threestudio
 from threestudio.models.prompt_processors.stable_diffusion_prompt_processor import StableDiffusionPromptProcessor
@@ -39,39 +40,6 @@ try:
 except ImportError:  # pragma: no cover - threestudio imports pytorch_lightning itself
     def rank_zero_only(fn):
         return fn
-
-
-def cache_key(model: str, prompt: str, embeds_digest: str) -> str:
-    """md5 hex of model, y*'s sha256 and prompt: the on-disk cache file name (without .pt)."""
-    return hashlib.md5(f"{model}-congeal:{embeds_digest}-{prompt}".encode("utf-8")).hexdigest()
-
-
-def encode_prompts(model: str, embeds: Dict[str, torch.Tensor], prompts: List[str], cache_dir: str,
-                   keys: List[str]) -> None:
-    """Tokenize + encode `prompts` with y* installed, save each [77, dim] embedding as `<cache_dir>/<key>.pt`.
-
-    A staticmethod-like function so the parent's spawn mode can run it in a fresh process.
-    """
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from congeal.placeholder_tokens import install_embeds
-
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(model, subfolder="text_encoder")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    text_encoder.to(device).eval()
-    slots = install_embeds(tokenizer, text_encoder, embeds) if embeds else []
-    expanded = list(prompts)
-    for slot in slots:
-        expanded = [slot.expand(p) for p in expanded]
-    with torch.no_grad():
-        ids = tokenizer(expanded, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids.to(device)
-        hidden = text_encoder(ids)[0]
-    for key, embedding in zip(keys, hidden):
-        torch.save(embedding.cpu(), os.path.join(cache_dir, f"{key}.pt"))
-    del text_encoder
 
 
 @register("congeal-prompt-processor")

@@ -176,7 +176,7 @@ def _bench(args, device: torch.device) -> int:
     ti.set_images(_synthetic_photos(8, args.resolution, args.seed))
     _sync(device)
     setup = time.perf_counter() - start
-    warmup = min(5, args.steps)
+    warmup = min(5, args.steps // 2)  # first steps include lazy CUDA/cuDNN set-up
     ti.train(warmup, progress=False)
     _sync(device)
     t0 = time.perf_counter()
