@@ -1,4 +1,6 @@
 """The textual-inversion trainer on tiny models: the loss falls, only placeholder rows change, resume is exact."""
+import copy
+
 import pytest
 import torch
 
@@ -119,3 +121,13 @@ def test_training_without_images_is_refused():
 def test_loss_summary_windows():
     summary = loss_summary([4.0] * 10 + [1.0] * 90)
     assert summary["window"] == 10 and summary["first_loss"] == 4.0 and summary["last_loss"] == 1.0
+
+
+def test_bf16_weights_keep_float32_rows():
+    # what mixed precision does on a GPU (frozen weights in bf16, y* and AdamW in float32), exercised on the CPU
+    ti = make(copy.deepcopy(tiny_denoiser()), mixed_precision="bf16", steps=2)  # a copy: the cast is in place
+    assert ti.text_encoder.dtype == torch.bfloat16 and next(ti.denoiser.parameters()).dtype == torch.bfloat16
+    before = ti.rows.rows.detach().clone()
+    ti.train(progress=False)
+    assert ti.rows.rows.dtype == torch.float32 and not torch.equal(ti.rows.rows, before)
+    assert all(torch.isfinite(torch.tensor(ti.losses)))
