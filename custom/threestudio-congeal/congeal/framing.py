@@ -2,15 +2,18 @@
 
     boxes = square_boxes(opacity, margin=0.1)                         # opacity [B,H,W,1] -> Boxes (x0, y0, side)
     framed = crop_resize(torch.cat([rgb, opacity], -1).permute(0, 3, 1, 2), boxes, size=64)   # [B,4,64,64]
-    c2w_w, fovy_w = camera_in_frame(c2w, fovy, render_size, boxes)   # the candidate's camera in that frame
+    c2w, fovy_w, principal = camera_in_frame(c2w, fovy, render_size, boxes, 64)   # that frame's camera (exact)
+    out = render_in_frame(renderer, c2w, fovy_w, principal, 64)      # render straight into a working frame
 
 Photos get the same treatment from `congeal.images.Crop`, so a photo and a render are compared in the same
 normalised frame and neither translation nor scale has to be searched. Pixel-centre convention throughout: the
 centre of working pixel (row i, col j) is `(j + 0.5, i + 0.5)` and lies at `(x0 + (j+0.5)·side/S, ...)` in the
-render.
+render. Working-frame cameras keep an explicit principal point (`principal` [B,2] in working pixels): a crop
+moves the principal point, it does not move the camera.
 """
 from dataclasses import dataclass
-from typing import Tuple
+import math
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -107,33 +110,74 @@ def crop_resize(images: Tensor, boxes: Boxes, size: int, supersample: int = 2) -
     return out
 
 
-def camera_in_frame(c2w: Tensor, fovy: Tensor, render_size: Tuple[int, int], boxes: Boxes) -> Tuple[Tensor, Tensor]:
-    """Express a centred camera's cropped view as a centred camera of the working frame.
+def camera_in_frame(c2w: Tensor, fovy: Tensor, render_size: Tuple[int, int], boxes: Boxes,
+                    size: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Express a centred camera's cropped and resized view as a working-frame camera (exact).
 
-    Cropping a square window of side `side` keeps the focal length, so the working frame's FoV satisfies
-    `tan(fovy_w/2) = (side/2) / f`. The window centre is usually off the render centre; instead of an off-centre
-    principal point, the camera is shifted in its own image plane by `offset·distance/f` so the origin projects to
-    the same place (exact for points at the origin's depth, which is where the object is).
+    Cropping keeps the camera and its focal length; only the principal point moves: the working frame (window of
+    side `side`, resampled to S) has focal `f·S/side` and principal point `(W/2 − x0, H/2 − y0)·S/side`.
 
     Args:
         c2w: [B,4,4] render cameras (principal point at the render centre).
         fovy: [B] radians, vertical FoV of the render.
         render_size: (height, width) of the render in pixels.
         boxes: crop windows in render pixels.
+        size: working size S.
     Returns:
-        c2w_w [B,4,4], fovy_w [B] (radians): a centred camera whose S×S render equals the framed render.
+        c2w [B,4,4] (unchanged), fovy_w [B] (radians, FoV spanned by the working frame's height),
+        principal [B,2] (x, y) in working pixels.
     """
     height, width = render_size
     focal = focal_from_fovy(fovy, height)  # [B] render pixels
-    fovy_w = 2.0 * torch.atan(0.5 * boxes.side.to(focal) / focal)
-    centre = boxes.centre().to(focal)
-    # where the render centre (the origin's projection) lies relative to the window centre, x right / y down
-    px = 0.5 * width - centre[:, 0]
-    py = 0.5 * height - centre[:, 1]
-    rotation = c2w[:, :3, :3]
-    position = c2w[:, :3, 3]
-    depth = (position * -rotation[:, :, 2]).sum(-1).abs()  # distance along the viewing axis to the origin
-    shift_cam = torch.stack([-px * depth / focal, py * depth / focal, torch.zeros_like(px)], dim=-1)  # camera axes
-    out = c2w.clone()
-    out[:, :3, 3] = position + torch.einsum("bij,bj->bi", rotation, shift_cam)
-    return out, fovy_w
+    side = boxes.side.to(focal)
+    fovy_w = 2.0 * torch.atan(0.5 * side / focal)
+    principal = torch.stack([0.5 * width - boxes.x0.to(focal), 0.5 * height - boxes.y0.to(focal)], dim=-1)
+    return c2w, fovy_w, principal * (size / side)[:, None]
+
+
+def frame_rays(c2w: Tensor, fovy: Tensor, principal: Tensor, size: int) -> Tuple[Tensor, Tensor]:
+    """World rays through the pixel centres of S×S working frames with an explicit principal point.
+
+    Args:
+        c2w: [B,4,4]; fovy: [B] radians spanning the frame height; principal: [B,2] (x, y) working pixels.
+        size: S.
+    Returns:
+        origins, directions [B,S,S,3] (unit directions); differentiable in all inputs.
+    """
+    dtype = c2w.dtype
+    focal = focal_from_fovy(fovy.to(dtype), size)  # [B]
+    centres = torch.arange(size, device=c2w.device, dtype=dtype) + 0.5
+    x = (centres[None, None, :] - principal[:, 0, None, None].to(dtype)) / focal[:, None, None]  # [B,1,S]
+    y = -(centres[None, :, None] - principal[:, 1, None, None].to(dtype)) / focal[:, None, None]  # [B,S,1]
+    x, y = torch.broadcast_tensors(x, y)
+    dirs_cam = torch.stack([x, y, -torch.ones_like(x)], dim=-1)  # camera looks down -z, y up
+    dirs = F.normalize(torch.einsum("bij,bhwj->bhwi", c2w[:, :3, :3], dirs_cam), dim=-1)
+    return c2w[:, None, None, :3, 3].expand_as(dirs), dirs
+
+
+def render_in_frame(renderer, c2w: Tensor, fovy: Tensor, principal: Tensor, size: int) -> Dict[str, Tensor]:
+    """Render working-frame cameras at S×S.
+
+    Uses the renderer's `render_rays(origins [N,3], directions [N,3])` when it has one (exact, no wasted rays);
+    otherwise renders a centred image large enough to hold the window and crops it.
+
+    Returns:
+        dict of [B,S,S,C] tensors (rgb, opacity, xyz, ...), as `Renderer.render`.
+    """
+    batch = c2w.shape[0]
+    if hasattr(renderer, "render_rays"):
+        origins, dirs = frame_rays(c2w, fovy, principal, size)
+        out = renderer.render_rays(origins.reshape(-1, 3), dirs.reshape(-1, 3))
+        return {k: v.reshape(batch, size, size, -1) for k, v in out.items() if v.dim() == 2}
+    # centred render of side L whose centre is the principal point, then crop the S-window out of it
+    reach = torch.cat([principal, size - principal], dim=-1).abs().amax().item()
+    big = int(math.ceil(2 * reach))
+    focal = focal_from_fovy(fovy, size)
+    fovy_big = 2.0 * torch.atan(0.5 * big / focal)
+    out = renderer.render(c2w, fovy_big, big, big)
+    boxes = Boxes(0.5 * big - principal[:, 0], 0.5 * big - principal[:, 1], torch.full_like(fovy, float(size)))
+    result = {}
+    for key, value in out.items():
+        framed = crop_resize(value.permute(0, 3, 1, 2), boxes, size, supersample=1)
+        result[key] = framed.permute(0, 2, 3, 1)
+    return result

@@ -1,12 +1,13 @@
 """Public camera files of a registration run: `poses.json` (our format) and `transforms.json` (NeRF/nerfstudio).
 
-    record = camera_record("mug", c2w_w, fovy_w, crop, (480, 640), scores={"iou": 0.93, "feature_distance": 0.1})
+    record = camera_record("mug", c2w_w, fovy_w, principal_w, crop, (480, 640), {"iou": 0.93})
     write_poses(out / "poses.json", [record])
     poses = read_poses(out / "poses.json")        # {"mug": {...}}, validated; InputError on a bad file
 
 Every camera is the camera of the ORIGINAL photo (its pixel grid), in threestudio's convention (see
 `congeal.cameras.CONVENTION`): `c2w` 4×4, pinhole intrinsics `fl_x`, `fl_y`, `cx`, `cy` in original pixels
-(the principal point is the centre of the photo's square working crop, not necessarily the photo centre),
+(the principal point is estimated: cameras look at the canonical origin, and wherever the origin projects, the
+principal point need not be the photo centre),
 `width`, `height`, `fovy_deg = 2·atan(height / (2·fl_y))`. transforms.json holds the same numbers: nerfstudio uses
 the same OpenGL camera axes, so `transform_matrix` is `c2w` unchanged.
 """
@@ -28,14 +29,15 @@ CAMERA_FIELDS = ("c2w", "fovy_deg", "fl_x", "fl_y", "cx", "cy", "width", "height
                  "distance")
 
 
-def camera_record(name: Optional[str], c2w: Tensor, fovy_w: Union[float, Tensor], crop: Any,
+def camera_record(name: Optional[str], c2w: Tensor, fovy_w: Union[float, Tensor], principal_w: Any, crop: Any,
                   original_size: Tuple[int, int], scores: Optional[Mapping[str, float]] = None) -> Dict[str, Any]:
     """The poses.json entry of one camera estimated in a photo's working frame.
 
     Args:
         name: image name (None for an alternative hypothesis).
-        c2w: [4,4] camera-to-world (threestudio convention), principal point at the working-frame centre.
+        c2w: [4,4] camera-to-world (threestudio convention).
         fovy_w: vertical FoV (radians) spanning the working frame (= the crop window).
+        principal_w: (x, y) principal point in working pixels.
         crop: the photo's `congeal.images.Crop` (x0, y0, side in original pixels).
         original_size: (height, width) of the original photo.
         scores: extra numbers stored beside the camera (iou, feature_distance, score, ...).
@@ -45,6 +47,8 @@ def camera_record(name: Optional[str], c2w: Tensor, fovy_w: Union[float, Tensor]
     c2w = torch.as_tensor(c2w, dtype=torch.float64).detach().cpu()
     fovy_w = float(fovy_w)
     side = float(crop.side)
+    px, py = (float(v) for v in torch.as_tensor(principal_w).reshape(2).tolist())
+    to_original = side / float(crop.size)
     focal = side / (2.0 * math.tan(0.5 * fovy_w))  # original pixels: the crop window spans fovy_w
     height, width = int(original_size[0]), int(original_size[1])
     position = c2w[:3, 3]
@@ -56,7 +60,7 @@ def camera_record(name: Optional[str], c2w: Tensor, fovy_w: Union[float, Tensor]
         "c2w": [[float(v) for v in row] for row in c2w.tolist()],
         "fovy_deg": math.degrees(2.0 * math.atan(height / (2.0 * focal))),
         "fl_x": focal, "fl_y": focal,
-        "cx": float(crop.x0) + 0.5 * side, "cy": float(crop.y0) + 0.5 * side,
+        "cx": float(crop.x0) + px * to_original, "cy": float(crop.y0) + py * to_original,
         "width": width, "height": height,
         "azimuth_deg": azimuth, "elevation_deg": elevation, "distance": distance,
     })
@@ -65,10 +69,12 @@ def camera_record(name: Optional[str], c2w: Tensor, fovy_w: Union[float, Tensor]
     return record
 
 
-def working_camera(record: Mapping[str, Any], crop: Any) -> Tuple[Tensor, float]:
-    """Inverse of `camera_record`: (c2w [4,4] float32, fovy_w radians) of the photo's working frame."""
+def working_camera(record: Mapping[str, Any], crop: Any) -> Tuple[Tensor, float, Tensor]:
+    """Inverse of `camera_record`: (c2w [4,4] float32, fovy_w radians, principal_w [2] working px)."""
     fovy_w = 2.0 * math.atan(float(crop.side) / (2.0 * float(record["fl_y"])))
-    return torch.tensor(record["c2w"], dtype=torch.float32), fovy_w
+    scale = float(crop.size) / float(crop.side)
+    principal = torch.tensor([(record["cx"] - float(crop.x0)) * scale, (record["cy"] - float(crop.y0)) * scale])
+    return torch.tensor(record["c2w"], dtype=torch.float32), fovy_w, principal
 
 
 def write_poses(path: Union[str, Path], records: Sequence[Mapping[str, Any]],

@@ -1,13 +1,14 @@
 """Refinement: all photos × hypotheses optimised together against the photos' masks (soft IoU, optional features).
 
-    poses = PoseParameters.from_cameras(c2w_w, fovy_w)                    # [M] hypotheses in working frames
-    result = refine_poses(renderer, poses, masks, RefineConfig(steps=200))   # masks [M,1,S,S]
-    c2w, fovy = result.c2w, result.fovy                                    # [M,4,4], [M]
+    poses = PoseParameters.from_cameras(c2w_w, fovy_w, principal_w, size=64)   # [M] working-frame hypotheses
+    result = refine_poses(SilhouetteRenderer(canonical), poses, masks, RefineConfig(steps=200))  # masks [M,1,S,S]
+    c2w, fovy, principal = result.c2w, result.fovy, result.principal         # [M,4,4], [M], [M,2]
 
-Camera model (working frame, centred principal point): rotation R = R0 · exp(ω) (ω ∈ so(3), 3 numbers), camera
-centre C = R · (u·d, v·d, d), i.e. at distance d behind the image plane of the origin and shifted by the
-image-plane offset (u, v) (so the object need not be centred), and the vertical FoV. Rotating R orbits the camera
-around the canonical origin. Parameters are log d, (u, v) and log tan(fovy/2) so every step is scale-free.
+Camera model (a photo's S×S working frame): rotation R = R0 · exp(ω) (ω ∈ so(3), 3 numbers); camera centre
+C = R · (0, 0, d) (R0's lateral offset, 0 for grid cameras, is kept), so rotating R orbits the camera around the
+canonical origin; the vertical FoV of the frame; and an explicit principal point (the object need not be centred
+on the origin's projection: a crop moves the principal point). Parameters are log d, principal / S and
+log tan(fovy/2), so every step size is scale-free.
 
 Every hypothesis has its own parameters and its own loss term, and Adam is element-wise, so a hypothesis's
 trajectory does not depend on which others share the batch. Early stopping is per hypothesis too: one that has not
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .cameras import so3_exp
+from .framing import render_in_frame
 
 
 @dataclass
@@ -34,11 +36,14 @@ class RefineConfig:
         samples: ray-marching samples per ray during refinement.
         lr_rotation: Adam step for ω (radians).
         lr_distance: Adam step for log d.
-        lr_offset: Adam step for (u, v).
+        lr_principal: Adam step for the principal point (fraction of the frame).
         lr_fov: Adam step for log tan(fovy/2).
         lr_final_fraction: cosine decay of every step size to this fraction at `steps`.
         patience: steps without a relative loss improvement of `min_improvement` before a hypothesis freezes.
         min_improvement: relative improvement that resets the patience counter.
+        opacity_sharpness: the rendered opacity o enters the loss as sigmoid(k·(o − 0.5)) with this k (0 = raw o).
+            Photo masks are binary (alpha ≥ 0.5); comparing them with a soft opacity biases the soft IoU towards
+            poses that fit the soft fringe, while the sharpened opacity puts the edge on the same 0.5 contour.
         feature_weight: weight of the optional feature term (needs a differentiable extractor); 0 = masks only.
         chunk: hypotheses rendered per forward pass (bounds memory; gradients accumulate over chunks).
     """
@@ -48,11 +53,12 @@ class RefineConfig:
     samples: int = 48
     lr_rotation: float = 0.02
     lr_distance: float = 0.01
-    lr_offset: float = 0.01
+    lr_principal: float = 0.005
     lr_fov: float = 0.01
     lr_final_fraction: float = 0.1
     patience: int = 50
     min_improvement: float = 1e-3
+    opacity_sharpness: float = 10.0
     feature_weight: float = 0.0
     chunk: int = 64
 
@@ -62,47 +68,57 @@ class PoseParameters:
     """Optimisable working-frame cameras of M hypotheses (see the module docstring)."""
 
     rotation0: Tensor  # [M,3,3]
+    lateral: Tensor  # [M,2] fixed lateral camera offset / distance (0 for look-at cameras)
     omega: Tensor  # [M,3]
     log_distance: Tensor  # [M]
-    offset: Tensor  # [M,2]
+    principal: Tensor  # [M,2] principal point / S
     log_tan_half_fov: Tensor  # [M]
+    size: int  # S
 
     @staticmethod
-    def from_cameras(c2w: Tensor, fovy: Tensor) -> "PoseParameters":
-        """Parameters reproducing cameras c2w [M,4,4] (any position) and fovy [M] radians exactly."""
+    def from_cameras(c2w: Tensor, fovy: Tensor, principal: Tensor, size: int) -> "PoseParameters":
+        """Parameters reproducing working-frame cameras exactly: c2w [M,4,4], fovy [M] radians, principal [M,2] px."""
         rotation = c2w[:, :3, :3].float()
-        local = torch.einsum("mji,mj->mi", rotation, c2w[:, :3, 3].float())  # R^T C = (u·d, v·d, d)
+        local = torch.einsum("mji,mj->mi", rotation, c2w[:, :3, 3].float())  # R^T C
         distance = local[:, 2].clamp_min(1e-6)
         return PoseParameters(
-            rotation0=rotation, omega=torch.zeros_like(local), log_distance=distance.log(),
-            offset=local[:, :2] / distance[:, None], log_tan_half_fov=torch.tan(0.5 * fovy.float()).log(),
+            rotation0=rotation, lateral=local[:, :2] / distance[:, None], omega=torch.zeros_like(local),
+            log_distance=distance.log(), principal=principal.float() / size,
+            log_tan_half_fov=torch.tan(0.5 * fovy.float()).log(), size=int(size),
         )
 
-    def cameras(self) -> "tuple[Tensor, Tensor]":
-        """(c2w [M,4,4], fovy [M]) — differentiable in omega, log_distance, offset, log_tan_half_fov."""
+    def cameras(self) -> "tuple[Tensor, Tensor, Tensor]":
+        """(c2w [M,4,4], fovy [M] radians, principal [M,2] working px) — differentiable in the trainable tensors."""
         rotation = self.rotation0 @ so3_exp(self.omega)
         distance = self.log_distance.exp()
-        local = torch.cat([self.offset * distance[:, None], distance[:, None]], dim=-1)
+        local = torch.cat([self.lateral * distance[:, None], distance[:, None]], dim=-1)
         centre = torch.einsum("mij,mj->mi", rotation, local)
         top = torch.cat([rotation, centre[:, :, None]], dim=-1)
         bottom = torch.zeros_like(top[:, :1])
         bottom[:, 0, 3] = 1.0
-        return torch.cat([top, bottom], dim=1), 2.0 * torch.atan(self.log_tan_half_fov.exp())
+        fovy = 2.0 * torch.atan(self.log_tan_half_fov.exp())
+        return torch.cat([top, bottom], dim=1), fovy, self.principal * self.size
 
     def trainable(self) -> "list[Tensor]":
-        return [self.omega, self.log_distance, self.offset, self.log_tan_half_fov]
+        return [self.omega, self.log_distance, self.principal, self.log_tan_half_fov]
+
+    def subset(self, part) -> "PoseParameters":
+        return PoseParameters(self.rotation0[part], self.lateral[part], self.omega[part], self.log_distance[part],
+                              self.principal[part], self.log_tan_half_fov[part], self.size)
 
     def detached(self) -> "PoseParameters":
-        return PoseParameters(*(t.detach().clone() for t in (self.rotation0, self.omega, self.log_distance,
-                                                              self.offset, self.log_tan_half_fov)))
+        return PoseParameters(*(t.detach().clone() for t in (self.rotation0, self.lateral, self.omega,
+                                                              self.log_distance, self.principal,
+                                                              self.log_tan_half_fov)), self.size)
 
 
 @dataclass
 class RefineResult:
-    """Refined cameras: c2w [M,4,4], fovy [M] (working frame), loss [M] (best soft-IoU loss), steps [M] run."""
+    """Refined working-frame cameras: c2w [M,4,4], fovy [M], principal [M,2]; loss [M] (best), steps [M] run."""
 
     c2w: Tensor
     fovy: Tensor
+    principal: Tensor
     loss: Tensor
     steps: Tensor
 
@@ -112,6 +128,22 @@ def soft_iou_loss(opacity: Tensor, mask: Tensor) -> Tensor:
     inter = (opacity * mask).flatten(1).sum(-1)
     union = (opacity + mask - opacity * mask).flatten(1).sum(-1)
     return 1.0 - inter / union.clamp_min(1e-6)
+
+
+def binary_iou(opacity: Tensor, mask: Tensor, threshold: float = 0.5) -> Tensor:
+    """IoU of `opacity > threshold` and `mask > threshold`: [M,1,r,r] each -> [M] (the reported "iou")."""
+    a, b = opacity > threshold, mask > threshold
+    inter = (a & b).flatten(1).sum(-1).float()
+    union = (a | b).flatten(1).sum(-1).float()
+    return inter / union.clamp_min(1.0)
+
+
+def sharpen(opacity: Tensor, k: float) -> Tensor:
+    """sigmoid(k·(o − 0.5)) rescaled so 0 -> 0 and 1 -> 1 (k = 0: o unchanged)."""
+    if k <= 0:
+        return opacity
+    lo, hi = torch.sigmoid(torch.tensor(-0.5 * k)), torch.sigmoid(torch.tensor(0.5 * k))
+    return (torch.sigmoid(k * (opacity - 0.5)) - lo.to(opacity)) / (hi - lo).to(opacity)
 
 
 def masked_feature_distance(feats_a: Tensor, feats_b: Tensor, weight: Tensor, eps: float = 1e-3) -> Tensor:
@@ -125,7 +157,8 @@ def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfi
     """Optimise M hypotheses at once against their photos' masks.
 
     Args:
-        renderer: a `Renderer`.
+        renderer: a `Renderer` (only "opacity" is used unless feature_weight > 0; a `SilhouetteRenderer` is the
+            fast choice then).
         init: initial parameters (M hypotheses).
         masks: [M,1,S,S] the photo mask of each hypothesis (photos repeated per hypothesis).
         cfg: RefineConfig.
@@ -148,7 +181,7 @@ def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfi
     groups = [
         {"params": [params.omega], "lr": cfg.lr_rotation},
         {"params": [params.log_distance], "lr": cfg.lr_distance},
-        {"params": [params.offset], "lr": cfg.lr_offset},
+        {"params": [params.principal], "lr": cfg.lr_principal},
         {"params": [params.log_tan_half_fov], "lr": cfg.lr_fov},
     ]
     optimiser = torch.optim.Adam(groups)
@@ -169,11 +202,9 @@ def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfi
         losses = []
         for start in range(0, m, cfg.chunk):
             part = slice(start, start + cfg.chunk)
-            sub = PoseParameters(params.rotation0[part], params.omega[part], params.log_distance[part],
-                                 params.offset[part], params.log_tan_half_fov[part])
-            c2w, fovy = sub.cameras()
-            out = renderer.render(c2w, fovy, res, res)
-            opacity = out["opacity"].permute(0, 3, 1, 2)
+            c2w, fovy, principal = params.subset(part).cameras()
+            out = render_in_frame(renderer, c2w, fovy, principal * (res / params.size), res)
+            opacity = sharpen(out["opacity"].permute(0, 3, 1, 2), cfg.opacity_sharpness)
             loss = soft_iou_loss(opacity, target[part])
             if use_features:
                 rgb = out["rgb"].permute(0, 3, 1, 2).clamp(0, 1)
@@ -205,5 +236,6 @@ def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfi
         if progress:
             bar.set_postfix(loss=f"{float(best_loss.mean()):.4f}", active=int(active.sum()))
     bar.close()
-    c2w, fovy = best.cameras()
-    return RefineResult(c2w=c2w.detach(), fovy=fovy.detach(), loss=best_loss, steps=steps_run)
+    c2w, fovy, principal = best.cameras()
+    return RefineResult(c2w=c2w.detach(), fovy=fovy.detach(), principal=principal.detach(), loss=best_loss,
+                        steps=steps_run)

@@ -33,8 +33,9 @@ from .atomic import write_json
 from .cameras import CandidateGridConfig, rotation_angle_deg
 from .errors import InputError
 from .features import FeatureExtractor, build_extractor
+from .framing import render_in_frame
 from .mapping import MappingConfig
-from .refine import PoseParameters, RefineConfig, masked_feature_distance, refine_poses, soft_iou_loss
+from .refine import PoseParameters, RefineConfig, binary_iou, masked_feature_distance, refine_poses
 from .search import (CandidateBank, SearchConfig, bank_key, build_candidate_bank, load_bank, save_bank,
                      score_candidates, score_grid, top_k_hypotheses)
 
@@ -282,13 +283,17 @@ class _Context:
     def __init__(self, cfg: RegistrationConfig, canonical: Any, device: torch.device,
                  extractor: Optional[FeatureExtractor], progress: bool, stages: _Stages):
         from .render import GridRenderer
+        from .silhouette import SilhouetteRenderer
 
         self.cfg, self.device, self.progress, self.stages = cfg, device, progress, stages
         self.canonical = canonical.to(device)
         self.radius = canonical.bounding_radius()
         self.extractor = extractor or _make_extractor(cfg, device)
         self.search_renderer = GridRenderer(self.canonical, num_samples=cfg.search.render_samples)
-        self.refine_renderer = GridRenderer(self.canonical, num_samples=cfg.refine.samples)
+        # masks-only refinement needs opacity alone: the closed-form silhouette renderer is several times cheaper
+        self.refine_renderer = (GridRenderer(self.canonical, num_samples=cfg.refine.samples)
+                                if cfg.refine.feature_weight > 0 else
+                                SilhouetteRenderer(self.canonical, num_samples=cfg.refine.samples))
         self.final_renderer = GridRenderer(self.canonical, num_samples=cfg.final_samples)
         self.key = bank_key(canonical.content_hash(), self.extractor.identity, cfg.grid, cfg.working_size,
                             cfg.margin, cfg.search, self.radius)
@@ -333,7 +338,7 @@ def _register_images(ctx: _Context, collection: Any) -> Dict[str, Any]:
     photo_of = torch.arange(n, device=device).repeat_interleave(k)
 
     def refine():
-        init = PoseParameters.from_cameras(bank.c2w[flat], bank.fovy[flat])
+        init = PoseParameters.from_cameras(bank.c2w[flat], bank.fovy[flat], bank.principal[flat], cfg.working_size)
         return refine_poses(ctx.refine_renderer, init, masks[photo_of], cfg.refine,
                             image_feats=image_feats[photo_of], extractor=ctx.extractor, progress=ctx.progress)
 
@@ -342,12 +347,13 @@ def _register_images(ctx: _Context, collection: Any) -> Dict[str, Any]:
     def select():
         size = cfg.working_size
         with torch.no_grad():
-            outs = [ctx.final_renderer.render(c, f, size, size)
-                    for c, f in zip(refined.c2w.split(cfg.search.chunk), refined.fovy.split(cfg.search.chunk))]
+            chunk = cfg.search.chunk
+            outs = [render_in_frame(ctx.final_renderer, c, f, p, size) for c, f, p in
+                    zip(refined.c2w.split(chunk), refined.fovy.split(chunk), refined.principal.split(chunk))]
             out = {key: torch.cat([o[key] for o in outs]) for key in ("rgb", "opacity", "xyz")}
             opacity = out["opacity"].permute(0, 3, 1, 2)
             rgb = out["rgb"].permute(0, 3, 1, 2).clamp(0, 1)
-            iou = 1.0 - soft_iou_loss(opacity, masks[photo_of])
+            iou = binary_iou(opacity, masks[photo_of])
             render_feats = ctx.extractor.extract(rgb)
             weight = F.adaptive_avg_pool2d(opacity * masks[photo_of], render_feats.shape[-2:])
             fdist = masked_feature_distance(render_feats, image_feats[photo_of], weight)
@@ -365,7 +371,8 @@ def _register_images(ctx: _Context, collection: Any) -> Dict[str, Any]:
             scores_h = {"iou": iou[h], "feature_distance": fdist[h], "score": final[h],
                         "search_score": scores["score"][i, flat[h]], "refine_loss": refined.loss[h],
                         "refine_steps": refined.steps[h]}
-            rec = camera_record(name if with_name else None, refined.c2w[h], refined.fovy[h], crop, size_hw,
+            rec = camera_record(name if with_name else None, refined.c2w[h], refined.fovy[h], refined.principal[h],
+                                crop, size_hw,
                                 {key: float(v) for key, v in scores_h.items()})
             rec["candidate"] = int(flat[h])
             return rec
@@ -393,8 +400,7 @@ def _run_mapping(ctx: _Context, collection: Any, reg: Dict[str, Any], out_dir: P
         warps = fit_warps(reg["image_feats"], reg["render_feats"], reg["masks"], opacity, ctx.cfg.mapping,
                           progress=ctx.progress)
     for i, name in enumerate(collection.names):
-        height, width = collection.original_sizes[i]
-        write_image_state(out_dir, name, collection.crops[i], (width, height), warps[i], reg["render_xyz"][i],
+        write_image_state(out_dir, name, collection.crops[i], collection.original_sizes[i], warps[i], reg["render_xyz"][i],
                           reg["render_opacity"][i], reg["masks"][i, 0], reg["records"][i], cfg=ctx.cfg.mapping)
     return True
 

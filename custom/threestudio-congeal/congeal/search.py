@@ -29,7 +29,7 @@ from .cameras import CandidateGridConfig, candidate_cameras, rotation_angle_deg
 from .features import FeatureExtractor
 from .framing import Boxes, camera_in_frame, crop_resize, square_boxes
 
-BANK_FORMAT = "congeal-candidates-v1"
+BANK_FORMAT = "congeal-candidates-v2"
 
 
 @dataclass
@@ -63,8 +63,8 @@ class CandidateBank:
     """Framed candidate renders and their features (all on one device).
 
     Attributes:
-        c2w: [K,4,4] working-frame cameras (centred principal point; see `framing.camera_in_frame`).
-        fovy: [K] working-frame vertical FoV (radians).
+        c2w: [K,4,4] cameras; fovy: [K] working-frame vertical FoV (radians); principal: [K,2] working-frame
+            principal point (px) — see `framing.camera_in_frame`.
         grid_c2w: [K,4,4] the grid cameras (look-at, full frame) and grid_fovy [K].
         azimuth_deg, elevation_deg, fovy_deg: [K] grid coordinates.
         opacity: [K,1,S,S] framed opacity; features: [K,C,h,w].
@@ -72,6 +72,7 @@ class CandidateBank:
 
     c2w: Tensor
     fovy: Tensor
+    principal: Tensor
     grid_c2w: Tensor
     grid_fovy: Tensor
     azimuth_deg: Tensor
@@ -120,7 +121,7 @@ def build_candidate_bank(renderer: Any, extractor: FeatureExtractor, grid: Candi
 
     cams = candidate_cameras(grid, radius, device=device)
     size = cfg.render_size
-    c2w_w, fovy_w, opacity, features = [], [], [], []
+    c2w_w, fovy_w, principal, opacity, features = [], [], [], [], []
     chunks = list(torch.arange(grid.size, device=device).split(cfg.chunk))
     with torch.no_grad():
         for index in tqdm(chunks, desc="render candidates", disable=not progress, leave=False):
@@ -128,13 +129,15 @@ def build_candidate_bank(renderer: Any, extractor: FeatureExtractor, grid: Candi
             boxes = square_boxes(out["opacity"], margin=margin)
             stacked = torch.cat([out["rgb"], out["opacity"]], dim=-1).permute(0, 3, 1, 2)  # [B,4,R,R]
             framed = crop_resize(stacked, boxes, working_size)
-            cam, fov = camera_in_frame(cams["c2w"][index], cams["fovy"][index], (size, size), boxes)
+            cam, fov, centre = camera_in_frame(cams["c2w"][index], cams["fovy"][index], (size, size), boxes,
+                                               working_size)
             c2w_w.append(cam)
             fovy_w.append(fov)
+            principal.append(centre)
             opacity.append(framed[:, 3:4].clamp(0, 1))
             features.append(extractor.extract(framed[:, :3].clamp(0, 1)))
     return CandidateBank(
-        c2w=torch.cat(c2w_w), fovy=torch.cat(fovy_w), grid_c2w=cams["c2w"], grid_fovy=cams["fovy"],
+        c2w=torch.cat(c2w_w), fovy=torch.cat(fovy_w), principal=torch.cat(principal), grid_c2w=cams["c2w"], grid_fovy=cams["fovy"],
         azimuth_deg=cams["azimuth_deg"], elevation_deg=cams["elevation_deg"], fovy_deg=cams["fovy_deg"],
         opacity=torch.cat(opacity), features=torch.cat(features),
     )
