@@ -82,6 +82,8 @@ def test_loss_on_images_accepts_channels_last_and_masks():
     loss = ti.loss_on_images(images.permute(0, 2, 3, 1), masks)
     loss.backward()
     assert torch.isfinite(loss) and ti.rows.rows.grad is not None and ti.rows.rows.grad.abs().sum() > 0
+    with pytest.raises(InputError, match="do not match images"):
+        ti.loss_on_images(images, masks[:, :, :16])
 
 
 @pytest.mark.parametrize("overrides, match", [

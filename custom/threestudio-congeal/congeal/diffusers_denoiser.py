@@ -64,6 +64,43 @@ def _scheduler_settings(model_dir: Path) -> Tuple[NoiseSchedule, str]:
     return NoiseSchedule.from_scheduler_config(config, str(path)), config.get("prediction_type", "epsilon")
 
 
+def _load_error(model, error: Exception) -> InputError:
+    first = str(error).splitlines()[0] if str(error) else ""
+    return InputError(model, f"cannot be loaded as a Stable-Diffusion model ({error.__class__.__name__}: {first})",
+                      "pass a local diffusers folder, or a hub id such as stabilityai/stable-diffusion-2-1-base "
+                      "that is already in the Hugging Face cache")
+
+
+def _check_folder(path: Path, parts=SUBFOLDERS[:4]) -> None:
+    if not path.is_dir():
+        raise InputError(path, "is a file, not a diffusers model folder",
+                         "pass the folder that holds unet/ vae/ text_encoder/ tokenizer/ scheduler/")
+    missing = [name for name in parts if not (path / name).is_dir()]
+    if missing:
+        raise InputError(path, f"is not a Stable-Diffusion-format folder (missing {', '.join(missing)}/)",
+                         "pass a diffusers folder, e.g. one written by StableDiffusionPipeline.save_pretrained")
+
+
+def load_clip_text(model: Union[str, Path], device: Union[str, torch.device] = "cpu",
+                   dtype: torch.dtype = torch.float32):
+    """(CLIPTokenizer, CLIPTextModel) from the tokenizer/ and text_encoder/ of an SD folder or cached hub id.
+
+    Raises:
+        InputError: a folder without those parts, or a model that cannot be loaded.
+    """
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    path = Path(model)
+    if path.exists():
+        _check_folder(path, ("text_encoder", "tokenizer"))
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(str(model), subfolder="tokenizer")
+        text_encoder = CLIPTextModel.from_pretrained(str(model), subfolder="text_encoder", torch_dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise _load_error(model, error) from error
+    return tokenizer, text_encoder.to(device).eval()
+
+
 def load_stable_diffusion(model: Union[str, Path], device: Union[str, torch.device] = "cpu",
                           dtype: torch.dtype = torch.float32):
     """Load tokenizer, text encoder and denoiser from a diffusers Stable-Diffusion folder (or cached hub id).
@@ -77,31 +114,20 @@ def load_stable_diffusion(model: Union[str, Path], device: Union[str, torch.devi
         InputError: a folder missing a part, or a model that cannot be loaded.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     path = Path(model)
     if path.exists():
-        if not path.is_dir():
-            raise InputError(path, "is a file, not a diffusers model folder",
-                             "pass the folder that holds unet/ vae/ text_encoder/ tokenizer/ scheduler/")
-        missing = [name for name in SUBFOLDERS[:4] if not (path / name).is_dir()]
-        if missing:
-            raise InputError(path, f"is not a Stable-Diffusion-format folder (missing {', '.join(missing)}/)",
-                             "pass a diffusers folder, e.g. one written by StableDiffusionPipeline.save_pretrained")
+        _check_folder(path)
         schedule, prediction_type = _scheduler_settings(path)
     else:
         schedule, prediction_type = NoiseSchedule.scaled_linear(), "epsilon"
     source = str(model)
+    tokenizer, text_encoder = load_clip_text(model, device, dtype)
     try:
-        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
-        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", torch_dtype=dtype)
         unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype)
         vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype)
     except (OSError, ValueError) as error:
-        raise InputError(model, f"cannot be loaded as a Stable-Diffusion model ({error.__class__.__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''})",
-                         "pass a local diffusers folder, or a hub id such as stabilityai/stable-diffusion-2-1-base "
-                         "that is already in the Hugging Face cache") from error
+        raise _load_error(model, error) from error
     if not path.exists():
         try:
             from diffusers import DDPMScheduler
@@ -112,4 +138,4 @@ def load_stable_diffusion(model: Union[str, Path], device: Union[str, torch.devi
         except OSError:
             pass
     denoiser = DiffusersDenoiser(unet, vae, schedule, prediction_type)
-    return tokenizer, text_encoder.to(device).eval(), denoiser.to(device)
+    return tokenizer, text_encoder, denoiser.to(device)

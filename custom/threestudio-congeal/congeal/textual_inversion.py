@@ -193,6 +193,9 @@ class TextualInversion:
             masks = masks.to(self.device, torch.float32)
             masks = masks.reshape(masks.shape[0], 1, *masks.shape[-2:]) if masks.dim() == 3 or masks.shape[1] == 1 \
                 else masks.permute(0, 3, 1, 2)[:, :1]
+            if masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
+                raise InputError(None, f"masks {tuple(masks.shape)} do not match images {tuple(images.shape)}",
+                                 "pass one [H,W] mask per photo, at the photo's size")
             images = images * masks + (1.0 - masks)
         size = self.config.resolution
         if images.shape[-2:] != (size, size):

@@ -59,14 +59,12 @@ class TextualInversionGuidance(BaseObject):
     cfg: Config
 
     def configure(self) -> None:
-        from transformers import CLIPTextModel, CLIPTokenizer
-
+        from congeal.diffusers_denoiser import load_clip_text
         from congeal.textual_inversion import TextualInversion
 
         source = self.cfg.pretrained_model_name_or_path
         threestudio.info(f"congeal: textual inversion of {self.cfg.token!r} with the text encoder of {source}")
-        tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
-        text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder")
+        tokenizer, text_encoder = load_clip_text(source)
         # a list keeps the trainer out of any nn.Module attribute scan (the system adds y* to its optimizer itself)
         self._ti = [TextualInversion(tokenizer, text_encoder, None, self._ti_config(), device=self.device)]
 

@@ -150,13 +150,10 @@ def _build(args, device: torch.device):
         from ..diffusers_denoiser import load_stable_diffusion
 
         if args.denoiser == "mvdream":
+            from ..diffusers_denoiser import load_clip_text
             from ..mvdream_denoiser import MVDreamDenoiser
 
-            from transformers import CLIPTextModel, CLIPTokenizer
-
-            tokenizer = CLIPTokenizer.from_pretrained(str(args.model), subfolder="tokenizer")
-            text_encoder = CLIPTextModel.from_pretrained(str(args.model), subfolder="text_encoder",
-                                                         torch_dtype=dtype).to(device)
+            tokenizer, text_encoder = load_clip_text(args.model, device, dtype)
             denoiser = MVDreamDenoiser.from_pretrained(args.mvdream_model, args.mvdream_ckpt).to(device, dtype)
         else:
             tokenizer, text_encoder, denoiser = load_stable_diffusion(args.model, device=device, dtype=dtype)
