@@ -189,21 +189,30 @@ KEYPOINT_NAMES = (
 
 
 def keypoints_of(parts: List[Part]) -> Dict[str, np.ndarray]:
-    """Named surface points of an instance: {name: [3]} (the same anatomical point on every instance)."""
+    """Named points of an instance: {name: [3]} (the same anatomical point on every instance).
+
+    Each lies half a part-radius inside the surface, so a keypoint seen edge-on still projects inside the
+    silhouette (a point exactly on a tip would sit on the anti-aliased rim) and its depth is within the
+    visibility tolerance of the rendered surface.
+    """
     by_name = {part.name: part for part in parts}
 
-    def tip(part: Part) -> np.ndarray:  # far end of a capsule, on its surface
+    def tip(part: Part) -> np.ndarray:  # far end of a capsule, half its radius inside the end cap
         a, b = np.asarray(part.a), np.asarray(part.b)
         direction = (b - a) / np.linalg.norm(b - a)
-        return b + direction * part.size[0]
+        return b + direction * 0.5 * part.size[0]
 
-    snout, head, body = by_name["snout"], by_name["head"], by_name["body"]
+    def extreme(part: Part, axis: int) -> np.ndarray:  # an ellipsoid's +axis pole, half a semi-axis deep
+        offset = np.zeros(3)
+        offset[axis] = 0.5 * part.size[axis]
+        return np.asarray(part.a) + offset
+
     points = {
-        "snout_tip": np.asarray(snout.a) + np.array([snout.size[0], 0.0, 0.0]),
-        "head_top": np.asarray(head.a) + np.array([0.0, 0.0, head.size[2]]),
+        "snout_tip": extreme(by_name["snout"], 0),
+        "head_top": extreme(by_name["head"], 2),
         "horn_tip": tip(by_name["horn"]),
         "tail_tip": tip(by_name["tail"]),
-        "back": np.asarray(body.a) + np.array([0.0, 0.0, body.size[2]]),
+        "back": extreme(by_name["body"], 2) + np.array([0.0, 0.0, 0.25 * by_name["body"].size[2]]),
     }
     for leg in ("fl", "fr", "bl", "br"):
         points[f"foot_{leg}"] = tip(by_name[f"leg_{leg}"])
