@@ -125,6 +125,13 @@ def resolve_precision(mode: str, device: torch.device) -> Optional[torch.dtype]:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
+def _grad_scaler(device: torch.device, enabled: bool):
+    # torch.amp.GradScaler is torch >= 2.3; threestudio users often run older versions
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled and device.type == "cuda")
+
+
 class TextualInversion:
     """Trains the placeholder rows of `text_encoder` against `denoiser`'s denoising loss.
 
@@ -136,8 +143,9 @@ class TextualInversion:
         slots: an already-added placeholder to train instead of adding `config.token`.
     """
 
-    def __init__(self, tokenizer, text_encoder, denoiser: Optional[Denoiser], config: Optional[TextualInversionConfig] = None,
-                 device: Optional[Union[str, torch.device]] = None, slots: Optional[PlaceholderTokens] = None):
+    def __init__(self, tokenizer, text_encoder, denoiser: Optional[Denoiser],
+                 config: Optional[TextualInversionConfig] = None, device: Optional[Union[str, torch.device]] = None,
+                 slots: Optional[PlaceholderTokens] = None):
         self.config = config or TextualInversionConfig()
         self.config.validate()
         self.device = torch.device(device) if device is not None else next(text_encoder.parameters()).device
@@ -155,7 +163,7 @@ class TextualInversion:
         self.optimizer = torch.optim.AdamW([self.rows.rows], lr=self.config.lr, betas=self.config.adam_betas,
                                            eps=self.config.adam_eps, weight_decay=self.config.weight_decay)
         # fp16 gradients through a 23-layer encoder underflow without loss scaling; bf16/fp32 need none
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.weight_dtype == torch.float16)
+        self.scaler = _grad_scaler(self.device, enabled=self.weight_dtype == torch.float16)
         self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self.step_count = 0
         self._losses: List[float] = []
