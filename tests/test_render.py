@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from congeal.cameras import c2w_from_spherical, project, so3_exp
+from congeal.cameras import c2w_from_spherical, get_rays, project, so3_exp
 from congeal.canonical import Canonical, canonical_from_sdf
 from congeal.render import GridRenderer, Renderer
 
@@ -84,6 +84,10 @@ def test_chunked_equals_unchunked_and_batched_equals_single(sphere):
     for key in ("rgb", "opacity", "xyz", "depth"):
         assert torch.allclose(out[key], reference[key], atol=1e-6), key
     assert reference["opacity"].max() > 0.99 and reference["opacity"].min() < 1e-6
+    # The opacity-only path marches the same samples.
+    origins, directions = get_rays(c2w, fovy, 20, 24)
+    fast = GridRenderer(sphere, num_samples=32).render_opacity_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
+    assert torch.allclose(fast["opacity"].reshape(3, 20, 24, 1), reference["opacity"], atol=1e-5)
     # Batched == one camera at a time.
     single = GridRenderer(sphere, num_samples=32).render(c2w[1:2], fovy[1:2], 20, 24)
     assert torch.allclose(single["opacity"], reference["opacity"][1:2], atol=1e-6)

@@ -32,6 +32,41 @@ CPU_CHUNK_RAYS = 4096
 class Renderer(Protocol):
     """Anything registration can render candidates and hypotheses with."""
 
+    def _ray_coords(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor):
+        """Sample distances t [n,S] (midpoints of S equal steps), the span [n,1] and atlas coordinates (grid, fz)
+        of every sample."""
+        r, s = self.resolution, self.num_samples
+        steps = (torch.arange(s, device=origins.device, dtype=origins.dtype) + 0.5) / s
+        span = (far - near)[:, None]
+        t = torch.addcmul(near[:, None], span, steps)
+        # Cell coordinates are affine in t per ray: u = a + t·b with u = p·R/(2·radius) + R/2 − 0.5.
+        scale = r / (2.0 * self.radius)
+        a = origins * scale + (0.5 * r - 0.5)
+        b = directions * scale
+        ux, uy, uz = (torch.addcmul(a[:, i : i + 1], t, b[:, i : i + 1]) for i in range(3))
+        return t, span, _atlas_coords(ux, uy, uz, r, self.density_atlas.shape[-2])
+
+    def render_opacity_rays(self, origins: Tensor, directions: Tensor) -> Dict[str, Tensor]:
+        """Opacity only, for silhouette losses: origins, unit directions [N,3] -> {"opacity": [N,1]}.
+
+        Same samples as `render_rays`, so the opacity is the same, but in closed form 1 − exp(−δ·Σσ): no colour,
+        no transmittance, about half the work of a full render. Differentiable w.r.t. the rays.
+        """
+        near, far = ray_box_intersection(origins, directions, self.box_lo.to(origins), self.box_hi.to(origins))
+        with torch.no_grad():
+            index = (far > near + 1e-9).nonzero().squeeze(-1)
+        opacity = origins.new_zeros(origins.shape[0], 1)
+        if index.numel() == 0:
+            return {"opacity": opacity}
+        density_atlas, _ = self._atlases(origins)
+        size = min(self.chunk_rays, CPU_CHUNK_RAYS) if origins.device.type == "cpu" else self.chunk_rays
+        parts = []
+        for chunk in index.split(size):
+            _, span, (grid, fz) = self._ray_coords(origins[chunk], directions[chunk], near[chunk], far[chunk])
+            sigma = _sample_atlas(density_atlas, grid, fz)[0]
+            parts.append(1.0 - torch.exp(sigma.sum(-1, keepdim=True) * (-span / self.num_samples)))
+        return {"opacity": opacity.index_copy(0, index, torch.cat(parts, dim=0))}
+
     def render(self, c2w: Tensor, fovy: Tensor, height: int, width: int) -> Dict[str, Tensor]:
         """c2w [B,4,4], fovy [B] radians -> {"rgb" [B,H,W,3] premultiplied (black background),
         "opacity" [B,H,W,1], "xyz" [B,H,W,3] expected termination point / opacity (0 where empty),
@@ -183,16 +218,8 @@ class GridRenderer(torch.nn.Module):
         """
         density_atlas, rgb_atlas = self._atlases(origins)
         r, s = self.resolution, self.num_samples
-        rows = density_atlas.shape[-2]
-        steps = (torch.arange(s, device=origins.device, dtype=origins.dtype) + 0.5) / s
-        span = (far - near)[:, None]
-        t = torch.addcmul(near[:, None], span, steps)  # [n,S] midpoints of S equal intervals
-        # Cell coordinates are affine in t per ray: u = a + t·b with u = p·R/(2·radius) + R/2 − 0.5.
-        scale = r / (2.0 * self.radius)
-        a = origins * scale + (0.5 * r - 0.5)
-        b = directions * scale
-        ux, uy, uz = (torch.addcmul(a[:, i : i + 1], t, b[:, i : i + 1]) for i in range(3))
-        sigma = _sample_atlas(density_atlas, *_atlas_coords(ux, uy, uz, r, rows))[0]  # [n,S]
+        t, span, (grid, fz) = self._ray_coords(origins, directions, near, far)  # t [n,S]
+        sigma = _sample_atlas(density_atlas, grid, fz)[0]  # [n,S]
         # Weights w_i = T_i − T_{i+1} with T_i = exp(−Σ_{j<i} σ_j δ): one exp, exact compositing.
         survive = torch.exp(torch.cumsum(sigma, dim=-1) * (-span / s))  # T_{i+1}, [n,S]
         weights = F.pad(survive[:, :-1], (1, 0), value=1.0) - survive
@@ -202,8 +229,10 @@ class GridRenderer(torch.nn.Module):
         with torch.no_grad():
             keep = (flat_w > self.colour_weight_threshold).nonzero().squeeze(-1)
         ray = keep // s
-        u_keep = torch.addcmul(a[ray], t.reshape(-1)[keep, None], b[ray])  # only near-surface samples
-        colour = _sample_atlas(rgb_atlas, *_atlas_coords(*u_keep.unbind(-1), r, rows))  # [3,k]
+        scale = r / (2.0 * self.radius)
+        points = torch.addcmul(origins[ray], t.reshape(-1)[keep, None], directions[ray])  # near-surface samples
+        u_keep = points * scale + (0.5 * r - 0.5)
+        colour = _sample_atlas(rgb_atlas, *_atlas_coords(*u_keep.unbind(-1), r, density_atlas.shape[-2]))  # [3,k]
         rgb = origins.new_zeros(t.shape[0], 3).index_add(0, ray, flat_w[keep, None] * colour.t())
         return torch.cat([rgb, opacity[:, None], t_sum[:, None]], dim=-1)
 
@@ -232,6 +261,41 @@ class GridRenderer(torch.nn.Module):
                              torch.zeros_like(opacity))
         xyz = torch.where(nonempty, origins + directions * t_mean, torch.zeros_like(origins))
         return {"rgb": rgb, "opacity": opacity, "xyz": xyz, "t": t_mean}
+
+    def _ray_coords(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor):
+        """Sample distances t [n,S] (midpoints of S equal steps), the span [n,1] and atlas coordinates (grid, fz)
+        of every sample."""
+        r, s = self.resolution, self.num_samples
+        steps = (torch.arange(s, device=origins.device, dtype=origins.dtype) + 0.5) / s
+        span = (far - near)[:, None]
+        t = torch.addcmul(near[:, None], span, steps)
+        # Cell coordinates are affine in t per ray: u = a + t·b with u = p·R/(2·radius) + R/2 − 0.5.
+        scale = r / (2.0 * self.radius)
+        a = origins * scale + (0.5 * r - 0.5)
+        b = directions * scale
+        ux, uy, uz = (torch.addcmul(a[:, i : i + 1], t, b[:, i : i + 1]) for i in range(3))
+        return t, span, _atlas_coords(ux, uy, uz, r, self.density_atlas.shape[-2])
+
+    def render_opacity_rays(self, origins: Tensor, directions: Tensor) -> Dict[str, Tensor]:
+        """Opacity only, for silhouette losses: origins, unit directions [N,3] -> {"opacity": [N,1]}.
+
+        Same samples as `render_rays`, so the opacity is the same, but in closed form 1 − exp(−δ·Σσ): no colour,
+        no transmittance, about half the work of a full render. Differentiable w.r.t. the rays.
+        """
+        near, far = ray_box_intersection(origins, directions, self.box_lo.to(origins), self.box_hi.to(origins))
+        with torch.no_grad():
+            index = (far > near + 1e-9).nonzero().squeeze(-1)
+        opacity = origins.new_zeros(origins.shape[0], 1)
+        if index.numel() == 0:
+            return {"opacity": opacity}
+        density_atlas, _ = self._atlases(origins)
+        size = min(self.chunk_rays, CPU_CHUNK_RAYS) if origins.device.type == "cpu" else self.chunk_rays
+        parts = []
+        for chunk in index.split(size):
+            _, span, (grid, fz) = self._ray_coords(origins[chunk], directions[chunk], near[chunk], far[chunk])
+            sigma = _sample_atlas(density_atlas, grid, fz)[0]
+            parts.append(1.0 - torch.exp(sigma.sum(-1, keepdim=True) * (-span / self.num_samples)))
+        return {"opacity": opacity.index_copy(0, index, torch.cat(parts, dim=0))}
 
     def render(self, c2w: Tensor, fovy: Tensor, height: int, width: int) -> Dict[str, Tensor]:
         """Render B cameras.
