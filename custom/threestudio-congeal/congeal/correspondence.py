@@ -89,7 +89,7 @@ class Correspondence:
         if pts.ndim != 2 or pts.shape[-1] != 2:
             raise InputError(None, f"points must be [P,2] (x, y), got shape {tuple(pts.shape)}",
                              "pass a list of (x, y) pairs")
-        xyz, ok_a = forward_points(self.state(src), pts.to(self.device), self.cfg)
+        xyz, ok_a = forward_points(self.state(src), pts.to(self.device), self.cfg, snap=True)
         out, ok_b = reverse_points(self.state(trg), xyz, self.cfg)
         valid = ok_a & ok_b
         out = torch.where(valid[:, None], out, torch.full_like(out, float("nan")))

