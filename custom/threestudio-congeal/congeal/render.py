@@ -39,12 +39,17 @@ class Renderer(Protocol):
         steps = (torch.arange(s, device=origins.device, dtype=origins.dtype) + 0.5) / s
         span = (far - near)[:, None]
         t = torch.addcmul(near[:, None], span, steps)
-        # Cell coordinates are affine in t per ray: u = a + t·b with u = p·R/(2·radius) + R/2 − 0.5.
+        # Cell coordinates are affine in t per ray: u = a + t·b with u = p·R/(2·radius) + R/2 − 0.5; so are the
+        # normalised atlas x and slice-0 y, which are therefore computed straight from t (fewer passes).
+        rows = self.density_atlas.shape[-2]
         scale = r / (2.0 * self.radius)
         a = origins * scale + (0.5 * r - 0.5)
         b = directions * scale
-        ux, uy, uz = (torch.addcmul(a[:, i : i + 1], t, b[:, i : i + 1]) for i in range(3))
-        return t, span, _atlas_coords(ux, uy, uz, r, self.density_atlas.shape[-2])
+        (sx, tx), (sy, ty) = _normalisers(r, rows)
+        gx = torch.addcmul(a[:, 0:1] * sx + tx, t, b[:, 0:1] * sx)
+        gy = torch.addcmul(a[:, 1:2] * sy + ty, t, b[:, 1:2] * sy)
+        uz = torch.addcmul(a[:, 2:3], t, b[:, 2:3])
+        return t, span, _atlas_grid(gx, gy, uz, r, rows)
 
     def render_opacity_rays(self, origins: Tensor, directions: Tensor) -> Dict[str, Tensor]:
         """Opacity only, for silhouette losses: origins, unit directions [N,3] -> {"opacity": [N,1]}.
@@ -104,23 +109,36 @@ def _atlas(volume: Tensor) -> Tensor:
     return zyx.reshape((r + 2) * (r + 1), r)
 
 
-def _atlas_coords(ux: Tensor, uy: Tensor, uz: Tensor, resolution: int, rows: int) -> Tuple[Tensor, Tensor]:
-    """grid_sample coordinates for trilinear reads of an atlas (see `_atlas`) at cell coordinates (ux, uy, uz).
+def _atlas_grid(gx: Tensor, gy: Tensor, uz: Tensor, resolution: int, rows: int) -> Tuple[Tensor, Tensor]:
+    """grid_sample coordinates of two atlas reads per point (slices ⌊uz⌋ and ⌊uz⌋+1).
 
     Args:
-        ux, uy, uz: [...] coordinates in cell units (cell i's centre at i), each inside [-1, R].
+        gx: [...] normalised x (grid_sample's −1…1 across the atlas width).
+        gy: [...] normalised y of the point within slice 0 of the atlas (see `_atlas_coords`).
+        uz: [...] z in cell units (cell i's centre at i), inside [-1, R].
         resolution: R; rows: the atlas height (R+2)·(R+1).
     Returns:
-        grid [1,M,2,2] (for each point: (x, y) in slice ⌊uz⌋, then in slice ⌊uz⌋+1; M = numel), fz [...] the blend
-        weight along z.
+        grid [1,M,2,2] (M = numel), fz [...] the blend weight along z.
     """
-    r = resolution
     kz = torch.floor(uz).detach()
     fz = uz - kz
-    gx = ux * (2.0 / r) + (1.0 / r - 1.0)
-    gy0 = (kz * (r + 1) + uy) * (2.0 / rows) + ((r + 1.5) * (2.0 / rows) - 1.0)
-    gy1 = gy0 + (r + 1) * (2.0 / rows)
+    slice_step = (resolution + 1) * (2.0 / rows)  # one slice down the atlas, normalised
+    gy0 = torch.add(gy, kz, alpha=slice_step)
+    gy1 = gy0 + slice_step
     return torch.stack([gx, gy0, gx, gy1], dim=-1).reshape(1, -1, 2, 2), fz
+
+
+def _normalisers(resolution: int, rows: int) -> Tuple[Tuple[float, float], Tuple[float, float]]:
+    """(scale, shift) taking cell-unit x to normalised atlas x, and cell-unit y to normalised y in slice 0."""
+    r = resolution
+    return (2.0 / r, 1.0 / r - 1.0), (2.0 / rows, (r + 1.5) * (2.0 / rows) - 1.0)
+
+
+def _atlas_coords(ux: Tensor, uy: Tensor, uz: Tensor, resolution: int, rows: int) -> Tuple[Tensor, Tensor]:
+    """`_atlas_grid` from cell coordinates (ux, uy, uz) [...] (cell i's centre at i, each inside [-1, R])."""
+    (sx, tx), (sy, ty) = _normalisers(resolution, rows)
+    # Slice s = iz + 1 starts at row s·(R+1); +0.5 turns a row index into grid_sample's pixel-centre position.
+    return _atlas_grid(ux * sx + tx, uy * sy + ty, uz, resolution, rows)
 
 
 def _sample_atlas(atlas: Tensor, grid: Tensor, fz: Tensor) -> Tensor:
@@ -269,12 +287,17 @@ class GridRenderer(torch.nn.Module):
         steps = (torch.arange(s, device=origins.device, dtype=origins.dtype) + 0.5) / s
         span = (far - near)[:, None]
         t = torch.addcmul(near[:, None], span, steps)
-        # Cell coordinates are affine in t per ray: u = a + t·b with u = p·R/(2·radius) + R/2 − 0.5.
+        # Cell coordinates are affine in t per ray: u = a + t·b with u = p·R/(2·radius) + R/2 − 0.5; so are the
+        # normalised atlas x and slice-0 y, which are therefore computed straight from t (fewer passes).
+        rows = self.density_atlas.shape[-2]
         scale = r / (2.0 * self.radius)
         a = origins * scale + (0.5 * r - 0.5)
         b = directions * scale
-        ux, uy, uz = (torch.addcmul(a[:, i : i + 1], t, b[:, i : i + 1]) for i in range(3))
-        return t, span, _atlas_coords(ux, uy, uz, r, self.density_atlas.shape[-2])
+        (sx, tx), (sy, ty) = _normalisers(r, rows)
+        gx = torch.addcmul(a[:, 0:1] * sx + tx, t, b[:, 0:1] * sx)
+        gy = torch.addcmul(a[:, 1:2] * sy + ty, t, b[:, 1:2] * sy)
+        uz = torch.addcmul(a[:, 2:3], t, b[:, 2:3])
+        return t, span, _atlas_grid(gx, gy, uz, r, rows)
 
     def render_opacity_rays(self, origins: Tensor, directions: Tensor) -> Dict[str, Tensor]:
         """Opacity only, for silhouette losses: origins, unit directions [N,3] -> {"opacity": [N,1]}.
