@@ -32,46 +32,6 @@ CPU_CHUNK_RAYS = 4096
 class Renderer(Protocol):
     """Anything registration can render candidates and hypotheses with."""
 
-    def _ray_coords(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor):
-        """Sample distances t [n,S] (midpoints of S equal steps), the span [n,1] and atlas coordinates (grid, fz)
-        of every sample."""
-        r, s = self.resolution, self.num_samples
-        steps = (torch.arange(s, device=origins.device, dtype=origins.dtype) + 0.5) / s
-        span = (far - near)[:, None]
-        t = torch.addcmul(near[:, None], span, steps)
-        # Cell coordinates are affine in t per ray: u = a + t·b with u = p·R/(2·radius) + R/2 − 0.5; so are the
-        # normalised atlas x and slice-0 y, which are therefore computed straight from t (fewer passes).
-        rows = self.density_atlas.shape[-2]
-        scale = r / (2.0 * self.radius)
-        a = origins * scale + (0.5 * r - 0.5)
-        b = directions * scale
-        (sx, tx), (sy, ty) = _normalisers(r, rows)
-        gx = torch.addcmul(a[:, 0:1] * sx + tx, t, b[:, 0:1] * sx)
-        gy = torch.addcmul(a[:, 1:2] * sy + ty, t, b[:, 1:2] * sy)
-        uz = torch.addcmul(a[:, 2:3], t, b[:, 2:3])
-        return t, span, _atlas_grid(gx, gy, uz, r, rows)
-
-    def render_opacity_rays(self, origins: Tensor, directions: Tensor) -> Dict[str, Tensor]:
-        """Opacity only, for silhouette losses: origins, unit directions [N,3] -> {"opacity": [N,1]}.
-
-        Same samples as `render_rays`, so the opacity is the same, but in closed form 1 − exp(−δ·Σσ): no colour,
-        no transmittance, about half the work of a full render. Differentiable w.r.t. the rays.
-        """
-        near, far = ray_box_intersection(origins, directions, self.box_lo.to(origins), self.box_hi.to(origins))
-        with torch.no_grad():
-            index = (far > near + 1e-9).nonzero().squeeze(-1)
-        opacity = origins.new_zeros(origins.shape[0], 1)
-        if index.numel() == 0:
-            return {"opacity": opacity}
-        density_atlas, _ = self._atlases(origins)
-        size = min(self.chunk_rays, CPU_CHUNK_RAYS) if origins.device.type == "cpu" else self.chunk_rays
-        parts = []
-        for chunk in index.split(size):
-            _, span, (grid, fz) = self._ray_coords(origins[chunk], directions[chunk], near[chunk], far[chunk])
-            sigma = _sample_atlas(density_atlas, grid, fz)[0]
-            parts.append(1.0 - torch.exp(sigma.sum(-1, keepdim=True) * (-span / self.num_samples)))
-        return {"opacity": opacity.index_copy(0, index, torch.cat(parts, dim=0))}
-
     def render(self, c2w: Tensor, fovy: Tensor, height: int, width: int) -> Dict[str, Tensor]:
         """c2w [B,4,4], fovy [B] radians -> {"rgb" [B,H,W,3] premultiplied (black background),
         "opacity" [B,H,W,1], "xyz" [B,H,W,3] expected termination point / opacity (0 where empty),
