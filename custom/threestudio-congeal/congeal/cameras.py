@@ -85,8 +85,10 @@ def c2w_from_spherical(azimuth_deg: Tensor, elevation_deg: Tensor, distance: Ten
     Returns:
         c2w [B,4,4].
     """
+    values = [torch.as_tensor(v) for v in (azimuth_deg, elevation_deg, distance)]
+    dtype = next((v.dtype for v in values if v.is_floating_point()), torch.get_default_dtype())
     azimuth_deg, elevation_deg, distance = torch.broadcast_tensors(
-        torch.as_tensor(azimuth_deg), torch.as_tensor(elevation_deg), torch.as_tensor(distance)
+        *[v if v.is_floating_point() else v.to(dtype) for v in values]
     )
     eye = spherical_to_position(azimuth_deg, elevation_deg, distance)
     up = torch.zeros_like(eye)
