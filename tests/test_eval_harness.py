@@ -182,6 +182,7 @@ def registered(synthetic_run, tmp_path_factory):
     return collection, out
 
 
+@pytest.mark.slow
 def test_eval_spair_congeal_matches_direct_transfer(registered, tmp_path):
     from congeal.correspondence import Correspondence
 
@@ -208,6 +209,7 @@ def test_eval_spair_congeal_matches_direct_transfer(registered, tmp_path):
     assert report["mean"]["pck_per_image"] == report["categories"]["synth"]["pck_per_image"]
 
 
+@pytest.mark.slow
 def test_eval_navi_on_a_registered_synthetic_run(registered, tmp_path):
     collection, out = registered
     synthetic_to_navi(collection, tmp_path / "navi", object_id="synth", rotation=_rot("x", 70.0) @ _rot("z", 30.0),
@@ -221,6 +223,7 @@ def test_eval_navi_on_a_registered_synthetic_run(registered, tmp_path):
     assert block["absolute_rotation"]["acc_30"] >= block["absolute_rotation"]["acc_15"]
 
 
+@pytest.mark.slow
 def test_eval_spair_registers_from_a_canonical(synthetic_collection, tmp_path):
     collection = synthetic_collection("same")
     root = synthetic_to_spair(collection, tmp_path / "SPair", category="synth", max_pairs=2)  # 3 images
