@@ -11,7 +11,7 @@ and candidate k is
     feature_distance(n, k) + iou_weight · (1 − IoU(n, k))
 
 where the feature distance is the mean of (1 − cosine) over the overlap of the photo's mask and the candidate's
-opacity (background features never enter), and IoU is the soft IoU of the two masks. Both are matrix products
+opacity (background features never enter), and IoU is the IoU of the two binarised masks at `mask_size`. Both are matrix products
 over all N×K pairs.
 """
 import hashlib
@@ -27,7 +27,8 @@ from torch import Tensor
 from .atomic import write_safetensors
 from .cameras import CandidateGridConfig, candidate_cameras, rotation_angle_deg
 from .features import FeatureExtractor
-from .framing import Boxes, camera_in_frame, crop_resize, square_boxes
+from .framing import camera_in_frame, crop_resize, square_boxes
+from .refine import sharpen
 
 BANK_FORMAT = "congeal-candidates-v2"
 
@@ -46,6 +47,8 @@ class SearchConfig:
         nms_deg: a hypothesis suppresses other candidates whose rotation is within this angle (so the k kept
             hypotheses are distinct readings, e.g. both sides of a symmetric object, not grid neighbours).
         score_chunk: candidates scored per matrix product (bounds memory for large feature maps).
+        opacity_sharpness: candidate opacity o is compared as sigmoid(k·(o − 0.5)) (see `refine.sharpen`): photo
+            masks are binary, and a soft fringe would otherwise cap every IoU well below 1.
     """
 
     render_size: int = 128
@@ -56,6 +59,7 @@ class SearchConfig:
     top_k: int = 3
     nms_deg: float = 25.0
     score_chunk: int = 256
+    opacity_sharpness: float = 10.0
 
 
 @dataclass
@@ -189,18 +193,19 @@ def score_candidates(image_feats: Tensor, image_masks: Tensor, bank: CandidateBa
     n, c, h, w = image_feats.shape
     m_feat = _pool(image_masks, (h, w)).reshape(n, h * w)  # [N,P]
     weighted_img = (image_feats.float() * m_feat.view(n, 1, h, w)).reshape(n, -1)  # [N,C·P]
-    m_iou = _pool(image_masks, cfg.mask_size).reshape(n, -1)  # [N,Q]
+    # IoU of binary masks at mask_size (a soft IoU of two fractional maps stays below 1 even for identical ones)
+    m_iou = (_pool(image_masks, cfg.mask_size) >= 0.5).float().reshape(n, -1)  # [N,Q]
     area_img = m_iou.sum(-1, keepdim=True)
     dist, ious = [], []
     for start in range(0, bank.opacity.shape[0], cfg.score_chunk):
-        opacity = bank.opacity[start: start + cfg.score_chunk]
+        opacity = sharpen(bank.opacity[start: start + cfg.score_chunk].float(), cfg.opacity_sharpness)
         feats = bank.features[start: start + cfg.score_chunk].float()
         k = opacity.shape[0]
         o_feat = _pool(opacity, (h, w)).reshape(k, h * w)
         overlap = m_feat @ o_feat.T  # [N,k] Σ m·o
         agreement = weighted_img @ (feats * o_feat.view(k, 1, h, w)).reshape(k, -1).T  # Σ m·o·<f,g>
         dist.append((overlap - agreement + eps) / (overlap + eps))
-        o_iou = _pool(opacity, cfg.mask_size).reshape(k, -1)
+        o_iou = (_pool(opacity, cfg.mask_size) >= 0.5).float().reshape(k, -1)
         inter = m_iou @ o_iou.T
         union = area_img + o_iou.sum(-1)[None] - inter
         ious.append(inter / union.clamp_min(1e-6))
