@@ -1,7 +1,7 @@
 """The registration pipeline end to end on synthetic collections (fast preset, rgb features, CPU).
 
-The acceptance numbers of issue 3: same-instance median rotation error ≤ 3°, p95 ≤ 10°; cross-instance median ≤ 10°.
-Runs come from the session fixtures in conftest.py, so the mapping tests reuse them.
+The acceptance numbers of issue 3: same-instance median rotation error ≤ 3°, p95 ≤ 10°; cross-instance median
+≤ 10°. Runs come from the session fixtures in conftest.py, so the mapping tests reuse them.
 """
 import json
 import shutil

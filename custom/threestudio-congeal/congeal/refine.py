@@ -195,7 +195,8 @@ def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfi
     bar = tqdm(range(cfg.steps + 1), desc="refine poses", disable=not progress, leave=False)
     for step in bar:
         # cosine decay, identical for every hypothesis (keeps hypotheses independent of each other)
-        scale = cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
+        cosine = 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
+        scale = cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * cosine
         for group, lr in zip(optimiser.param_groups, base_lrs):
             group["lr"] = lr * scale
         optimiser.zero_grad(set_to_none=False)

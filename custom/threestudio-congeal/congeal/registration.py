@@ -101,8 +101,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "fast": {
         "working_size": 64, "final_samples": 48,
         "features": {"name": "rgb", "rgb_grid": 16},
-        "search": {"render_size": 96, "render_samples": 32, "chunk": 128, "top_k": 2, "mask_size": 32},
-        "refine": {"steps": 150, "resolution": 32, "samples": 24, "patience": 25, "lr_rotation": 0.03},
+        "search": {"render_size": 96, "render_samples": 32, "chunk": 128, "top_k": 2, "mask_size": 64},
+        # the colour term settles what silhouettes leave ambiguous (FoV vs distance vs rotation)
+        "refine": {"steps": 150, "resolution": 32, "samples": 24, "patience": 25, "lr_rotation": 0.03,
+                   "feature_weight": 1.0},
         "mapping": {"steps": 150, "loss_resolution": 32},
     },
 }
@@ -381,7 +383,8 @@ def _register_images(ctx: _Context, collection: Any) -> Dict[str, Any]:
         main["alternatives"] = [record(i * k + int(j), False) for j in order[i, 1:].tolist()]
         records.append(main)
     return {
-        "records": records, "best": best, "photos": photos, "masks": masks, "image_feats": image_feats,
+        "records": records, "best": best, "photos": collection.images.float(), "masks": masks,
+        "image_feats": image_feats,
         "render_rgb": out["rgb"][best], "render_opacity": out["opacity"][best], "render_xyz": out["xyz"][best],
         "render_feats": render_feats[best], "score_grid": score_grid(scores["score"], cfg.grid),
         "best_candidate": flat[best],
@@ -400,8 +403,9 @@ def _run_mapping(ctx: _Context, collection: Any, reg: Dict[str, Any], out_dir: P
         warps = fit_warps(reg["image_feats"], reg["render_feats"], reg["masks"], opacity, ctx.cfg.mapping,
                           progress=ctx.progress)
     for i, name in enumerate(collection.names):
-        write_image_state(out_dir, name, collection.crops[i], collection.original_sizes[i], warps[i], reg["render_xyz"][i],
-                          reg["render_opacity"][i], reg["masks"][i, 0], reg["records"][i], cfg=ctx.cfg.mapping)
+        write_image_state(out_dir, name, collection.crops[i], collection.original_sizes[i], warps[i],
+                          reg["render_xyz"][i], reg["render_opacity"][i], reg["masks"][i, 0], reg["records"][i],
+                          cfg=ctx.cfg.mapping)
     return True
 
 

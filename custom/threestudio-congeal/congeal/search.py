@@ -11,8 +11,8 @@ and candidate k is
     feature_distance(n, k) + iou_weight · (1 − IoU(n, k))
 
 where the feature distance is the mean of (1 − cosine) over the overlap of the photo's mask and the candidate's
-opacity (background features never enter), and IoU is the IoU of the two binarised masks at `mask_size`. Both are matrix products
-over all N×K pairs.
+opacity (background features never enter), and IoU is the IoU of the two binarised masks at `mask_size`. Both
+are matrix products over all N×K pairs.
 """
 import hashlib
 import json
@@ -141,7 +141,8 @@ def build_candidate_bank(renderer: Any, extractor: FeatureExtractor, grid: Candi
             opacity.append(framed[:, 3:4].clamp(0, 1))
             features.append(extractor.extract(framed[:, :3].clamp(0, 1)))
     return CandidateBank(
-        c2w=torch.cat(c2w_w), fovy=torch.cat(fovy_w), principal=torch.cat(principal), grid_c2w=cams["c2w"], grid_fovy=cams["fovy"],
+        c2w=torch.cat(c2w_w), fovy=torch.cat(fovy_w), principal=torch.cat(principal), grid_c2w=cams["c2w"],
+        grid_fovy=cams["fovy"],
         azimuth_deg=cams["azimuth_deg"], elevation_deg=cams["elevation_deg"], fovy_deg=cams["fovy_deg"],
         opacity=torch.cat(opacity), features=torch.cat(features),
     )
