@@ -72,6 +72,7 @@ def _write_congealing_run(trial: Path, canonical) -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, threestudio, extension_via_launch):
+    import tiny_modules  # noqa: F401  (registers congeal-test-dense-volume-renderer, the run's renderer)
     from congeal.canonical import load_canonical
     from congeal.synthetic import make_synthetic_collection
 
@@ -137,19 +138,26 @@ def test_registration_system_recovers_ground_truth_like_the_engine(world, single
     from congeal.registration import register_collection
 
     save = single["save"]
-    for name in ("poses.json", "transforms.json", "register.json"):
+    for name in ("poses.json", "transforms.json", "register.json", "canonical.safetensors"):
         assert (save / name).is_file(), name
     assert len(list((save / "maps").glob("*.npz"))) == N_IMAGES
-    errors = _rotation_errors(save, world["collection"] / "ground_truth.json")
-    engine_run = tmp_path / "engine"
-    register_collection(world["collection"] / "canonical.safetensors", world["collection"] / "images", engine_run,
+    gt = world["collection"] / "ground_truth.json"
+    errors = _rotation_errors(save, gt)
+    # the adapter is thin: the engine on the canonical the system baked gives the system's outputs
+    same_canonical = tmp_path / "engine-on-baked"
+    register_collection(save / "canonical.safetensors", world["collection"] / "images", same_canonical,
                         preset="fast", features="rgb", device="cpu", seed=0, progress=False)
-    engine_errors = _rotation_errors(engine_run, world["collection"] / "ground_truth.json")
-    print(f"system median {errors.median():.2f} deg, engine median {engine_errors.median():.2f} deg, "
-          f"system run {single['seconds']:.0f} s")
-    assert float(errors.median()) <= 3.0
-    assert float(errors.median()) <= float(engine_errors.median()) + 0.5
-    # TensorBoard got the per-photo IoUs
+    _assert_same_outputs(save, same_canonical, tol=1e-4)
+    # and the accuracy matches the engine on the original synthetic canonical
+    original = tmp_path / "engine-on-original"
+    register_collection(world["collection"] / "canonical.safetensors", world["collection"] / "images", original,
+                        preset="fast", features="rgb", device="cpu", seed=0, progress=False)
+    engine_errors = _rotation_errors(original, gt)
+    print(f"system median {errors.median():.2f} deg (p95 {errors.quantile(0.95):.2f}), engine median "
+          f"{engine_errors.median():.2f} deg, system run {single['seconds']:.0f} s")
+    assert float(errors.median()) <= 3.0 and float(errors.quantile(0.95)) <= 10.0
+    assert float(errors.median()) <= float(engine_errors.median()) + 1.0
+    # TensorBoard/CSV got the per-photo IoUs
     csv = next((save.parent / "csv_logs").rglob("metrics.csv")).read_text()
     assert "register/chunk_mean_iou" in csv and "iou/" in csv
 
