@@ -73,7 +73,7 @@ def load_cfg(root: Path, photos: Path, ckpt: Dict[str, Any], tag: str, **overrid
     raw.system.ti_steps = TI_STEPS
     raw.trainer.max_steps = TI_STEPS + SDS_STEPS
     for key, value in overrides.items():
-        OmegaConf.update(raw, key, value, force_add=True)
+        OmegaConf.update(raw, key, value, merge=False, force_add=True)
     path = root / f"{tag}.yaml"
     OmegaConf.save(raw, path)
     return load_config(str(path)), str(path)
@@ -272,3 +272,37 @@ def test_shipped_configs_parse(extension_via_launch, name, tmp_path):
         assert system_cfg.ti_steps == 1000 and cfg.trainer.max_steps == 11000
         assert cfg.system.guidance.guidance_scale == 50.0 and cfg.data.camera.resolution_milestones == [5000]
         assert "<congeal>" in cfg.system.prompt_processor.prompt
+
+
+def test_real_ti_guidance_and_prompt_processor_end_to_end(cpu_threestudio, photos, tiny_mvdream_ckpt, tmp_path,
+                                                          monkeypatch):
+    """The shipped adapters, not the test ones: congeal-textual-inversion-guidance (sharing the SDS guidance's tiny
+    MVDream model), congeal-prompt-processor (tiny CLIP, context dim 32 = the tiny MVDream's) and
+    congeal-mvdream-guidance, through TI, the hand-off and SDS, then test/export."""
+    from ti_support import pipeline_dir
+
+    from congeal.canonical import load_canonical
+    from congeal.embedding_files import load_learned_embeds
+
+    monkeypatch.chdir(tmp_path)  # the prompt processor caches embeddings under ./.threestudio_cache
+    tiny_sd = str(pipeline_dir())
+    cfg, path = load_cfg(tmp_path, photos, tiny_mvdream_ckpt, "real-adapters", **{
+        "system.ti_steps": 2, "trainer.max_steps": 4, "checkpoint.every_n_train_steps": 4,
+        "system.ti_guidance_type": "congeal-textual-inversion-guidance",
+        "system.ti_guidance": {"pretrained_model_name_or_path": tiny_sd, "denoiser": "mvdream", "init_word": "toy",
+                               "resolution": 32, "half_precision_weights": False},
+        "system.prompt_processor_type": "congeal-prompt-processor",
+        "system.prompt_processor": {"pretrained_model_name_or_path": tiny_sd, "prompt": "a photo of a <congeal>",
+                                    "negative_prompt": "blurry", "spawn": False},
+    })
+    recorder = Recorder()
+    system, trial = run(cfg, path, recorder=recorder)
+    assert [s[:2] for s in recorder.stages] == [(0, "ti"), (1, "ti"), (2, "sds"), (3, "sds")]
+    assert system.ti_guidance.trainer.denoiser.model is system.guidance.model  # one MVDream in memory
+    y_star = load_learned_embeds(trial / "learned_embeds.safetensors")["<congeal>"]
+    assert y_star.shape == (1, 32)
+    assert torch.equal(y_star, system.ti_guidance.learned_embeds()["<congeal>"])
+    # the SDS prompt carries y*: the prompt processor was built from the file the system wrote
+    assert system.prompt_processor.cfg.learned_embeds_path == str(trial / "learned_embeds.safetensors")
+    assert system.prompt_utils.text_embeddings.shape == (1, 77, 32)
+    assert load_canonical(trial / "save" / "canonical.safetensors").density.shape == (8, 8, 8)

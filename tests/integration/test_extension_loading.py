@@ -98,3 +98,32 @@ def test_adapter_with_a_missing_optional_package_is_skipped_and_listed(extension
     finally:
         for name in [n for n in sys.modules if n == "threestudio-congeal-extra" or n.startswith("threestudio-congeal-extra.")]:
             del sys.modules[name]
+
+
+def test_pip_package_first_then_launch_py(threestudio_root, launch_custom_dir):
+    """The other order, in a fresh process: `import threestudio_congeal`, then launch.py loads custom/."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    if __import__("importlib").util.find_spec("threestudio_congeal") is None:
+        pytest.skip("threestudio_congeal is not pip-installed: run `pip install -e .` in the repository")
+    here = Path(__file__).resolve().parent
+    script = f"""
+import importlib.util, os, sys
+sys.path.insert(0, {str(here)!r})
+import conftest  # installs the stand-ins for CUDA-only packages, as in this test session
+import threestudio, threestudio_congeal
+first = threestudio.find("congeal-system")
+spec = importlib.util.spec_from_file_location("launch", {str(threestudio_root / "launch.py")!r})
+launch = importlib.util.module_from_spec(spec); spec.loader.exec_module(launch)
+os.chdir({str(launch_custom_dir)!r})
+ok = [launch.load_custom_module(os.path.join("custom", n)) for n in sorted(os.listdir("custom"))]
+assert all(ok), ok
+assert threestudio.find("congeal-system") is first
+print("OK", first.__module__)
+"""
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "OK threestudio_congeal.systems.congeal_system" in done.stdout

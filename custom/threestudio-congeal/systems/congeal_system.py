@@ -57,6 +57,7 @@ class CongealSystem(BaseLift3DSystem):
         ti_guidance: dict = field(default_factory=dict)
         ti_optimizer: dict = field(default_factory=lambda: {"lr": 5.0e-3, "weight_decay": 0.0})  # y*'s param group
         learned_embeds_path: Optional[str] = None  # use this y* file instead of / to initialise stage 1
+        share_mvdream_model: bool = True  # TI with `denoiser: mvdream` reuses the SDS guidance's loaded model
         # stage 3 hand-off: the baked canonical written by the test step
         canonical_resolution: int = 128  # R of canonical.safetensors (R^3 geometry queries, chunked)
         canonical_chunk: int = 65536  # points per geometry query
@@ -75,6 +76,7 @@ class CongealSystem(BaseLift3DSystem):
         self._ti: List[Any] = []
         if self.cfg.ti_steps > 0:
             self._ti.append(threestudio.find(self.cfg.ti_guidance_type)(self.cfg.ti_guidance))
+            self._share_mvdream_model()
             if self.cfg.learned_embeds_path:
                 self._load_rows_from_file(self.cfg.learned_embeds_path)
         self._y_star: Optional[Dict[str, torch.Tensor]] = None
@@ -87,6 +89,19 @@ class CongealSystem(BaseLift3DSystem):
         self._children: Optional[List[str]] = None
         self.sds_ready = False
         self._logged_stage: Optional[str] = None
+
+    def _share_mvdream_model(self) -> None:
+        """Let textual inversion use the MVDream model the SDS guidance already loaded (single-view mode).
+
+        Only when the TI guidance would load MVDream itself (`ti_guidance.denoiser: mvdream`): one copy of the
+        weights in memory, and y* is fitted to exactly the UNet that SDS will condition on.
+        """
+        ti = self.ti_guidance
+        model = getattr(self.guidance, "model", None)
+        wants_mvdream = getattr(getattr(ti, "cfg", None), "denoiser", None) == "mvdream"
+        if self.cfg.share_mvdream_model and wants_mvdream and model is not None and hasattr(ti, "share_mvdream_model"):
+            ti.share_mvdream_model(model)
+            threestudio.info("congeal: textual inversion shares the SDS guidance's MVDream model")
 
     def _check_dependencies(self) -> None:
         cfg = self.cfg
@@ -193,7 +208,8 @@ class CongealSystem(BaseLift3DSystem):
         if self._children is None:
             found = []
             for name in self.__dir__():
-                if name.startswith("_") or isinstance(getattr(type(self), name, None), property):
+                # `dataset` (train, val or test in turn) is updated directly by the batch hooks
+                if name.startswith("_") or name == "dataset" or isinstance(getattr(type(self), name, None), property):
                     continue
                 try:
                     value = getattr(self, name)
@@ -208,14 +224,16 @@ class CongealSystem(BaseLift3DSystem):
     # children: the generic walk reads every attribute of the LightningModule twice a step (SDS overhead budget 2 %)
     def do_update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
         if getattr(self, "_children", None) is None:
-            self._children = None
+            self._children = None  # called from BaseSystem.__init__ (load_weights) before configure() finished
         for name in self._updateable_children():
-            getattr(self, name).do_update_step(epoch, global_step, on_load_weights=on_load_weights)
+            child = getattr(self, name, None)
+            if isinstance(child, Updateable):
+                child.do_update_step(epoch, global_step, on_load_weights=on_load_weights)
         self.update_step(epoch, global_step, on_load_weights=on_load_weights)
 
     def do_update_step_end(self, epoch: int, global_step: int) -> None:
         for name in self._updateable_children():
-            getattr(self, name).do_update_step_end(epoch, global_step)
+            update_end_if_possible(getattr(self, name, None), epoch, global_step)
         self.update_step_end(epoch, global_step)
 
     def _update(self, dataset: Any) -> None:
