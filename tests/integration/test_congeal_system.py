@@ -226,12 +226,13 @@ def assert_same_optimizer_state(live: Dict[str, Any], saved: Dict[str, Any]) -> 
             assert torch.equal(torch.as_tensor(other), torch.as_tensor(value)), (index, key)
 
 
-def test_missing_threestudio_mvdream_is_explained(cpu_threestudio, photos, tiny_mvdream_ckpt, tmp_path, monkeypatch):
+@pytest.mark.parametrize("guidance", ["mvdream-multiview-diffusion-guidance", "congeal-mvdream-guidance"])
+def test_missing_threestudio_mvdream_is_explained(cpu_threestudio, photos, tiny_mvdream_ckpt, tmp_path, monkeypatch,
+                                                  guidance):
     import threestudio
 
     deps = sys.modules["threestudio-congeal.dependencies"]
-    cfg, _ = load_cfg(tmp_path, photos, tiny_mvdream_ckpt, "no-mvdream",
-                      **{"system.guidance_type": "mvdream-multiview-diffusion-guidance"})
+    cfg, _ = load_cfg(tmp_path, photos, tiny_mvdream_ckpt, "no-mvdream", **{"system.guidance_type": guidance})
     monkeypatch.delitem(threestudio.__modules__, "mvdream-multiview-diffusion-guidance")
     with pytest.raises(deps.MissingDependencyError, match="threestudio-mvdream.*git clone"):
         threestudio.find(cfg.system_type)(cfg.system)

@@ -5,7 +5,8 @@ import types
 
 import pytest
 
-OUR_NAMES = ["congeal-image-collection-datamodule", "congeal-system"]
+OUR_NAMES = ["congeal-image-collection-datamodule", "congeal-system", "congeal-textual-inversion-guidance",
+             "congeal-prompt-processor", "congeal-mvdream-guidance"]
 
 
 def test_launch_py_loads_the_extension_and_registers_names(extension_via_launch, threestudio):

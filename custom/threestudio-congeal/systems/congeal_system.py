@@ -115,6 +115,8 @@ class CongealSystem(BaseLift3DSystem):
 
             raise InputError(None, "system.ti_steps is 0 and system.learned_embeds_path is not set",
                              "train y* (ti_steps > 0) or point learned_embeds_path at a learned_embeds.safetensors")
+        if cfg.guidance_type == "congeal-mvdream-guidance":  # a subclass of threestudio-mvdream's guidance
+            require_registered("mvdream-multiview-diffusion-guidance", "system.guidance_type (its parent class)")
         if "mvdream" in cfg.guidance_type:
             require_mvdream_package()
             require_file(cfg.guidance.get("ckpt_path"), "system.guidance.ckpt_path", "an MVDream checkpoint (.pt)")
