@@ -307,3 +307,30 @@ def test_real_ti_guidance_and_prompt_processor_end_to_end(cpu_threestudio, photo
     assert system.prompt_processor.cfg.learned_embeds_path == str(trial / "learned_embeds.safetensors")
     assert system.prompt_utils.text_embeddings.shape == (1, 77, 32)
     assert load_canonical(trial / "save" / "canonical.safetensors").density.shape == (8, 8, 8)
+
+
+def test_launch_test_mode_rebakes_the_same_canonical(full_run, photos, tiny_mvdream_ckpt):
+    """`launch.py --test resume=<ckpt>`: a fresh system restores y* and the NeRF and bakes the identical canonical."""
+    import os
+
+    import pytorch_lightning as pl
+    import threestudio
+
+    from congeal.canonical import load_canonical
+    from congeal.embedding_files import load_learned_embeds
+
+    last = ckpt(full_run["trial"], TI_STEPS + SDS_STEPS)
+    cfg, _ = load_cfg(full_run["root"], photos, tiny_mvdream_ckpt, "test-mode", resume=str(last))
+    dm = threestudio.find(cfg.data_type)(cfg.data)
+    system = threestudio.find(cfg.system_type)(cfg.system, resumed=True)
+    system.set_save_dir(os.path.join(cfg.trial_dir, "save"))
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    system.set_resume_status(saved["epoch"], saved["global_step"])  # what launch.py's set_system_status does
+    trainer = pl.Trainer(logger=False, inference_mode=False, accelerator="cpu", devices=1, enable_progress_bar=False)
+    trainer.test(system, datamodule=dm, ckpt_path=str(last))
+    trial = Path(cfg.trial_dir)
+    fresh = load_canonical(trial / "save" / "canonical.safetensors")
+    original = load_canonical(full_run["trial"] / "save" / "canonical.safetensors")
+    assert torch.equal(fresh.density, original.density) and torch.equal(fresh.rgb, original.rgb)
+    assert torch.equal(load_learned_embeds(trial / "learned_embeds.safetensors")["<congeal>"],
+                       load_learned_embeds(full_run["trial"] / "learned_embeds.safetensors")["<congeal>"])
