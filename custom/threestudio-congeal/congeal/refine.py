@@ -45,6 +45,8 @@ class RefineConfig:
             Photo masks are binary (alpha ≥ 0.5); comparing them with a soft opacity biases the soft IoU towards
             poses that fit the soft fringe, while the sharpened opacity puts the edge on the same 0.5 contour.
         feature_weight: weight of the optional feature term (needs a differentiable extractor); 0 = masks only.
+        feature_resolution: render side for the feature term (0 = `resolution`); colour features are coarse, so a
+            lower resolution than the silhouette's costs little accuracy and saves most of the colour render.
         chunk: hypotheses rendered per forward pass (bounds memory; gradients accumulate over chunks).
     """
 
@@ -60,6 +62,7 @@ class RefineConfig:
     min_improvement: float = 1e-3
     opacity_sharpness: float = 10.0
     feature_weight: float = 0.0
+    feature_resolution: int = 0
     chunk: int = 64
 
 
@@ -153,7 +156,8 @@ def masked_feature_distance(feats_a: Tensor, feats_b: Tensor, weight: Tensor, ep
 
 
 def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfig,
-                 image_feats: Optional[Tensor] = None, extractor=None, progress: bool = False) -> RefineResult:
+                 image_feats: Optional[Tensor] = None, extractor=None, progress: bool = False,
+                 feature_renderer=None) -> RefineResult:
     """Optimise M hypotheses at once against their photos' masks.
 
     Args:
@@ -164,6 +168,8 @@ def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfi
         cfg: RefineConfig.
         image_feats: [M,C,h,w] photo features (only for feature_weight > 0).
         extractor: differentiable extractor (only for feature_weight > 0).
+        feature_renderer: renders the colour for the feature term at `feature_resolution` (e.g. a `GridRenderer`
+            beside a `SilhouetteRenderer`); None = take "rgb" from `renderer`.
         progress: tqdm bar.
     Returns:
         RefineResult with the best parameters each hypothesis reached.
@@ -208,12 +214,17 @@ def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfi
             opacity = sharpen(out["opacity"].permute(0, 3, 1, 2), cfg.opacity_sharpness)
             loss = soft_iou_loss(opacity, target[part])
             if use_features:
-                rgb = out["rgb"].permute(0, 3, 1, 2).clamp(0, 1)
+                colour = out
+                if feature_renderer is not None:  # colour at its own (lower) resolution, silhouette above
+                    fres = cfg.feature_resolution or res
+                    colour = render_in_frame(feature_renderer, c2w, fovy, principal * (fres / params.size), fres)
+                rgb = colour["rgb"].permute(0, 3, 1, 2).clamp(0, 1)
                 feats = extractor.extract(rgb)
                 feats_img = F.interpolate(image_feats[part].float(), size=feats.shape[-2:], mode="bilinear",
                                           align_corners=False)
                 weight = F.adaptive_avg_pool2d(opacity * target[part], feats.shape[-2:])
-                loss = loss + cfg.feature_weight * masked_feature_distance(feats, F.normalize(feats_img, dim=1), weight)
+                distance = masked_feature_distance(feats, F.normalize(feats_img, dim=1), weight)
+                loss = loss + cfg.feature_weight * distance
             # frozen hypotheses contribute no gradient
             (loss * active[part].float()).sum().backward()
             losses.append(loss.detach())

@@ -292,10 +292,11 @@ class _Context:
         self.radius = canonical.bounding_radius()
         self.extractor = extractor or _make_extractor(cfg, device)
         self.search_renderer = GridRenderer(self.canonical, num_samples=cfg.search.render_samples)
-        # masks-only refinement needs opacity alone: the closed-form silhouette renderer is several times cheaper
-        self.refine_renderer = (GridRenderer(self.canonical, num_samples=cfg.refine.samples)
-                                if cfg.refine.feature_weight > 0 else
-                                SilhouetteRenderer(self.canonical, num_samples=cfg.refine.samples))
+        # the mask loss needs opacity alone: the closed-form silhouette renderer is several times cheaper; the
+        # optional colour term gets a full renderer at its own resolution
+        self.refine_renderer = SilhouetteRenderer(self.canonical, num_samples=cfg.refine.samples)
+        self.feature_renderer = (GridRenderer(self.canonical, num_samples=cfg.refine.samples)
+                                 if cfg.refine.feature_weight > 0 else None)
         self.final_renderer = GridRenderer(self.canonical, num_samples=cfg.final_samples)
         self.key = bank_key(canonical.content_hash(), self.extractor.identity, cfg.grid, cfg.working_size,
                             cfg.margin, cfg.search, self.radius)
@@ -342,7 +343,8 @@ def _register_images(ctx: _Context, collection: Any) -> Dict[str, Any]:
     def refine():
         init = PoseParameters.from_cameras(bank.c2w[flat], bank.fovy[flat], bank.principal[flat], cfg.working_size)
         return refine_poses(ctx.refine_renderer, init, masks[photo_of], cfg.refine,
-                            image_feats=image_feats[photo_of], extractor=ctx.extractor, progress=ctx.progress)
+                            image_feats=image_feats[photo_of], extractor=ctx.extractor, progress=ctx.progress,
+                            feature_renderer=ctx.feature_renderer)
 
     refined = ctx.stages.run("refine", refine)
 
