@@ -334,3 +334,29 @@ def test_launch_test_mode_rebakes_the_same_canonical(full_run, photos, tiny_mvdr
     assert torch.equal(fresh.density, original.density) and torch.equal(fresh.rgb, original.rgb)
     assert torch.equal(load_learned_embeds(trial / "learned_embeds.safetensors")["<congeal>"],
                        load_learned_embeds(full_run["trial"] / "learned_embeds.safetensors")["<congeal>"])
+
+
+def test_sdf_geometry_bakes_to_a_density_grid(cpu_threestudio, photos, tiny_mvdream_ckpt, tmp_path):
+    """implicit-sdf (the congeal-sdf.yaml geometry, pure-torch encoding here): sdf < 0 inside -> dense, outside -> ~0."""
+    import threestudio
+
+    cfg, _ = load_cfg(tmp_path, photos, tiny_mvdream_ckpt, "sdf", **{
+        "system.geometry_type": "implicit-sdf",
+        "system.geometry": {"radius": 1.0, "normal_type": None, "sdf_bias": "sphere", "sdf_bias_params": 0.5,
+                            "pos_encoding_config": {"otype": "ProgressiveBandFrequency", "n_frequencies": 2},
+                            "mlp_network_config": {"otype": "VanillaMLP", "activation": "ReLU",
+                                                   "output_activation": "none", "n_neurons": 16,
+                                                   "n_hidden_layers": 1}},
+        "system.sdf_beta": 0.05, "system.sdf_max_density": 50.0,
+    })
+    from congeal.canonical import grid_points
+
+    system = threestudio.find(cfg.system_type)(cfg.system)
+    canonical = system.bake_canonical(16)
+    points = grid_points(16, 1.0).reshape(-1, 3)
+    sdf = system.geometry(points, output_normal=False)["sdf"].reshape(16, 16, 16).detach()
+    inside, outside = sdf < -0.1, sdf > 0.1
+    assert inside.any() and outside.any()
+    assert float(canonical.density[inside].min()) > 0.5 * 50.0
+    assert float(canonical.density[outside].max()) < 0.2 * 50.0
+    assert float(canonical.rgb.min()) >= 0.0 and float(canonical.rgb.max()) <= 1.0
