@@ -97,3 +97,20 @@ def test_early_stopping_freezes_converged_hypotheses():
                           PoseParameters.from_cameras(c2w, fovy, principal, S), masks, cfg)
     assert result.steps.item() < 50  # started at the optimum: nothing to improve, it stops early
     assert rotation_angle_deg(result.c2w[0, :3, :3], c2w[0, :3, :3]) < 2.0
+
+
+def test_colour_term_with_a_separate_colour_renderer():
+    from congeal.features import RGBFeatures
+
+    canonical = small_canonical()
+    c2w, fovy, principal, masks = working_cameras(canonical, [30.0, 200.0], [15.0, 25.0], [40.0, 35.0])
+    colour = GridRenderer(canonical, num_samples=16)
+    photos = render_in_frame(colour, c2w, fovy, principal, S)["rgb"].permute(0, 3, 1, 2)
+    extractor = RGBFeatures(grid=8)
+    init = perturbed(c2w, fovy, principal, seed=2)
+    cfg = RefineConfig(steps=60, resolution=S, samples=16, patience=20, feature_weight=1.0, feature_resolution=16)
+    result = refine_poses(SilhouetteRenderer(canonical, num_samples=16), init, masks, cfg,
+                          image_feats=extractor.extract(photos), extractor=extractor, feature_renderer=colour)
+    before = rotation_angle_deg(init.cameras()[0][:, :3, :3], c2w[:, :3, :3])
+    after = rotation_angle_deg(result.c2w[:, :3, :3], c2w[:, :3, :3])
+    assert torch.isfinite(result.loss).all() and (after < before - 3.0).all()
