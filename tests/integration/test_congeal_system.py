@@ -337,7 +337,7 @@ def test_launch_test_mode_rebakes_the_same_canonical(full_run, photos, tiny_mvdr
 
 
 def test_sdf_geometry_bakes_to_a_density_grid(cpu_threestudio, photos, tiny_mvdream_ckpt, tmp_path):
-    """implicit-sdf (the congeal-sdf.yaml geometry, pure-torch encoding here): sdf < 0 inside -> dense, outside -> ~0."""
+    """implicit-sdf (congeal-sdf.yaml's geometry, pure-torch encoding here): sdf < 0 -> dense, sdf > 0 -> ~0."""
     import threestudio
 
     cfg, _ = load_cfg(tmp_path, photos, tiny_mvdream_ckpt, "sdf", **{

@@ -51,7 +51,10 @@ def test_train_batch_has_images_and_masks(extension_via_launch, threestudio, pho
 
 
 def test_same_seed_same_batches_other_seed_differs(extension_via_launch, threestudio, photos):
-    draws = lambda seed: [b["image_index"] for _, b in zip(range(4), make_dm(threestudio, photos, seed=seed).train_dataloader())]  # noqa: E731
+    def draws(seed):
+        loader = make_dm(threestudio, photos, seed=seed).train_dataloader()
+        return [batch["image_index"] for _, batch in zip(range(4), loader)]
+
     a, b, c = draws(3), draws(3), draws(4)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not all(torch.equal(x, y) for x, y in zip(a, c))

@@ -97,7 +97,8 @@ def test_adapter_with_a_missing_optional_package_is_skipped_and_listed(extension
         assert "congeal_no_such_package_xyz" in module.UNAVAILABLE["guidance.needs_missing"]
         assert any("needs_missing" in str(w.message) for w in recwarn)
     finally:
-        for name in [n for n in sys.modules if n == "threestudio-congeal-extra" or n.startswith("threestudio-congeal-extra.")]:
+        prefix = "threestudio-congeal-extra"
+        for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
             del sys.modules[name]
 
 

@@ -29,7 +29,7 @@ from ..registry import register
 @dataclass
 class ImageCollectionDataModuleConfig:
     image_dir: str = ""  # folder of photos (required); masks from alpha, masks/<stem>.png, <stem>_mask.png or auto
-    mask: str = "auto"  # mask source passed to congeal.images.load_collection ("auto", "alpha", "file", "white-background", "sam", ...)
+    mask: str = "auto"  # load_collection's mask source: "auto", "alpha", "file", "white-background", "sam"
     image_size: int = 256  # working size S: each photo is cropped square around its mask and resized to S x S
     batch_size: int = 4  # photos per train batch (sampled with replacement, so it may exceed the photo count)
     seed: int = 0  # seed of the photo sampler

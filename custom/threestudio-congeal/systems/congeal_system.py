@@ -55,7 +55,7 @@ class CongealSystem(BaseLift3DSystem):
         ti_steps: int = 1000  # global steps [0, ti_steps) train y*; 0 = skip (then learned_embeds_path is required)
         ti_guidance_type: str = "congeal-textual-inversion-guidance"
         ti_guidance: dict = field(default_factory=dict)
-        ti_optimizer: dict = field(default_factory=lambda: {"lr": 5.0e-3, "weight_decay": 0.0})  # y*'s param group
+        ti_optimizer: dict = field(default_factory=lambda: {"lr": 2.0e-3, "weight_decay": 1.0e-2})  # y*'s group
         learned_embeds_path: Optional[str] = None  # use this y* file instead of / to initialise stage 1
         share_mvdream_model: bool = True  # TI with `denoiser: mvdream` reuses the SDS guidance's loaded model
         # stage 3 hand-off: the baked canonical written by the test step
@@ -173,15 +173,20 @@ class CongealSystem(BaseLift3DSystem):
         from congeal.embedding_files import load_learned_embeds
 
         embeds = load_learned_embeds(path)
-        self._copy_into_rows(list(embeds.values()))
+        self._copy_into_rows(list(embeds.values()), path)
 
-    def _copy_into_rows(self, tensors: List[torch.Tensor]) -> None:
+    def _copy_into_rows(self, tensors: List[torch.Tensor], source: Optional[str] = None) -> None:
+        from congeal.errors import InputError
+
         params = self.ti_parameters()
-        if len(params) != len(tensors):
-            raise RuntimeError(f"y* has {len(tensors)} tensors, the TI guidance trains {len(params)}")
+        shapes = [tuple(t.shape) for t in tensors]
+        if shapes != [tuple(p.shape) for p in params]:
+            wanted = [tuple(p.shape) for p in params]
+            raise InputError(source, f"y* of shape {shapes} does not fit the TI guidance's {wanted}",
+                             "use the same ti_guidance.n_vectors / text encoder as the run that wrote it")
         with torch.no_grad():
             for p, t in zip(params, tensors):
-                p.copy_(t.to(p.device, p.dtype).view_as(p))
+                p.copy_(t.to(p.device, p.dtype))
 
     def enter_sds(self) -> None:
         """Freeze y*, write learned_embeds.safetensors, build the prompt processor from it (once per process)."""
@@ -287,7 +292,7 @@ class CongealSystem(BaseLift3DSystem):
             return
         self._y_star = {k: v.float().cpu() for k, v in y_star.items()}
         if self.ti_guidance is not None:
-            self._copy_into_rows(list(self._y_star.values()))
+            self._copy_into_rows(list(self._y_star.values()), "the checkpoint")
         saved = checkpoint.get("congeal_ti_steps")
         if saved is not None and int(saved) != int(self.cfg.ti_steps):
             threestudio.warn(f"congeal: checkpoint was trained with ti_steps={saved}, config says "
