@@ -307,6 +307,11 @@ def test_real_ti_guidance_and_prompt_processor_end_to_end(cpu_threestudio, photo
     assert system.prompt_processor.cfg.learned_embeds_path == str(trial / "learned_embeds.safetensors")
     assert system.prompt_utils.text_embeddings.shape == (1, 77, 32)
     assert load_canonical(trial / "save" / "canonical.safetensors").density.shape == (8, 8, 8)
+    # a TI trainer that would cast its denoiser (half-precision weights on CUDA) must not get the SDS model
+    ti = system.ti_guidance
+    ti.trainer.weight_dtype, ti.trainer.denoiser = torch.bfloat16, None
+    system._share_mvdream_model()
+    assert ti.trainer.denoiser is None and next(system.guidance.model.parameters()).dtype == torch.float32
 
 
 def test_launch_test_mode_rebakes_the_same_canonical(full_run, photos, tiny_mvdream_ckpt):

@@ -99,9 +99,19 @@ class CongealSystem(BaseLift3DSystem):
         ti = self.ti_guidance
         model = getattr(self.guidance, "model", None)
         wants_mvdream = getattr(getattr(ti, "cfg", None), "denoiser", None) == "mvdream"
-        if self.cfg.share_mvdream_model and wants_mvdream and model is not None and hasattr(ti, "share_mvdream_model"):
-            ti.share_mvdream_model(model)
-            threestudio.info("congeal: textual inversion shares the SDS guidance's MVDream model")
+        if not (self.cfg.share_mvdream_model and wants_mvdream and model is not None
+                and hasattr(ti, "share_mvdream_model")):
+            return
+        # the TI trainer casts its denoiser to its weight dtype: sharing must not turn SDS's model into bf16/fp16
+        ti_dtype = getattr(getattr(ti, "trainer", None), "weight_dtype", None)
+        model_dtype = next(model.parameters()).dtype
+        if ti_dtype is not None and ti_dtype != model_dtype:
+            threestudio.warn(f"congeal: not sharing the MVDream model with textual inversion (it would cast it to "
+                             f"{ti_dtype}); MVDream is loaded twice. Set system.ti_guidance.half_precision_weights: "
+                             "false to share it")
+            return
+        ti.share_mvdream_model(model)
+        threestudio.info("congeal: textual inversion shares the SDS guidance's MVDream model")
 
     def _check_dependencies(self) -> None:
         cfg = self.cfg
