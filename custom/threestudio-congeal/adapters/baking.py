@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def bake_canonical(geometry: Any, material: Any, resolution: int = 128, chunk: int = 65536, sdf_beta: float = 0.01,
-                   sdf_max_density: float = 200.0) -> Any:
+                   sdf_max_density: float = 100.0) -> Any:
     """Query `geometry` and `material` at the cell centres of an R³ grid.
 
     Args:

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 
 import threestudio
 from threestudio.systems.base import BaseLift3DSystem
@@ -427,31 +426,13 @@ class CongealSystem(BaseLift3DSystem):
 
     @torch.no_grad()
     def bake_canonical(self, resolution: Optional[int] = None) -> Any:
-        """Query the trained geometry and material on an R^3 grid of cell centres -> `congeal.canonical.Canonical`.
+        """The trained geometry and material on an R^3 grid of cell centres -> `congeal.canonical.Canonical`
+        (see `adapters.baking.bake_canonical`; SDF geometries through a Laplace CDF with this system's β / max)."""
+        from ..adapters.baking import bake_canonical
 
-        density [R,R,R] (σ ≥ 0; sdf geometries via a Laplace CDF), rgb [R,R,R,3] in [0,1], indexed [ix,iy,iz].
-        """
-        from congeal.canonical import Canonical, density_from_sdf, grid_points
-
-        resolution = int(resolution or self.cfg.canonical_resolution)
-        radius = float(self.geometry.cfg.radius)
-        points = grid_points(resolution, radius, device=self.device).reshape(-1, 3)
-        densities, colours = [], []
-        for chunk in points.split(self.cfg.canonical_chunk):
-            geo = self.geometry(chunk, output_normal=False)
-            if "density" in geo:
-                sigma = geo["density"][..., 0]
-            else:
-                sigma = density_from_sdf(geo["sdf"][..., 0], self.cfg.sdf_beta, self.cfg.sdf_max_density)
-            # look at each point from outside along its own direction: view-dependent materials need a viewdir
-            view = -F.normalize(chunk, dim=-1)
-            rgb = self.material(features=geo["features"], viewdirs=view, positions=chunk,
-                                light_positions=chunk - view, shading="albedo", **{
-                                    k: v for k, v in geo.items() if k not in ("features", "density", "sdf")})
-            densities.append(sigma.float().clamp_min(0.0))
-            colours.append(rgb[..., :3].float().clamp(0.0, 1.0))
-        shape = (resolution, resolution, resolution)
-        return Canonical(torch.cat(densities).reshape(shape), torch.cat(colours).reshape(*shape, 3), radius)
+        return bake_canonical(self.geometry, self.material, int(resolution or self.cfg.canonical_resolution),
+                              chunk=self.cfg.canonical_chunk, sdf_beta=self.cfg.sdf_beta,
+                              sdf_max_density=self.cfg.sdf_max_density)
 
     def export_canonical(self, path: str) -> str:
         """Bake (see `bake_canonical`) and write `canonical.safetensors` atomically; returns the path."""

@@ -88,7 +88,10 @@ class CongealRegistrationSystem(BaseSystem):
         from ..adapters.renderer import ThreestudioRenderer
 
         run = load_congealing_run(self.cfg.canonical_run, self.cfg.canonical_ckpt, device=self.device)
-        self._canonical = bake_canonical(run.geometry, run.material, self.cfg.bake_resolution, self.cfg.bake_chunk)
+        # SDF geometries: the same β / max density the congealing system bakes with (its parsed config)
+        self._canonical = bake_canonical(run.geometry, run.material, self.cfg.bake_resolution, self.cfg.bake_chunk,
+                                         sdf_beta=float(run.config.get("sdf_beta", 0.01)),
+                                         sdf_max_density=float(run.config.get("sdf_max_density", 100.0)))
         self._canonical = self._canonical.to("cpu")
         if self.cfg.render_backend == "threestudio":
             self._renderer = ThreestudioRenderer(run.renderer)
