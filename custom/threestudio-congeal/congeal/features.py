@@ -8,7 +8,6 @@ Every extractor has an `identity` string (part of the search cache key: a differ
 not reuse cached candidate features) and processes its input in chunks of `batch_size` so memory stays bounded.
 """
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional, Protocol, Union, runtime_checkable
@@ -252,7 +251,3 @@ def build_extractor(name: str, device: Union[str, torch.device] = "cpu", **kwarg
         return DINOv2Features(device=device, **kwargs)
     raise InputError(None, f"unknown feature extractor {name!r}", "use --features rgb or --features dinov2")
 
-
-def describe(extractor: FeatureExtractor) -> str:
-    """A short JSON description used in register.json."""
-    return json.dumps({"identity": extractor.identity, "class": type(extractor).__name__})

@@ -15,13 +15,10 @@ Presets: `paper` (the paper's sizes: 3×16×16 grid, 1000 refinement steps, 4000
 and `fast` (CPU-friendly settings for synthetic benchmarks). Any field can be overridden with `overrides`
 (a dict or "key=value" dot-list strings, e.g. `["refine.steps=300", "search.top_k=2"]`).
 """
-import copy
 import json
-import math
-import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -30,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .atomic import write_json
-from .cameras import CandidateGridConfig, rotation_angle_deg
+from .cameras import CandidateGridConfig
 from .errors import InputError
 from .features import FeatureExtractor, build_extractor
 from .framing import render_in_frame
