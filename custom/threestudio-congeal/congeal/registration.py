@@ -15,6 +15,7 @@ Presets: `paper` (the paper's sizes: 3×16×16 grid, 1000 refinement steps, 4000
 and `fast` (CPU-friendly settings for synthetic benchmarks). Any field can be overridden with `overrides`
 (a dict or "key=value" dot-list strings, e.g. `["refine.steps=300", "search.top_k=2"]`).
 """
+import hashlib
 import json
 import time
 import warnings
@@ -280,7 +281,7 @@ class _Context:
     """The shared objects of a run: config, canonical, renderers, extractor, candidate bank."""
 
     def __init__(self, cfg: RegistrationConfig, canonical: Any, device: torch.device,
-                 extractor: Optional[FeatureExtractor], progress: bool, stages: _Stages):
+                 extractor: Optional[FeatureExtractor], progress: bool, stages: _Stages, renderer: Any = None):
         from .render import GridRenderer
         from .silhouette import SilhouetteRenderer
 
@@ -288,6 +289,17 @@ class _Context:
         self.canonical = canonical.to(device)
         self.radius = canonical.bounding_radius()
         self.extractor = extractor or _make_extractor(cfg, device)
+        self.key = bank_key(canonical.content_hash(), self.extractor.identity, cfg.grid, cfg.working_size,
+                            cfg.margin, cfg.search, self.radius)
+        self.bank: Optional[CandidateBank] = None
+        if renderer is not None:
+            # an external renderer (e.g. a threestudio renderer through the protocol) renders every stage; the
+            # canonical still gives the bounding radius and, with the renderer's identity, the cache key
+            self.search_renderer = self.refine_renderer = self.final_renderer = renderer
+            self.feature_renderer = renderer if cfg.refine.feature_weight > 0 else None
+            self.key = hashlib.sha256(f"{self.key}|{getattr(renderer, 'identity', type(renderer).__name__)}"
+                                      .encode()).hexdigest()[:16]
+            return
         self.search_renderer = GridRenderer(self.canonical, num_samples=cfg.search.render_samples)
         # the mask loss needs opacity alone: the closed-form silhouette renderer is several times cheaper; the
         # optional colour term gets a full renderer at its own resolution
@@ -295,9 +307,6 @@ class _Context:
         self.feature_renderer = (GridRenderer(self.canonical, num_samples=cfg.refine.samples)
                                  if cfg.refine.feature_weight > 0 else None)
         self.final_renderer = GridRenderer(self.canonical, num_samples=cfg.final_samples)
-        self.key = bank_key(canonical.content_hash(), self.extractor.identity, cfg.grid, cfg.working_size,
-                            cfg.margin, cfg.search, self.radius)
-        self.bank: Optional[CandidateBank] = None
 
     def candidate_bank(self, cache_dir: Path) -> CandidateBank:
         path = cache_dir / f"candidates-{self.key}.safetensors"
@@ -463,7 +472,8 @@ def register_collection(canonical: Any, images: Any, out_dir: PathLike, preset: 
                         overrides: Union[None, Dict[str, Any], Sequence[str]] = None, progress: bool = True,
                         mask: Optional[str] = None, dinov2: Optional[str] = None,
                         extractor: Optional[FeatureExtractor] = None,
-                        on_stage: Optional[Callable[[Dict[str, Any]], None]] = None) -> RegistrationResult:
+                        on_stage: Optional[Callable[[Dict[str, Any]], None]] = None,
+                        renderer: Any = None) -> RegistrationResult:
     """Register every photo of a collection against a canonical shape and write the run folder.
 
     Args:
@@ -480,6 +490,8 @@ def register_collection(canonical: Any, images: Any, out_dir: PathLike, preset: 
         dinov2: DINOv2 id or local folder.
         extractor: an already-built extractor (benchmarks); replaces the configured one.
         on_stage: called with each stage's timing record.
+        renderer: a renderer-protocol object (e.g. a threestudio renderer through `adapters.renderer`) used for
+            every stage instead of the grid renderers built from `canonical` (which then gives the radius only).
     Returns:
         RegistrationResult (its `summary` is what `congeal register` prints).
     """
@@ -500,7 +512,7 @@ def register_collection(canonical: Any, images: Any, out_dir: PathLike, preset: 
     from .canonical import save_canonical
 
     save_canonical(out_dir / "canonical.safetensors", canon)
-    ctx = _Context(cfg, canon, device, extractor, progress, stages)
+    ctx = _Context(cfg, canon, device, extractor, progress, stages, renderer)
     stages.run("candidates", lambda: ctx.candidate_bank(out_dir / "cache"))
     reg = _register_images(ctx, collection)
     stages.run("mapping", lambda: _run_mapping(ctx, collection, reg, out_dir))

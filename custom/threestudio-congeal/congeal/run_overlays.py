@@ -4,12 +4,11 @@
     rerender_overlays("out/run", renderer=my_renderer)        # any renderer-protocol object (e.g. threestudio's)
 
 Reads `register.json` (photo paths, crops, working size, mask source) and `poses.json` (cameras of the original
-photos); the working-frame camera of each photo is the same `c2w` with the FoV its square crop window spans,
-`fovy_w = 2·atan(side / (2·fl_y))`. Used by `launch.py --test` of the registration system and by users who
+photos); each photo's working-frame camera (the same `c2w`, the FoV its square crop spans, the principal point in
+crop pixels) comes from `congeal.outputs.working_camera`. Used by `launch.py --test` of the registration system and by users who
 want the pictures again after editing a run.
 """
 import json
-import math
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -21,15 +20,16 @@ PathLike = Union[str, Path]
 
 
 def working_cameras(run_dir: PathLike, names=None):
-    """Working-frame cameras of a run's photos.
+    """Working-frame cameras of a run's photos (the inverse of what `outputs.camera_record` stored).
 
     Args:
         run_dir: a finished registration run.
         names: subset of image names (default: all, in poses.json order).
     Returns:
-        (names, c2w [N,4,4] float32, fovy_w [N] radians, register.json entries by name).
+        (names, c2w [N,4,4] float32, fovy_w [N] radians, principal_w [N,2] working px, register.json entries by name).
     """
-    from .outputs import read_poses
+    from .crop import Crop
+    from .outputs import read_poses, working_camera
 
     run_dir = Path(run_dir)
     poses = read_poses(run_dir / "poses.json")
@@ -39,10 +39,11 @@ def working_cameras(run_dir: PathLike, names=None):
     unknown = [n for n in names if n not in poses]
     if unknown:
         raise InputError(run_dir / "poses.json", f"has no photos named {unknown}", "check the names")
-    c2w = torch.tensor([poses[n]["c2w"] for n in names], dtype=torch.float32)
-    fovy = torch.tensor([2.0 * math.atan(entries[n]["crop"]["side"] / (2.0 * poses[n]["fl_y"])) for n in names],
-                        dtype=torch.float32)
-    return names, c2w, fovy, entries
+    cameras = [working_camera(poses[n], Crop.from_dict(entries[n]["crop"])) for n in names]
+    c2w = torch.stack([torch.as_tensor(c, dtype=torch.float32) for c, _, _ in cameras])
+    fovy = torch.tensor([f for _, f, _ in cameras], dtype=torch.float32)
+    principal = torch.stack([torch.as_tensor(p, dtype=torch.float32) for _, _, p in cameras])
+    return names, c2w, fovy, principal, entries
 
 
 @torch.no_grad()
@@ -67,7 +68,9 @@ def rerender_overlays(run_dir: PathLike, out_path: Optional[PathLike] = None, re
 
     run_dir = Path(run_dir)
     cfg = config_from_dict(read_run(run_dir)["config"])
-    names, c2w, fovy, entries = working_cameras(run_dir)
+    from .framing import render_in_frame
+
+    names, c2w, fovy, principal, entries = working_cameras(run_dir)
     if renderer is None:
         renderer = GridRenderer(load_canonical(run_dir / "canonical.safetensors").to(device),
                                 num_samples=cfg.final_samples)
@@ -76,7 +79,8 @@ def rerender_overlays(run_dir: PathLike, out_path: Optional[PathLike] = None, re
     for name in names:  # decoding is per file by nature
         item = load_image(entries[name]["path"], size=size, mask=cfg.mask, margin=cfg.margin)
         photos.append((item.image * item.mask).clamp(0, 1))
-    outs = [renderer.render(c.to(device), f.to(device), size, size) for c, f in zip(c2w.split(chunk), fovy.split(chunk))]
+    outs = [render_in_frame(renderer, c.to(device), f.to(device), p.to(device), size)
+            for c, f, p in zip(c2w.split(chunk), fovy.split(chunk), principal.split(chunk))]
     rgb = torch.cat([o["rgb"] for o in outs]).clamp(0, 1).cpu()  # [N,S,S,3]
     opacity = torch.cat([o["opacity"] for o in outs]).cpu()  # [N,S,S,1]
     path = Path(out_path) if out_path is not None else run_dir / "pictures" / "overlay-rerendered.png"
