@@ -22,16 +22,7 @@ import threestudio
 PARENT_NAME = "mvdream-multiview-diffusion-guidance"
 NAME = "congeal-mvdream-guidance"
 
-try:  # the extension's idempotent register (safe when the extension is loaded twice)
-    from ..registry import register
-except ImportError:  # loaded outside the package (tests) or before registry.py exists
-    def register(name):
-        def decorator(cls):
-            if name not in threestudio.__modules__:
-                threestudio.__modules__[name] = cls
-            return cls
-
-        return decorator
+from ..registry import register  # idempotent: safe when the extension is loaded twice
 
 
 @contextlib.contextmanager

@@ -20,16 +20,7 @@ import torch
 import threestudio
 from threestudio.utils.base import BaseObject
 
-try:  # the extension's idempotent register (safe when the extension is loaded twice)
-    from ..registry import register
-except ImportError:  # loaded outside the package
-    def register(name):
-        def decorator(cls):
-            if name not in threestudio.__modules__:
-                threestudio.__modules__[name] = cls
-            return cls
-
-        return decorator
+from ..registry import register  # idempotent: safe when the extension is loaded twice
 
 
 @register("congeal-textual-inversion-guidance")

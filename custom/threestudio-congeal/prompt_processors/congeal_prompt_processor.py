@@ -24,16 +24,7 @@ import threestudio
 from threestudio.models.prompt_processors.stable_diffusion_prompt_processor import StableDiffusionPromptProcessor
 from threestudio.utils.misc import barrier
 
-try:  # the extension's idempotent register (safe when the extension is loaded twice)
-    from ..registry import register
-except ImportError:  # loaded outside the package
-    def register(name):
-        def decorator(cls):
-            if name not in threestudio.__modules__:
-                threestudio.__modules__[name] = cls
-            return cls
-
-        return decorator
+from ..registry import register  # idempotent: safe when the extension is loaded twice
 
 try:
     from pytorch_lightning.utilities.rank_zero import rank_zero_only
