@@ -69,7 +69,14 @@ class CongealRegistrationSystem(BaseSystem):
                              "(or system.canonical_file=<canonical.safetensors>)")
 
     def configure_optimizers(self):
-        return None
+        # Lightning counts global steps (and so step-based checkpoints) by optimizer steps: a no-op optimizer on the
+        # anchor makes every registered chunk a step, hence a checkpoint to `resume=` from
+        return torch.optim.SGD([self.ddp_anchor], lr=0.0)
+
+    def _count_step(self) -> None:
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        optimizer.step()
 
     # ---- the canonical and the engine -------------------------------------------------------------------------
     def _build_canonical(self) -> None:
@@ -136,6 +143,7 @@ class CongealRegistrationSystem(BaseSystem):
         self.trainer.strategy.barrier()
 
     def training_step(self, batch, batch_idx):
+        self._count_step()
         if self.cfg.previous_run:
             if batch_idx == 0 and self.global_rank == 0:
                 self._add_new_photos()
