@@ -104,3 +104,43 @@ def test_missing_state_is_an_input_error(tmp_path):
     make_mini_run(tmp_path)
     with pytest.raises(InputError, match="zzz"):
         load_image_state(tmp_path, "zzz")
+
+
+def test_reverse_takes_the_far_side_of_a_thin_part_at_its_projection():
+    """A point on the hidden side of a thin rod maps to where it projects, not to the rod's rim (or invalid)."""
+    import math
+
+    from congeal.cameras import c2w_from_spherical
+    from congeal.canonical import canonical_from_sdf
+    from congeal.mapping import ImageState, identity_warp
+    from congeal.render import GridRenderer
+
+    def rod(p):  # a rod along y, radius 0.08, half length 0.7
+        q = p.clone()
+        q[..., 1] = (p[..., 1].abs() - 0.7).clamp_min(0.0)
+        return q.norm(dim=-1) - 0.08
+
+    size = 64
+    canonical = canonical_from_sdf(rod, lambda p: (p * 0.8 + 0.5).clamp(0, 1), resolution=48, radius=1.0)
+    c2w = c2w_from_spherical(torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([3.0]))  # camera on +x
+    fovy = math.radians(40.0)
+    out = GridRenderer(canonical, num_samples=96).render(c2w, torch.tensor([fovy]), size, size)
+    op = out["opacity"][0]
+    focal = size / (2.0 * math.tan(0.5 * fovy))
+    camera = {"c2w": c2w[0].tolist(), "fl_x": focal, "fl_y": focal, "cx": size / 2, "cy": size / 2,
+              "width": size, "height": size}
+    state = ImageState(name="rod", warp=identity_warp(size), render_xyz=out["xyz"][0] * (op > 0),
+                       render_opacity=op, image_mask=(op[..., 0] > 0.5).float(), scale=torch.ones(2),
+                       offset=torch.zeros(2), width=size, height=size, camera=camera)
+    # points on the rod's back (x < 0: hidden from the camera on +x), along its length
+    ys = torch.linspace(-0.5, 0.5, 9)
+    back = torch.stack([torch.full_like(ys, -0.08), ys, torch.zeros_like(ys)], -1)
+    from congeal.cameras import project
+
+    truth, _ = project(back[None], c2w, torch.tensor([fovy]), size, size)
+    got, ok = reverse_points(state, back)
+    assert ok.all()
+    assert ((got - truth[0]).norm(dim=-1) <= 0.6).all()  # within a working pixel's width of the projection
+    # without the projection step (nearest visible point only) they are beyond the 3D threshold: invalid
+    old, ok_old = reverse_points(state, back, MappingConfig(reverse_behind=0.0))
+    assert not (ok_old & ((old - truth[0]).norm(dim=-1) <= 0.6)).any()

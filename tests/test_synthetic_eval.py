@@ -107,17 +107,25 @@ def same_report(synthetic_run):
 
 @pytest.mark.slow
 def test_same_instance_keypoints(same_report):
-    """Same instance, fast preset: measured 0.80 (PCK@0.05) / 0.995 (PCK@0.1), identity warp 0.82 / 0.97."""
+    """Same instance, fast preset: measured 0.86 (PCK@0.05) / 1.0 (PCK@0.1), identity warp 0.86 / 0.97.
+
+    (0.76 / 0.995 before the reverse map took points at their projection: the nearest visible point moved points on
+    the far side of a leg to its rim.)
+    """
     mapped, identity = same_report["keypoints"]["mapped"], same_report["keypoints"]["identity"]
     assert mapped["valid_rate"] >= 0.95
     assert mapped["pck@0.1"]["per_point"] >= 0.95
     assert mapped["pck@0.1"]["per_point"] >= identity["pck@0.1"]["per_point"]
-    assert mapped["pck@0.05"]["per_point"] >= 0.75
+    assert mapped["pck@0.05"]["per_point"] >= 0.82
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 4 target not reached at the fast preset (64 px working frame): "
-                   "foot/tail tips sit on the silhouette, one leg radius is ~0.05 of the bbox")
+@pytest.mark.xfail(strict=False, reason="issue 4 target above what surface-point maps reach on this set: with the "
+                   "TRUE cameras and exact (identity) warps, transfer measures 0.894 at 64 px and 0.885 at 192 px; "
+                   "keypoints lie half a part radius inside the surface (feet: one leg radius ~0.05 of the bbox), "
+                   "the surface point seen at their pixel is up to a radius in front, and that offset shows in "
+                   "other views. Reaching 0.9 needs interior points (e.g. mid-depth of the ray's first solid "
+                   "segment), not better poses or resolution")
 def test_same_instance_done_when_target(same_report):
     assert same_report["keypoints"]["mapped"]["pck@0.05"]["per_point"] >= 0.9
 

@@ -23,9 +23,13 @@ renders of shaded photos, pull same-instance warps off, hence w_feature = 0.1. R
 deserve a higher w_feature — a config field.
 
 Forward map: original pixel -> working pixel (Crop) -> φ -> render xyz (bilinear, opacity-weighted, only where the
-render is opaque). Reverse map: xyz -> nearest opaque render pixel (chunked `torch.cdist`) -> sub-pixel step along
-the local xyz Jacobian -> nearest warp sample (inverse of φ) -> sub-pixel step along φ's Jacobian -> original
-pixel; a 3D or a 2D distance beyond its threshold reports the point invalid instead of guessing.
+render is opaque). Reverse map: xyz -> its projection with the image's camera where that lands on the opaque render
+within `reverse_behind` of the surface seen there (a point on the far side of the same thin part: the nearest visible
+point would move it to the part's rim — measured on the synthetic same-instance set, PCK@0.05 0.76 -> 0.86); else
+(occluded by another part, or a state without a camera) the nearest opaque render pixel (chunked `torch.cdist`) ->
+sub-pixel step along the local xyz Jacobian; then -> nearest warp sample (inverse of φ) -> sub-pixel step along
+φ's Jacobian -> original pixel; a 3D or a 2D distance beyond its threshold reports the point invalid instead of
+guessing.
 """
 import json
 import math
@@ -66,6 +70,9 @@ class MappingConfig:
     forward_snap: float = 0.03  # point queries: snap distance onto the mask / the render, fraction of S
     reverse_max_3d: float = 0.05  # reverse map: max 3D distance, fraction of the visible render's bbox diagonal
     reverse_max_2d: float = 0.04  # reverse map: max distance to a warp sample, fraction of S
+    reverse_behind: float = 0.1  # reverse map: a point projecting onto the render at most this far (fraction of the
+    #   visible render's bbox diagonal) from the surface seen there is taken at its projection (the far side of the
+    #   same part); farther (occluded by another part) or off the render: the nearest visible point
     chunk_elements: int = 1 << 22  # cdist chunk size (rows × columns) for the nearest-neighbour searches
 
 
@@ -520,6 +527,24 @@ def _subpixel_step(jac: Tensor, residual: Tensor, limit: float = 1.0) -> Tensor:
     return delta.clamp(-limit, limit)
 
 
+def _project_working(state: ImageState, xyz: Tensor) -> Optional[Tuple[Tensor, Tensor]]:
+    """Project canonical points with the state's camera (its poses.json record) into working pixels.
+
+    Returns:
+        (working-pixel xy [P,2], depth along the viewing axis [P]) or None when the state has no camera.
+    """
+    cam = state.camera or {}
+    if not all(k in cam for k in ("c2w", "fl_x", "fl_y", "cx", "cy")):
+        return None
+    c2w = torch.as_tensor(cam["c2w"], dtype=torch.float64, device=xyz.device)
+    local = (xyz.double() - c2w[:3, 3]) @ c2w[:3, :3]  # R^T (p - t), camera axes OpenGL (looks down -z)
+    depth = -local[:, 2]
+    safe = torch.where(depth.abs() > 1e-9, depth, torch.full_like(depth, 1e-9))
+    x = float(cam["fl_x"]) * local[:, 0] / safe + float(cam["cx"])
+    y = -float(cam["fl_y"]) * local[:, 1] / safe + float(cam["cy"])
+    return state.to_working(torch.stack([x, y], dim=-1).to(xyz.dtype)), depth.to(xyz.dtype)
+
+
 def reverse_points(state: ImageState, xyz: Tensor, cfg: Optional[MappingConfig] = None) -> Tuple[Tensor, Tensor]:
     """Canonical xyz -> original pixels of this image (the inverse of `forward_points`).
 
@@ -551,6 +576,18 @@ def reverse_points(state: ImageState, xyz: Tensor, cfg: Optional[MappingConfig] 
         diag = torch.tensor(1.0, device=device)
         q = torch.zeros_like(queries[:, :2])
     ok3 = finite & (d3 <= cfg.reverse_max_3d * diag)
+    # 1b) where the state knows its camera: the point's own projection, when it lands on the render near the surface
+    #     seen there (the nearest visible point moves points on the far side of a thin part to its rim)
+    proj = _project_working(state, queries)
+    if proj is not None and keys.shape[0] > 0:
+        qp, depth = proj
+        op = _sample(state.render_opacity, qp)[:, 0]
+        seen = _sample(state.render_xyz * state.render_opacity, qp) / op.clamp_min(1e-6)[:, None]
+        inside = ((qp >= 0) & (qp <= size)).all(dim=-1)
+        on = finite & inside & (depth > 0) & (op > cfg.opacity_threshold) & (
+            (seen - queries).norm(dim=-1) <= cfg.reverse_behind * diag)
+        q = torch.where(on[:, None], qp, q)
+        ok3 = ok3 | on
 
     # 2) inverse warp: nearest warp sample inside the image mask, then a step along φ's Jacobian
     in_mask = state.image_mask > cfg.mask_threshold
