@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     summary = {key: report[key] for key in ("rotation_error_deg", "keypoints") if key in report}
     print(json.dumps(summary, indent=2))
     print(f"\nDone in {time.perf_counter() - started:.0f} s. Look at:")
-    for path in sorted((run_dir / "pictures").rglob("*.png"))[:12]:
+    pictures = run_dir / "pictures"
+    for path in sorted(pictures.glob("*.png")):  # the grids: overlay, search scores, NOCS maps, the edit
         print(f"  {path}")
+    for folder in sorted(p for p in pictures.iterdir() if p.is_dir()):
+        print(f"  {folder}/  ({len(list(folder.glob('*.png')))} pictures)")
     print(f"  {run_dir / 'poses.json'}\n  {run_dir / 'transforms.json'}\n  {run_dir / 'maps'}/")
     return 0
