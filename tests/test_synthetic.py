@@ -13,7 +13,8 @@ from congeal.cameras import CONVENTION, c2w_from_spherical, project
 from congeal.canonical import load_canonical
 from congeal.errors import InputError
 from congeal.render import GridRenderer
-from congeal.synthetic import KEYPOINT_NAMES, creature_parts, keypoints_of, make_synthetic_collection
+from congeal.synthetic import (KEYPOINT_NAMES, _normals, creature_parts, creature_sdf, keypoints_of,
+                               make_synthetic_collection)
 
 
 def _truth(folder):
@@ -37,7 +38,7 @@ def _render_at_truth(folder, images, canonical=None):
 def test_files_and_schema(synthetic_collection):
     folder = synthetic_collection("same")
     truth = _truth(folder)
-    assert truth["format"] == "congeal-synthetic-v1" and truth["mode"] == "same"
+    assert truth["format"] == "congeal-synthetic-v2" and truth["mode"] == "same"
     assert truth["convention"] == CONVENTION and truth["canonical"] == "canonical.safetensors"
     assert truth["keypoint_names"] == list(KEYPOINT_NAMES)
     assert [image["name"] for image in truth["images"]] == [f"img_{i:03d}" for i in range(8)]
@@ -81,7 +82,7 @@ def test_keypoints_project_and_visibility(synthetic_collection):
     folder = synthetic_collection("same")
     truth = _truth(folder)
     mean = keypoints_of(creature_parts())
-    visible_count = hidden_count = 0
+    seen, hidden_count = set(), 0
     for image in truth["images"]:
         names = list(image["keypoints"])
         xyz = torch.tensor([image["keypoints"][n]["xyz"] for n in names])
@@ -91,14 +92,29 @@ def test_keypoints_project_and_visibility(synthetic_collection):
                                torch.tensor([math.radians(image["fovy_deg"])]), 192, 192)
         assert torch.allclose(projected[0], xy, atol=1e-3)
         alpha = _alpha(folder, image)
-        for name, (x, y) in zip(names, xy.tolist()):
+        normals = _normals(creature_sdf(creature_parts()), xyz)
+        to_camera = torch.tensor(image["c2w"])[:3, 3] - xyz
+        for k, (name, (x, y)) in enumerate(zip(names, xy.tolist())):
             if image["keypoints"][name]["visible"]:
-                visible_count += 1
+                seen.add(name)
                 assert alpha[int(y), int(x)] > 0.5, (image["name"], name)
+                assert (normals[k] @ to_camera[k]) > 0, (image["name"], name)  # faces the camera
             else:
                 hidden_count += 1
-    # Most keypoints are seen, but some are hidden behind the body in some views.
-    assert visible_count > 0.5 * (visible_count + hidden_count) and hidden_count > 0
+    # Every keypoint is seen in some view and some keypoints are hidden (behind the body or facing away).
+    assert seen == set(KEYPOINT_NAMES) and hidden_count > 0
+
+
+@pytest.mark.parametrize("mode", ["mean", "deformed"])
+def test_keypoints_lie_on_the_surface(mode):
+    """Keypoints are surface points (a pixel shows the surface; v1 put them half a part-radius inside)."""
+    parts = creature_parts(np.random.default_rng(3) if mode == "deformed" else None)
+    points = keypoints_of(parts)
+    sdf = creature_sdf(parts)(torch.tensor(np.stack(list(points.values()))))
+    assert sdf.abs().max() < 1e-6
+    mean = keypoints_of(creature_parts())
+    assert mean["snout_tip"][0] == max(p[0] for p in mean.values())  # the snout is the front-most keypoint
+    assert mean["head_top"][2] == max(p[2] for n, p in mean.items() if n != "horn_tip")  # only the horn is higher
 
 
 def test_same_seed_same_files_and_new_seed_new_files(tmp_path):

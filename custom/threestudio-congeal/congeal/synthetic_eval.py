@@ -22,7 +22,9 @@ import torch
 from .errors import InputError
 
 PathLike = Union[str, Path]
-TRUTH_FORMAT = "congeal-synthetic-v1"
+TRUTH_FORMAT = "congeal-synthetic-v2"
+# v1 has the same fields; its keypoints lie inside the surface (poses score the same, keypoints pessimistically).
+TRUTH_FORMATS = (TRUTH_FORMAT, "congeal-synthetic-v1")
 REPORT_FORMAT = "congeal-eval-synthetic-v1"
 ALPHAS = (0.05, 0.1)
 
@@ -44,7 +46,7 @@ def load_ground_truth(truth: PathLike) -> Tuple[Path, Dict[str, Dict[str, Any]]]
         doc = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as error:
         raise InputError(path, f"is not valid JSON ({error})", "re-create it with `congeal synth`") from error
-    if not isinstance(doc, dict) or doc.get("format") != TRUTH_FORMAT or not isinstance(doc.get("images"), list):
+    if not isinstance(doc, dict) or doc.get("format") not in TRUTH_FORMATS or not isinstance(doc.get("images"), list):
         raise InputError(path, f"is not a {TRUTH_FORMAT} file", "re-create it with `congeal synth`")
     entries = {}
     for entry in doc["images"]:
