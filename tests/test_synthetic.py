@@ -105,6 +105,23 @@ def test_keypoints_project_and_visibility(synthetic_collection):
     assert seen == set(KEYPOINT_NAMES) and hidden_count > 0
 
 
+def test_a_visible_keypoint_is_what_its_pixel_shows(synthetic_collection):
+    """The surface point rendered at a visible keypoint's pixel is the keypoint, within the grid's blur (2 cells).
+
+    This is what makes keypoint transfer through pixel maps fair: a perfect registration can score 1.0.
+    """
+    folder = synthetic_collection("same")
+    truth, canonical = _truth(folder), load_canonical(folder / "canonical.safetensors")
+    images = truth["images"]
+    with torch.no_grad():
+        xyz = GridRenderer(canonical).render(torch.tensor([image["c2w"] for image in images]),
+                                             torch.tensor([math.radians(image["fovy_deg"]) for image in images]),
+                                             192, 192)["xyz"]
+    gaps = [float((xyz[i, int(kp["xy"][1]), int(kp["xy"][0])] - torch.tensor(kp["xyz"])).norm())
+            for i, image in enumerate(images) for kp in image["keypoints"].values() if kp["visible"]]
+    assert len(gaps) >= 20 and max(gaps) < 2 * canonical.cell_size
+
+
 @pytest.mark.parametrize("mode", ["mean", "deformed"])
 def test_keypoints_lie_on_the_surface(mode):
     """Keypoints are surface points (a pixel shows the surface; v1 put them half a part-radius inside)."""
