@@ -215,27 +215,30 @@ def keypoints_of(parts: List[Part]) -> Dict[str, np.ndarray]:
     }
     for leg in ("fl", "fr", "bl", "br"):
         anchors[f"foot_{leg}"] = (axis(by_name[f"leg_{leg}"])[0], forward)
-    sdf = creature_sdf(parts)
-    return {name: _surface_exit(sdf, *anchors[name]) for name in KEYPOINT_NAMES}
+    starts, directions = (np.stack([anchors[name][i] for name in KEYPOINT_NAMES]) for i in (0, 1))
+    exits = _surface_exits(creature_sdf(parts), starts, directions)
+    return {name: exits[k] for k, name in enumerate(KEYPOINT_NAMES)}
 
 
-def _surface_exit(sdf: Callable[[Tensor], Tensor], start: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """The first point where the ray start + t·direction (t ≥ 0, start inside) crosses the SDF's zero level."""
-    origin = torch.tensor(start, dtype=torch.float64)
-    step = torch.tensor(direction / np.linalg.norm(direction), dtype=torch.float64)
+def _surface_exits(sdf: Callable[[Tensor], Tensor], starts: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Per ray [K,3] start + t·direction (t ≥ 0, start inside): the first point where the SDF crosses zero, [K,3]."""
+    origin = torch.tensor(starts, dtype=torch.float64)
+    step = F.normalize(torch.tensor(directions, dtype=torch.float64), dim=-1)
     ts = torch.linspace(0.0, 1.0, 1001, dtype=torch.float64)  # 0.001-unit steps across the radius-1 box
     with torch.no_grad():
-        values = sdf(origin + ts[:, None] * step)
-    outside = (values > 0).nonzero()
-    if values[0] >= 0 or len(outside) == 0:
-        raise ValueError(f"keypoint ray from {start.tolist()} does not start inside the creature and leave it")
-    low, high = ts[outside[0, 0] - 1].item(), ts[outside[0, 0]].item()
-    for _ in range(40):  # bisection to well below a pixel
-        middle = 0.5 * (low + high)
-        with torch.no_grad():
-            inside = sdf((origin + middle * step)[None])[0] < 0
-        low, high = (middle, high) if inside else (low, middle)
-    return (origin + 0.5 * (low + high) * step).numpy()
+        samples = origin[:, None] + ts[None, :, None] * step[:, None]  # [K,T,3]
+        outside = sdf(samples.reshape(-1, 3)).view(len(origin), len(ts)) > 0
+        leaves = outside.any(dim=1)
+        if outside[:, 0].any() or not leaves.all():
+            bad = starts[(outside[:, 0] | ~leaves).numpy()][0]
+            raise ValueError(f"keypoint ray from {bad.tolist()} does not start inside the creature and leave it")
+        first = outside.float().argmax(dim=1)
+        low, high = ts[first - 1], ts[first]
+        for _ in range(40):  # bisection of all rays at once, to well below a pixel
+            middle = 0.5 * (low + high)
+            inside = sdf(origin + middle[:, None] * step) < 0
+            low, high = torch.where(inside, middle, low), torch.where(inside, high, middle)
+    return (origin + 0.5 * (low + high)[:, None] * step).numpy()
 
 
 def _shade(rgb: Tensor, opacity: Tensor, normals: Tensor, light: Tensor, ambient: float,
@@ -323,7 +326,8 @@ def make_synthetic_collection(
         background = torch.tensor(rng.uniform(0.05, 0.95, size=3), dtype=torch.float32)
         normals = torch.zeros_like(xyz)
         covered = opacity[..., 0] > 1e-4
-        normals[covered] = _normals(creature_sdf(parts), xyz[covered])
+        sdf = creature_sdf(parts)
+        normals[covered] = _normals(sdf, xyz[covered])
         photo = _shade(rgb, opacity, normals, light, ambient, background)
         rgba = torch.cat([photo, opacity], dim=-1).numpy()
         name = f"img_{index:03d}"
@@ -339,7 +343,7 @@ def make_synthetic_collection(
         seen_opacity = opacity[pixel[:, 1], pixel[:, 0], 0]
         # Visible: in frame, on the object, not behind other geometry, and on the side facing the camera.
         to_camera = c2w[0, :3, 3].float() - points[0]
-        facing = (_normals(creature_sdf(parts), points[0]) * to_camera).sum(-1) > 0
+        facing = (_normals(sdf, points[0]) * to_camera).sum(-1) > 0
         visible = inside & (seen_opacity > 0.5) & (depth <= seen_depth + tolerance) & facing
         images.append({
             "name": name,
