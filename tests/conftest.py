@@ -14,7 +14,7 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 @pytest.fixture(scope="session")
 def synthetic_collection(tmp_path_factory) -> Callable[..., Path]:
     """`synthetic_collection(mode="same", n_images=8, seed=0)` -> folder with canonical, images/, ground_truth.json."""
-    from congeal.synthetic import make_synthetic_collection
+    from congeal.synthetic.generator import make_synthetic_collection
 
     cache: Dict[Tuple, Path] = {}
 
@@ -31,7 +31,7 @@ def synthetic_collection(tmp_path_factory) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def synthetic_run(synthetic_collection, tmp_path_factory) -> Callable[..., Tuple[Path, Path]]:
     """`synthetic_run(mode="same")` -> (collection folder, registration run folder), fast preset, rgb features, CPU."""
-    from congeal.registration import register_collection
+    from congeal.run.pipeline import register_collection
 
     cache: Dict[Tuple, Tuple[Path, Path]] = {}
 

@@ -1,4 +1,4 @@
-"""congeal.cameras against threestudio's own camera code (`threestudio/data/uncond.py`, `utils/ops.py`).
+"""congeal.geometry.cameras against threestudio's own camera code (`threestudio/data/uncond.py`, `utils/ops.py`).
 
     THREESTUDIO_ROOT=/path/to/threestudio python -m pytest tests/integration/test_cameras_threestudio.py -q
 
@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from congeal.cameras import c2w_from_spherical, get_rays, project
+from congeal.geometry.cameras import c2w_from_spherical, get_rays, project
 
 pytestmark = pytest.mark.integration
 

@@ -1,13 +1,13 @@
 """`congeal-mvdream-guidance` in a real threestudio: a subclass of threestudio-mvdream's guidance, the same SDS
-call, the model built by congeal.mvdream_model from a (tiny) checkpoint, no network."""
+call, the model built by congeal.inversion.mvdream_model from a (tiny) checkpoint, no network."""
 import sys
 
 import pytest
 import torch
 
-from congeal.errors import InputError
-from hub_cache_helpers import forbid_network
-from mvdream_helpers import TINY_CONTEXT_DIM, TINY_OVERRIDES, mvdream_importable_or_skip
+from congeal.common.errors import InputError
+from helpers.hub_cache import forbid_network
+from helpers.mvdream import TINY_CONTEXT_DIM, TINY_OVERRIDES, mvdream_importable_or_skip
 
 pytestmark = pytest.mark.integration
 PARENT = "mvdream-multiview-diffusion-guidance"
@@ -22,7 +22,7 @@ def guidance_setup(threestudio, extension_via_launch, mvdream_available, monkeyp
     import threestudio.utils.base as base
 
     monkeypatch.setattr(base, "get_device", lambda: torch.device("cpu"))  # threestudio hard-codes cuda
-    from congeal.mvdream_model import build_mvdream
+    from congeal.inversion.mvdream_model import build_mvdream
 
     torch.manual_seed(0)
     reference = build_mvdream(overrides=TINY_OVERRIDES)

@@ -41,9 +41,9 @@ def cpu_threestudio(extension_via_launch, mvdream_available):
 
 @pytest.fixture(scope="module")
 def tiny_mvdream_ckpt(tmp_path_factory, cpu_threestudio) -> Dict[str, Any]:
-    from mvdream_helpers import TINY_OVERRIDES
+    from helpers.mvdream import TINY_OVERRIDES
 
-    from congeal.mvdream_model import build_mvdream
+    from congeal.inversion.mvdream_model import build_mvdream
 
     torch.manual_seed(0)
     model = build_mvdream(overrides=TINY_OVERRIDES)
@@ -181,8 +181,8 @@ def test_both_losses_are_logged(full_run):
 
 
 def test_outputs_for_stage_three(full_run):
-    from congeal.canonical import load_canonical
-    from congeal.embedding_files import load_learned_embeds
+    from congeal.canonical.grid import load_canonical
+    from congeal.inversion.embedding_files import load_learned_embeds
 
     trial = full_run["trial"]
     canonical = load_canonical(trial / "save" / "canonical.safetensors")
@@ -280,10 +280,10 @@ def test_real_ti_guidance_and_prompt_processor_end_to_end(cpu_threestudio, photo
     """The shipped adapters, not the test ones: congeal-textual-inversion-guidance (sharing the SDS guidance's tiny
     MVDream model), congeal-prompt-processor (tiny CLIP, context dim 32 = the tiny MVDream's) and
     congeal-mvdream-guidance, through TI, the hand-off and SDS, then test/export."""
-    from ti_support import pipeline_dir
+    from helpers.textual_inversion import pipeline_dir
 
-    from congeal.canonical import load_canonical
-    from congeal.embedding_files import load_learned_embeds
+    from congeal.canonical.grid import load_canonical
+    from congeal.inversion.embedding_files import load_learned_embeds
 
     monkeypatch.chdir(tmp_path)  # the prompt processor caches embeddings under ./.threestudio_cache
     tiny_sd = str(pipeline_dir())
@@ -321,8 +321,8 @@ def test_launch_test_mode_rebakes_the_same_canonical(full_run, photos, tiny_mvdr
     import pytorch_lightning as pl
     import threestudio
 
-    from congeal.canonical import load_canonical
-    from congeal.embedding_files import load_learned_embeds
+    from congeal.canonical.grid import load_canonical
+    from congeal.inversion.embedding_files import load_learned_embeds
 
     last = ckpt(full_run["trial"], TI_STEPS + SDS_STEPS)
     cfg, _ = load_cfg(full_run["root"], photos, tiny_mvdream_ckpt, "test-mode", resume=str(last))
@@ -354,7 +354,7 @@ def test_sdf_geometry_bakes_to_a_density_grid(cpu_threestudio, photos, tiny_mvdr
                                                    "n_hidden_layers": 1}},
         "system.sdf_beta": 0.05, "system.sdf_max_density": 50.0,
     })
-    from congeal.canonical import grid_points
+    from congeal.canonical.grid import grid_points
 
     system = threestudio.find(cfg.system_type)(cfg.system)
     canonical = system.bake_canonical(16)

@@ -107,7 +107,7 @@ def test_camera_module_rides_along(extension_via_launch, threestudio, photos, mv
 
 def test_camera_batches_of_three_are_refused(extension_via_launch, threestudio, photos):
     """threestudio's camera code calls torch.cross without dim: a batch of exactly 3 crosses along the batch axis."""
-    from congeal.errors import InputError
+    from congeal.common.errors import InputError
 
     with pytest.raises(InputError, match="n_test_views.*3"):
         threestudio.find("congeal-image-collection-datamodule")(
@@ -123,7 +123,7 @@ def test_unknown_camera_module_is_explained(extension_via_launch, threestudio, p
 
 
 def test_bad_folder_raises_input_error(extension_via_launch, threestudio, tmp_path):
-    from congeal.errors import InputError
+    from congeal.common.errors import InputError
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError):

@@ -1,8 +1,8 @@
 """`congeal doctor` against the real threestudio checkout on THREESTUDIO_ROOT: its rows turn green."""
 import pytest
 
-from congeal import doctor
-from hub_cache_helpers import forbid_network
+from congeal.setup import doctor
+from helpers.hub_cache import forbid_network
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ def test_launch_py_loads_the_extension_and_registers_names(extension_via_launch,
 
 def test_congeal_core_is_importable_after_loading(extension_via_launch):
     import congeal
-    import congeal.errors
+    import congeal.common.errors
 
-    assert issubclass(congeal.errors.InputError, ValueError)
+    assert issubclass(congeal.common.errors.InputError, ValueError)
 
 
 def test_loading_twice_launch_then_pip_package_does_not_crash(extension_via_launch, extension_via_package, threestudio):

@@ -74,8 +74,8 @@ def _write_congealing_run(trial: Path, canonical) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, threestudio, extension_via_launch):
     import tiny_modules  # noqa: F401  (registers congeal-test-dense-volume-renderer, the run's renderer)
-    from congeal.canonical import load_canonical
-    from congeal.synthetic import make_synthetic_collection
+    from congeal.canonical.grid import load_canonical
+    from congeal.synthetic.generator import make_synthetic_collection
 
     root = tmp_path_factory.mktemp("registration-system")
     collection = Path(make_synthetic_collection(root / "collection", mode="same", n_images=N_IMAGES, seed=3))
@@ -90,8 +90,8 @@ def _save(root: Path, tag: str) -> Path:
 
 
 def _rotation_errors(save: Path, gt_path: Path):
-    from congeal.cameras import rotation_angle_deg
-    from congeal.outputs import read_poses
+    from congeal.geometry.cameras import rotation_angle_deg
+    from congeal.run.outputs import read_poses
 
     poses = read_poses(save / "poses.json")
     truth = {im["name"]: im for im in json.loads(gt_path.read_text())["images"]}
@@ -101,7 +101,7 @@ def _rotation_errors(save: Path, gt_path: Path):
 
 
 def _assert_same_outputs(a: Path, b: Path, tol: float = 1e-4) -> None:
-    from congeal.outputs import read_poses
+    from congeal.run.outputs import read_poses
 
     pa, pb = read_poses(a / "poses.json"), read_poses(b / "poses.json")
     assert list(pa) == list(pb)
@@ -136,7 +136,7 @@ def test_baking_the_threestudio_geometry_gives_back_the_canonical(world):
 
 
 def test_registration_system_recovers_ground_truth_like_the_engine(world, single, tmp_path):
-    from congeal.registration import register_collection
+    from congeal.run.pipeline import register_collection
 
     save = single["save"]
     for name in ("poses.json", "transforms.json", "register.json", "canonical.safetensors"):
@@ -215,7 +215,7 @@ def test_test_and_export_modes_rewrite_pictures_and_maps(world, single):
 def test_adding_photos_later_registers_only_the_new_ones(world, single, tmp_path):
     import shutil
 
-    from congeal.outputs import read_poses
+    from congeal.run.outputs import read_poses
 
     first = world["root"] / "first-photos"
     first.mkdir()
@@ -251,9 +251,9 @@ def test_threestudio_render_backend_agrees_with_the_baked_grid(world, tmp_path):
     """The run's own renderer through the renderer protocol: same poses as the baked backend, within a few degrees."""
     import shutil
 
-    from congeal.cameras import rotation_angle_deg
-    from congeal.outputs import read_poses
-    from congeal.registration import register_collection
+    from congeal.geometry.cameras import rotation_angle_deg
+    from congeal.run.outputs import read_poses
+    from congeal.run.pipeline import register_collection
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -281,8 +281,8 @@ def test_threestudio_render_backend_agrees_with_the_baked_grid(world, tmp_path):
 def test_the_renderer_adapter_matches_the_grid_renderer(world):
     from importlib import import_module
 
-    from congeal.cameras import c2w_from_spherical
-    from congeal.render import GridRenderer
+    from congeal.geometry.cameras import c2w_from_spherical
+    from congeal.canonical.render import GridRenderer
 
     ext = sys.modules["threestudio-congeal"]
     loader = import_module(f"{ext.__name__}.adapters.congealing_run")

@@ -7,10 +7,10 @@ import os
 import pytest
 import torch
 
-from congeal.embedding_files import load_learned_embeds, save_learned_embeds
-from congeal.placeholder_tokens import install_embeds
+from congeal.inversion.embedding_files import load_learned_embeds, save_learned_embeds
+from congeal.inversion.placeholder_tokens import install_embeds
 
-from ti_support import collection, one_thread, pipeline_dir  # noqa: F401
+from helpers.textual_inversion import collection, one_thread, pipeline_dir  # noqa: F401
 
 pytestmark = pytest.mark.integration
 GUIDANCE, PROCESSOR = "congeal-textual-inversion-guidance", "congeal-prompt-processor"
@@ -113,7 +113,7 @@ def test_changed_y_star_never_returns_stale_cached_embeddings(ts, tmp_path, monk
 
 
 def test_live_y_star_from_the_guidance_and_prompt_checks(ts, tmp_path):
-    from congeal.errors import InputError
+    from congeal.common.errors import InputError
 
     guidance = make_guidance(ts)
     path = save_learned_embeds(tmp_path / "g", guidance.learned_embeds())
@@ -133,12 +133,12 @@ def test_live_y_star_from_the_guidance_and_prompt_checks(ts, tmp_path):
 def test_mvdream_guidance_takes_the_embeddings_and_ti_fits_its_unet(ts, tmp_path, monkeypatch, mvdream_available):
     if not mvdream_available:
         pytest.skip("threestudio-mvdream is not registered or the mvdream package is missing")
-    from mvdream_helpers import TINY_CONTEXT_DIM, TINY_OVERRIDES, mvdream_importable_or_skip
+    from helpers.mvdream import TINY_CONTEXT_DIM, TINY_OVERRIDES, mvdream_importable_or_skip
 
     mvdream_importable_or_skip(monkeypatch)
     if "congeal-mvdream-guidance" not in ts.__modules__:
         pytest.skip("congeal-mvdream-guidance is not registered")
-    from congeal.mvdream_model import build_mvdream
+    from congeal.inversion.mvdream_model import build_mvdream
 
     torch.manual_seed(0)
     ckpt = tmp_path / "tiny-4view.pt"

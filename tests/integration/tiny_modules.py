@@ -109,7 +109,7 @@ class TinyTextualInversionGuidance(BaseObject):
         return {self.cfg.token: self.rows.detach()}
 
     def save(self, path: str) -> None:
-        from congeal.embedding_files import save_learned_embeds
+        from congeal.inversion.embedding_files import save_learned_embeds
 
         save_learned_embeds(path, self.learned_embeds())
 
@@ -127,7 +127,7 @@ class TinyPromptProcessor(BaseObject):
     cfg: Config
 
     def configure(self) -> None:
-        from congeal.embedding_files import load_learned_embeds
+        from congeal.inversion.embedding_files import load_learned_embeds
 
         rows = torch.cat(list(load_learned_embeds(self.cfg.learned_embeds_path).values()), 0).float()
         text = torch.zeros(1, self.cfg.length, rows.shape[-1])

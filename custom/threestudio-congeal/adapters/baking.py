@@ -1,4 +1,4 @@
-"""Bake a threestudio geometry + material into a `congeal.canonical.Canonical` (density + rgb on a dense grid).
+"""Bake a threestudio geometry + material into a `congeal.canonical.grid.Canonical` (density + rgb on a dense grid).
 
     canonical = bake_canonical(geometry, material, resolution=128)
     save_canonical("canonical.safetensors", canonical)
@@ -28,7 +28,7 @@ def bake_canonical(geometry: Any, material: Any, resolution: int = 128, chunk: i
     Returns:
         `Canonical(density [R,R,R] ≥ 0, rgb [R,R,R,3] in [0,1], radius)` on the geometry's device.
     """
-    from congeal.canonical import Canonical, density_from_sdf, grid_points
+    from congeal.canonical.grid import Canonical, density_from_sdf, grid_points
 
     radius = float(geometry.cfg.radius)
     device = next(iter(geometry.parameters()), torch.zeros(())).device

@@ -27,7 +27,7 @@ class CongealingRun:
 
 
 def _error(path: str, problem: str, fix: str):
-    from congeal.errors import InputError
+    from congeal.common.errors import InputError
 
     return InputError(path, problem, fix)
 

@@ -3,7 +3,7 @@
     renderer = ThreestudioRenderer(run.renderer)
     out = renderer.render(c2w, fovy, 64, 64)   # {"rgb", "opacity", "xyz", "depth"}, differentiable w.r.t. c2w
 
-Rays come from `congeal.cameras.get_rays` (threestudio's convention) or, through `render_rays`, from the engine's
+Rays come from `congeal.geometry.cameras.get_rays` (threestudio's convention) or, through `render_rays`, from the engine's
 working-frame cameras (explicit principal point); the threestudio renderer marches them with a black background (so
 `rgb` is premultiplied, like the baked grid renderer's), and `xyz` is the expected termination point
 `rays_o + (depth / opacity) · rays_d` (threestudio's `depth` is the weight-sum of distances, not normalised by
@@ -61,7 +61,7 @@ class ThreestudioRenderer:
         Returns:
             {"rgb" [B,H,W,3] premultiplied, "opacity" [B,H,W,1], "depth" [B,H,W,1], "xyz" [B,H,W,3]}.
         """
-        from congeal.cameras import get_rays
+        from congeal.geometry.cameras import get_rays
 
         origins, directions = get_rays(c2w, fovy, height, width)
         out = self.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))

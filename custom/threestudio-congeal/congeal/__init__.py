@@ -9,17 +9,17 @@ Submodules are imported lazily so `import congeal` stays cheap (no transformers/
 from importlib import import_module
 from typing import Any
 
-from .errors import InputError
+from congeal.common.errors import InputError
 
 __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _LAZY = {
-    "ImageCollection": "images",
-    "load_collection": "images",
-    "Correspondence": "correspondence",
-    "GridRenderer": "render",
-    "Canonical": "canonical",
+    "ImageCollection": "io.collection",
+    "load_collection": "io.collection",
+    "Correspondence": "run.correspondence",
+    "GridRenderer": "canonical.render",
+    "Canonical": "canonical.grid",
 }
 
 __all__ = ["InputError", "__version__", *_LAZY]

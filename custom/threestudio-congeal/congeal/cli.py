@@ -11,7 +11,7 @@ import importlib
 import sys
 from typing import List, Optional
 
-from .errors import InputError
+from congeal.common.errors import InputError
 
 # subcommand name -> (module in congeal.commands, one-line help)
 COMMANDS = {
@@ -35,7 +35,7 @@ def _load(module_name: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="congeal", description="3D Congealing: align unposed photos in 3D.")
-    from . import __version__
+    from congeal import __version__
 
     parser.add_argument("--version", action="version", version=f"congeal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

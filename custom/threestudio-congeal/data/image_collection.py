@@ -4,7 +4,7 @@
     data: {image_dir: photos/, mask: auto, image_size: 256, batch_size: 4}
     # train batch: {"images" [B,3,S,S], "masks" [B,1,S,S], "image_index" [B], ...camera keys when `camera_data_type`}
 
-Built on `congeal.images.load_collection` (alpha / mask files / automatic masks, square crops at the working size).
+Built on `congeal.io.collection.load_collection` (alpha / mask files / automatic masks, square crops at the working size).
 Train batches are sampled at random with replacement from a seeded generator (an endless iterable, like
 threestudio's camera data modules). With `camera_data_type` set (e.g. `mvdream-random-multiview-camera-datamodule`,
 configured by `camera`), every train batch also carries that module's camera batch and validation/test use its
@@ -136,10 +136,10 @@ class ImageCollectionDataModule(pl.LightningDataModule):
             self.camera_module = threestudio.find(self.cfg.camera_data_type)(self.cfg.camera)
 
     def load(self) -> Any:
-        """Load the collection once (raises congeal.errors.InputError for unusable folders)."""
+        """Load the collection once (raises congeal.common.errors.InputError for unusable folders)."""
         if self.collection is None:
-            from congeal.errors import InputError
-            from congeal.images import load_collection
+            from congeal.common.errors import InputError
+            from congeal.io.collection import load_collection
 
             if not self.cfg.image_dir:
                 raise InputError(None, "data.image_dir is empty", "set data.image_dir=<folder of photos>")
@@ -190,7 +190,7 @@ class ImageCollectionDataModule(pl.LightningDataModule):
 def _refuse_batches_of_three(camera: Any) -> None:
     """threestudio's camera code calls `torch.cross(a, b)` without `dim`: with exactly 3 cameras in a batch it
     crosses along the batch axis and silently builds wrong cameras. Refuse those counts up front."""
-    from congeal.errors import InputError
+    from congeal.common.errors import InputError
 
     for key in ("batch_size", "n_val_views", "n_test_views", "eval_batch_size"):
         value = camera.get(key)

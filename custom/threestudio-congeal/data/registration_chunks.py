@@ -22,13 +22,13 @@ from ..registry import register
 @dataclass
 class RegistrationDataModuleConfig:
     image_dir: str = ""  # folder of photos to register (required)
-    mask: str = "auto"  # mask source (congeal.images: auto, alpha, file, white-background, sam)
+    mask: str = "auto"  # mask source (congeal.io.collection: auto, alpha, file, white-background, sam)
     chunk_size: int = 8  # photos per chunk: the unit of a training step, of resumption and of DDP sharding
 
 
 def _count_photos(image_dir: str) -> int:
-    from congeal.errors import InputError
-    from congeal.images import list_images
+    from congeal.common.errors import InputError
+    from congeal.io.collection import list_images
 
     if not image_dir:
         raise InputError(None, "data.image_dir is not set", "add data.image_dir=<folder of photos> to the command")

@@ -50,8 +50,8 @@ class TextualInversionGuidance(BaseObject):
     cfg: Config
 
     def configure(self) -> None:
-        from congeal.diffusers_denoiser import load_clip_text
-        from congeal.textual_inversion import TextualInversion
+        from congeal.inversion.diffusers_denoiser import load_clip_text
+        from congeal.inversion.trainer import TextualInversion
 
         source = self.cfg.pretrained_model_name_or_path
         threestudio.info(f"congeal: textual inversion of {self.cfg.token!r} with the text encoder of {source}")
@@ -60,7 +60,7 @@ class TextualInversionGuidance(BaseObject):
         self._ti = [TextualInversion(tokenizer, text_encoder, None, self._ti_config(), device=self.device)]
 
     def _ti_config(self):
-        from congeal.textual_inversion import DEFAULT_TEMPLATES, TextualInversionConfig
+        from congeal.inversion.trainer import DEFAULT_TEMPLATES, TextualInversionConfig
 
         cfg = self.cfg
         return TextualInversionConfig(
@@ -73,17 +73,17 @@ class TextualInversionGuidance(BaseObject):
 
     @property
     def trainer(self):
-        """The core `congeal.textual_inversion.TextualInversion`."""
+        """The core `congeal.inversion.trainer.TextualInversion`."""
         return self._ti[0]
 
     # ---- the denoiser ---------------------------------------------------------------------------------------
     def set_denoiser(self, denoiser: Any) -> None:
-        """Use a ready denoiser (`congeal.mvdream_denoiser.MVDreamDenoiser`, `DiffusersDenoiser`, ...)."""
+        """Use a ready denoiser (`congeal.inversion.mvdream_denoiser.MVDreamDenoiser`, `DiffusersDenoiser`, ...)."""
         self.trainer.set_denoiser(denoiser)
 
     def share_mvdream_model(self, model: torch.nn.Module) -> None:
         """Fit y* to an already-loaded MVDream model (e.g. the SDS guidance's `.model`), in single-view mode."""
-        from congeal.mvdream_denoiser import MVDreamDenoiser
+        from congeal.inversion.mvdream_denoiser import MVDreamDenoiser
 
         self.set_denoiser(MVDreamDenoiser(model))
 
@@ -91,15 +91,15 @@ class TextualInversionGuidance(BaseObject):
         if self.trainer.denoiser is not None:
             return
         if self.cfg.denoiser == "mvdream":
-            from congeal.mvdream_denoiser import MVDreamDenoiser
+            from congeal.inversion.mvdream_denoiser import MVDreamDenoiser
 
             denoiser = MVDreamDenoiser.from_pretrained(self.cfg.mvdream_model_name, self.cfg.mvdream_ckpt_path)
         elif self.cfg.denoiser == "diffusers":
-            from congeal.diffusers_denoiser import load_stable_diffusion
+            from congeal.inversion.diffusers_denoiser import load_stable_diffusion
 
             _, _, denoiser = load_stable_diffusion(self.cfg.pretrained_model_name_or_path, device="cpu")
         else:
-            from congeal.errors import InputError
+            from congeal.common.errors import InputError
 
             raise InputError(None, f"ti_guidance.denoiser {self.cfg.denoiser!r} is unknown", "use mvdream or diffusers")
         self.set_denoiser(denoiser)

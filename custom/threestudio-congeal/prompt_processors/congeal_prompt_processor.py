@@ -18,7 +18,7 @@ from typing import Dict, Optional
 import torch
 import torch.multiprocessing as mp
 
-from congeal.prompt_encoding import cache_key, encode_prompts
+from congeal.inversion.prompt_encoding import cache_key, encode_prompts
 
 import threestudio
 from threestudio.models.prompt_processors.stable_diffusion_prompt_processor import StableDiffusionPromptProcessor
@@ -45,7 +45,7 @@ class CongealPromptProcessor(StableDiffusionPromptProcessor):
     cfg: Config
 
     def configure(self) -> None:
-        from congeal.embedding_files import load_learned_embeds
+        from congeal.inversion.embedding_files import load_learned_embeds
 
         self._embeds: Dict[str, torch.Tensor] = {}
         if self.cfg.learned_embeds_path:
@@ -55,7 +55,7 @@ class CongealPromptProcessor(StableDiffusionPromptProcessor):
     # ---- y* ---------------------------------------------------------------------------------------------------
     @property
     def embeds_digest(self) -> str:
-        from congeal.embedding_files import embeds_hash
+        from congeal.inversion.embedding_files import embeds_hash
 
         return embeds_hash(self._embeds) if self._embeds else "none"
 
@@ -70,7 +70,7 @@ class CongealPromptProcessor(StableDiffusionPromptProcessor):
         self.set_learned_embeds(guidance.learned_embeds())
 
     def _check_prompt(self) -> None:
-        from congeal.errors import InputError
+        from congeal.common.errors import InputError
 
         if self._embeds and self.cfg.token in self._embeds and self.cfg.token not in self.prompt:
             raise InputError(self.cfg.learned_embeds_path, f"prompt {self.prompt!r} does not contain the learned "

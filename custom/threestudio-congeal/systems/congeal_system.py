@@ -80,7 +80,7 @@ class CongealSystem(BaseLift3DSystem):
                 self._load_rows_from_file(self.cfg.learned_embeds_path)
         self._y_star: Optional[Dict[str, torch.Tensor]] = None
         if self.cfg.learned_embeds_path:
-            from congeal.embedding_files import load_learned_embeds
+            from congeal.inversion.embedding_files import load_learned_embeds
 
             self._y_star = load_learned_embeds(self.cfg.learned_embeds_path)
         self.prompt_processor = None
@@ -120,7 +120,7 @@ class CongealSystem(BaseLift3DSystem):
         if cfg.ti_steps > 0:
             require_registered(cfg.ti_guidance_type, "system.ti_guidance_type")
         elif not cfg.learned_embeds_path:
-            from congeal.errors import InputError
+            from congeal.common.errors import InputError
 
             raise InputError(None, "system.ti_steps is 0 and system.learned_embeds_path is not set",
                              "train y* (ti_steps > 0) or point learned_embeds_path at a learned_embeds.safetensors")
@@ -179,13 +179,13 @@ class CongealSystem(BaseLift3DSystem):
         return self._y_star
 
     def _load_rows_from_file(self, path: str) -> None:
-        from congeal.embedding_files import load_learned_embeds
+        from congeal.inversion.embedding_files import load_learned_embeds
 
         embeds = load_learned_embeds(path)
         self._copy_into_rows(list(embeds.values()), path)
 
     def _copy_into_rows(self, tensors: List[torch.Tensor], source: Optional[str] = None) -> None:
-        from congeal.errors import InputError
+        from congeal.common.errors import InputError
 
         params = self.ti_parameters()
         shapes = [tuple(t.shape) for t in tensors]
@@ -205,7 +205,7 @@ class CongealSystem(BaseLift3DSystem):
         trial = self._trial_dir()
         path = self.cfg.learned_embeds_path
         if trial is not None or path is None:
-            from congeal.embedding_files import save_learned_embeds
+            from congeal.inversion.embedding_files import save_learned_embeds
 
             folder = trial if trial is not None else os.path.join(os.getcwd(), ".congeal")
             path = os.path.join(folder, "learned_embeds.safetensors")
@@ -418,7 +418,7 @@ class CongealSystem(BaseLift3DSystem):
                                    r"(\d+)\.png", save_format="mp4", fps=30, name="test", step=self.true_global_step)
         self.export_canonical(os.path.join(self._save_dir, "canonical.safetensors"))
         if self.sds_ready or self._y_star is not None or self.ti_guidance is not None:
-            from congeal.embedding_files import save_learned_embeds
+            from congeal.inversion.embedding_files import save_learned_embeds
 
             trial = self._trial_dir()
             if trial is not None:
@@ -426,7 +426,7 @@ class CongealSystem(BaseLift3DSystem):
 
     @torch.no_grad()
     def bake_canonical(self, resolution: Optional[int] = None) -> Any:
-        """The trained geometry and material on an R^3 grid of cell centres -> `congeal.canonical.Canonical`
+        """The trained geometry and material on an R^3 grid of cell centres -> `congeal.canonical.grid.Canonical`
         (see `adapters.baking.bake_canonical`; SDF geometries through a Laplace CDF with this system's β / max)."""
         from ..adapters.baking import bake_canonical
 
@@ -436,7 +436,7 @@ class CongealSystem(BaseLift3DSystem):
 
     def export_canonical(self, path: str) -> str:
         """Bake (see `bake_canonical`) and write `canonical.safetensors` atomically; returns the path."""
-        from congeal.canonical import save_canonical
+        from congeal.canonical.grid import save_canonical
 
         save_canonical(path, self.bake_canonical())
         threestudio.info(f"congeal: canonical written to {path}")

@@ -18,7 +18,7 @@ of fit, rank 0 merges all chunks into `save/` (poses.json, transforms.json, maps
 * kill -9 + relaunch with `resume=`: committed chunks are kept, a half-done chunk is redone, the merged outputs equal
   an uninterrupted run (the engine is deterministic);
 * `system.previous_run=<save dir of an earlier registration>` + `data.image_dir=<new photos>`: the earlier run is
-  copied in and only photos it does not hold are registered (`congeal.registration.add_images`).
+  copied in and only photos it does not hold are registered (`congeal.run.pipeline.add_images`).
 `--test` re-renders the overlays from the saved cameras; `--export` writes maps/ and transforms.json again.
 """
 import json
@@ -80,7 +80,7 @@ class CongealRegistrationSystem(BaseSystem):
 
     # ---- the canonical and the engine -------------------------------------------------------------------------
     def _build_canonical(self) -> None:
-        from congeal.canonical import load_canonical
+        from congeal.canonical.grid import load_canonical
 
         if self._canonical is not None:
             return
@@ -120,7 +120,7 @@ class CongealRegistrationSystem(BaseSystem):
         return self.get_save_dir()
 
     def on_fit_start(self) -> None:
-        from congeal.chunked_registration import ChunkedRegistration
+        from congeal.run.chunked import ChunkedRegistration
 
         self._build_canonical()
         save = self._save_root()
@@ -157,9 +157,9 @@ class CongealRegistrationSystem(BaseSystem):
         return None
 
     def _add_new_photos(self) -> None:
-        from congeal.images import load_collection
-        from congeal.outputs import read_poses
-        from congeal.registration import add_images, config_from_dict, read_run
+        from congeal.io.collection import load_collection
+        from congeal.run.outputs import read_poses
+        from congeal.run.pipeline import add_images, config_from_dict, read_run
 
         save = self._save_root()
         cfg = config_from_dict(read_run(save)["config"])
@@ -173,7 +173,7 @@ class CongealRegistrationSystem(BaseSystem):
         self.log("register/new_photos", float(len(new)), rank_zero_only=True)
 
     def _log_chunk(self, index: int, folder: str) -> None:
-        from congeal.outputs import read_poses
+        from congeal.run.outputs import read_poses
 
         poses = read_poses(os.path.join(folder, "poses.json"))
         ious = [float(p["iou"]) for p in poses.values()]
@@ -185,7 +185,7 @@ class CongealRegistrationSystem(BaseSystem):
         self.log("register/chunk", float(index), on_step=True)
 
     def on_train_end(self) -> None:
-        from congeal.chunked_registration import merge_chunks
+        from congeal.run.chunked import merge_chunks
 
         if self.cfg.previous_run:
             return
@@ -223,7 +223,7 @@ class CongealRegistrationSystem(BaseSystem):
         return None
 
     def test_step(self, batch, batch_idx):
-        from congeal.run_overlays import rerender_overlays
+        from congeal.run.overlays import rerender_overlays
 
         self._build_canonical()
         if self.global_rank == 0:
@@ -231,7 +231,7 @@ class CongealRegistrationSystem(BaseSystem):
             threestudio.info(f"congeal: overlays re-rendered to {path}")
 
     def predict_step(self, batch, batch_idx):
-        from congeal.run_export import reexport_run
+        from congeal.run.export import reexport_run
 
         if self.global_rank == 0:
             reexport_run(self._save_root())
@@ -242,6 +242,6 @@ class CongealRegistrationSystem(BaseSystem):
         checkpoint["congeal_registration"] = {"done_chunks": self._done()}
 
     def _done(self) -> List[int]:
-        from congeal.chunked_registration import done_chunks
+        from congeal.run.chunked import done_chunks
 
         return done_chunks(self._save_root()) if self._save_dir is not None else []

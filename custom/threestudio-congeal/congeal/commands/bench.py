@@ -54,9 +54,9 @@ def build_dinov2(tiny: bool, device="cpu"):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..features import DINOv2Features
-    from ..registration import register_collection, resolve_device
-    from ..synthetic import make_synthetic_collection
+    from congeal.features.extractors import DINOv2Features
+    from congeal.run.pipeline import register_collection, resolve_device
+    from congeal.synthetic.generator import make_synthetic_collection
 
     device = resolve_device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                             ("cpu" if args.device == "auto" else args.device))

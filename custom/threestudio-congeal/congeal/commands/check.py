@@ -18,9 +18,9 @@ from typing import List, Optional, TextIO
 
 import torch
 
-from ..decode import DEFAULT_MAX_PIXELS
-from ..errors import InputError
-from ..images import (MASK_MODES, LoadedImage, build_masker, list_images, load_image, require_two,
+from congeal.io.decode import DEFAULT_MAX_PIXELS
+from congeal.common.errors import InputError
+from congeal.io.collection import (MASK_MODES, LoadedImage, build_masker, list_images, load_image, require_two,
                       validate_options)
 
 NAME = "check"
@@ -125,7 +125,7 @@ def _source(source: str, folder: Path) -> str:
 
 def _write_preview(path: Path, images: List[Path], loaded: List[Optional[LoadedImage]], statuses: List[str],
                    size: int, tile: int) -> None:
-    from ..contact_sheet import save_contact_sheet
+    from congeal.viz.contact_sheet import save_contact_sheet
 
     grey = torch.full((3, size, size), 0.35)
     tiles = torch.stack([item.image if item is not None else grey for item in loaded])

@@ -16,7 +16,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from congeal.errors import InputError
+from congeal.common.errors import InputError
 
 NAME = "correspond"
 HELP = "transfer points between two registered photos through the canonical space"
@@ -53,8 +53,8 @@ def parse_points(text: str) -> List[Tuple[float, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from congeal.atomic import write_npz
-    from congeal.correspondence import Correspondence
+    from congeal.common.atomic import write_npz
+    from congeal.run.correspondence import Correspondence
 
     if args.points is None and args.dense is None:
         raise InputError(None, "nothing to do", "pass --points and/or --dense")

@@ -22,11 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from congeal.contact_sheet import write_contact_sheet
-    from congeal.images import load_collection
-    from congeal.registration import register_collection
-    from congeal.synthetic import make_synthetic_collection
-    from congeal.synthetic_eval import evaluate_synthetic_run
+    from congeal.viz.contact_sheet import write_contact_sheet
+    from congeal.io.collection import load_collection
+    from congeal.run.pipeline import register_collection
+    from congeal.synthetic.generator import make_synthetic_collection
+    from congeal.evaluation.synthetic_harness import evaluate_synthetic_run
 
     out = Path(args.out)
     started = time.perf_counter()

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from congeal.eval_navi import evaluate_navi
+    from congeal.evaluation.navi_harness import evaluate_navi
 
     report = evaluate_navi(args.root, args.run_dir, objects=args.object, scene=args.scene, canonical=args.canonical,
                            inlier_deg=args.inlier_deg, preset=args.preset, features=args.features,
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
               f"{100 * rel['rotation_acc_30']:7.1f} "
               f"{100 * rel['translation_acc_30']:7.1f} {100 * rel['auc_30']:7.1f}  {100 * ab['acc_15']:7.1f} "
               f"{100 * ab['acc_30']:7.1f}  {ab['error_deg']['median']:8.1f}")
-    from congeal.eval_runs import json_ready
+    from congeal.evaluation.runs import json_ready
 
     print(json.dumps(json_ready({"report": report["output"], "mean": report["mean"]})))
     return 0

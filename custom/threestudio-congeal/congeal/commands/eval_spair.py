@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from congeal.eval_spair import evaluate_spair
+    from congeal.evaluation.spair_harness import evaluate_spair
 
     report = evaluate_spair(
         args.root, out=args.run_dir, categories=args.category, split=args.split, method=args.method,
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     mean = report["mean"]
     print(f"{'mean':<{width}}  {'':5}  {'':6}  {100 * mean['pck_per_point']:12.1f}  "
           f"{100 * mean['pck_per_image']:12.1f}")
-    from congeal.eval_runs import json_ready
+    from congeal.evaluation.runs import json_ready
 
     print(json.dumps(json_ready({"report": report["output"], "method": report["method"], "mean": mean})))
     return 0

@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from congeal.atomic import write_json
-    from congeal.synthetic_eval import evaluate_synthetic
+    from congeal.common.atomic import write_json
+    from congeal.evaluation.synthetic_harness import evaluate_synthetic
 
     report = evaluate_synthetic(args.run, args.truth, keypoints=not args.no_keypoints, align=args.align)
     if args.out:

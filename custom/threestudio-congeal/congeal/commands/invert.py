@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import InputError
+from congeal.common.errors import InputError
 
 NAME = "invert"
 HELP = "textual inversion: learn a token embedding describing the photos"
@@ -128,7 +128,7 @@ def _synthetic_photos(n: int, size: int, seed: int) -> torch.Tensor:
 
 
 def _build(args, device: torch.device):
-    from ..textual_inversion import TextualInversion, TextualInversionConfig, resolve_precision
+    from congeal.inversion.trainer import TextualInversion, TextualInversionConfig, resolve_precision
 
     config = TextualInversionConfig(token=args.token, init_word=args.init_word, n_vectors=args.n_vectors,
                                     steps=args.steps, batch_size=args.batch_size, resolution=args.resolution,
@@ -137,8 +137,8 @@ def _build(args, device: torch.device):
     config.validate()
     dtype = resolve_precision(config.mixed_precision, device) or torch.float32
     if args.bench:
-        from ..diffusers_denoiser import DiffusersDenoiser
-        from ..tiny_diffusion import build_sd_parts
+        from congeal.inversion.diffusers_denoiser import DiffusersDenoiser
+        from congeal.inversion.tiny_diffusion import build_sd_parts
 
         import tempfile
 
@@ -147,11 +147,11 @@ def _build(args, device: torch.device):
         tokenizer, text_encoder = parts["tokenizer"], parts["text_encoder"].to(device, dtype)
         denoiser = DiffusersDenoiser(parts["unet"], parts["vae"]).to(device, dtype)
     else:
-        from ..diffusers_denoiser import load_stable_diffusion
+        from congeal.inversion.diffusers_denoiser import load_stable_diffusion
 
         if args.denoiser == "mvdream":
-            from ..diffusers_denoiser import load_clip_text
-            from ..mvdream_denoiser import MVDreamDenoiser
+            from congeal.inversion.diffusers_denoiser import load_clip_text
+            from congeal.inversion.mvdream_denoiser import MVDreamDenoiser
 
             tokenizer, text_encoder = load_clip_text(args.model, device, dtype)
             denoiser = MVDreamDenoiser.from_pretrained(args.mvdream_model, args.mvdream_ckpt).to(device, dtype)
@@ -201,9 +201,9 @@ def run(args) -> int:
         return _bench(args, device)
     if args.images is None or args.out is None:
         raise InputError(None, "--images and --out are required", "e.g. congeal invert --images photos/ --out ti/")
-    from ..atomic import write_json
-    from ..loss_curve import save_loss_curve
-    from ..textual_inversion import loss_summary
+    from congeal.common.atomic import write_json
+    from congeal.viz.loss_curve import save_loss_curve
+    from congeal.inversion.trainer import loss_summary
 
     out = Path(args.out)
     checkpoint = out / "checkpoint.pt"

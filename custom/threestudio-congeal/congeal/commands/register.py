@@ -9,7 +9,7 @@ run/transforms.json, run/maps/*.npz, run/pictures/ (overlay.png, search-scores.p
 import argparse
 import json
 
-from ..errors import InputError
+from congeal.common.errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def _device(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..registration import add_images, register_collection
+    from congeal.run.pipeline import add_images, register_collection
 
     device = _device(args.device)
     if args.add or args.run:

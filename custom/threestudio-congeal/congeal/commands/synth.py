@@ -5,7 +5,7 @@
 
 Writes OUT/canonical.safetensors (the baked mean shape), OUT/images/img_000.png … (RGBA, alpha = object mask) and
 OUT/ground_truth.json (every photo's c2w, fovy_deg, azimuth/elevation/distance in threestudio's convention, and
-named 3D keypoints with their 2D projections and visibility). See `congeal.synthetic`.
+named 3D keypoints with their 2D projections and visibility). See `congeal.synthetic.generator`.
 """
 import argparse
 import json
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional, TextIO
 
-from ..errors import InputError
+from congeal.common.errors import InputError
 
 NAME = "synth"
 HELP = "write a synthetic collection with ground truth (canonical, RGBA photos, keypoints)"
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
     out = sys.stdout if out is None else out
-    from ..synthetic import make_synthetic_collection
+    from congeal.synthetic.generator import make_synthetic_collection
 
     if args.out.exists() and not args.out.is_dir():
         raise InputError(args.out, "exists and is not a folder", "pass a new or existing folder")

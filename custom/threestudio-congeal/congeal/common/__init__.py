@@ -1,0 +1,1 @@
+"""Foundations every stage uses: InputError, the atomic writer, device resolution, version parsing."""

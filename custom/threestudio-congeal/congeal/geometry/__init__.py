@@ -1,0 +1,1 @@
+"""Cameras and conventions: the batched pinhole camera, spherical look-at poses, rays and projection, pose conventions."""

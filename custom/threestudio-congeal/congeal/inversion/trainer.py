@@ -1,0 +1,422 @@
+"""Textual inversion: learn a token embedding y* that describes a photo collection (denoiser-agnostic trainer).
+
+    ti = TextualInversion(tokenizer, text_encoder, denoiser, TextualInversionConfig(token="<congeal>", init_word="toy"))
+    ti.set_images(images)                   # [N,3,H,W] in [0,1]; encoded once, latents cached
+    ti.train(1000); ti.save_embeds("out/")  # -> out/learned_embeds.safetensors (diffusers format)
+
+The denoiser follows the protocol of the architecture guide (`eps = denoiser(noisy_latents, t, text_embeddings)`,
+plus `encode`, `schedule`, `prediction_type`): `congeal.inversion.diffusers_denoiser.DiffusersDenoiser` (any SD-format
+model) or `congeal.inversion.mvdream_denoiser.MVDreamDenoiser` (MVDream's UNet in single-view mode). Only the placeholder rows
+are trained (AdamW); the text encoder and denoiser stay frozen. A dedicated random generator drives every random
+choice (images, timesteps, noise, templates), so a run resumed from a checkpoint continues the same trajectory.
+"""
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from congeal.common.errors import InputError
+from congeal.inversion.noise_schedule import NoiseSchedule
+from congeal.inversion.placeholder_tokens import PlaceholderTokens, TrainableRows, add_placeholder_tokens
+from congeal.common.paths import PathLike
+
+# object-description prompts in the style of CLIP's ImageNet templates ("{}" is the placeholder)
+DEFAULT_TEMPLATES = (
+    "a photo of a {}",
+    "a rendering of a {}",
+    "a cropped photo of the {}",
+    "the photo of a {}",
+    "a close-up photo of a {}",
+    "a bright photo of the {}",
+    "a photo of the small {}",
+    "a good photo of a {}",
+    "a photo of one {}",
+    "a rendition of the {}",
+    "a photo of the large {}",
+    "a photo of a nice {}",
+)
+
+
+@dataclass
+class TextualInversionConfig:
+    """Settings of one inversion run (serialised into checkpoints and `invert.json`).
+
+    Attributes:
+        token: placeholder name used in prompts. init_word: single-token word the rows start from.
+        n_vectors: embedding vectors behind the token. steps/batch_size/resolution: the run (256 px -> 32x32 latents).
+        lr, weight_decay, adam_betas, adam_eps: AdamW on the placeholder rows only.
+        templates: prompts with one "{}". flip: also train on mirrored photos.
+        background: "keep", or "white" to composite masked photos onto white (objects, not backgrounds).
+        mixed_precision: "auto" (bf16/fp16 frozen weights on CUDA, fp32 on CPU), "no", "bf16", "fp16".
+        min_timestep/max_timestep: timesteps sampled uniformly in [min, max). seed: the run's generator seed.
+    """
+
+    token: str = "<congeal>"
+    init_word: str = "object"
+    n_vectors: int = 1
+    steps: int = 1000
+    batch_size: int = 4
+    resolution: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    adam_betas: Tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    templates: Tuple[str, ...] = DEFAULT_TEMPLATES
+    flip: bool = True
+    background: str = "keep"
+    mixed_precision: str = "auto"
+    min_timestep: int = 0
+    max_timestep: int = 1000
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "TextualInversionConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(None, f"unknown textual-inversion settings {unknown}", f"use only {sorted(known)}")
+        values = dict(values)
+        for key in ("templates", "adam_betas"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def validate(self) -> None:
+        """Raises InputError on settings that cannot run."""
+        if not self.templates or any(t.count("{}") != 1 for t in self.templates):
+            raise InputError(None, "every prompt template must contain exactly one '{}'",
+                             'e.g. "a photo of a {}"')
+        if self.batch_size < 1 or self.steps < 0 or self.resolution < 8 or self.resolution % 8:
+            raise InputError(None, f"batch_size={self.batch_size}, steps={self.steps}, resolution={self.resolution}",
+                             "use batch_size >= 1, steps >= 0 and a resolution divisible by 8")
+        if self.background not in ("keep", "white"):
+            raise InputError(None, f"background {self.background!r} is not 'keep' or 'white'", "use keep or white")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise InputError(None, f"mixed_precision {self.mixed_precision!r}", "use auto, no, bf16 or fp16")
+        if not 0 <= self.min_timestep < self.max_timestep:
+            raise InputError(None, f"timestep range [{self.min_timestep}, {self.max_timestep})",
+                             "use 0 <= min_timestep < max_timestep <= 1000")
+
+
+class Denoiser(Protocol):
+    """What the trainer needs from a diffusion model."""
+
+    schedule: NoiseSchedule
+    prediction_type: str
+
+    def encode(self, images: Tensor) -> Tuple[Tensor, Tensor]:
+        """[B,3,H,W] in [0,1] -> (mean, std) of scaled latents, each [B,C,h,w]."""
+
+    def __call__(self, noisy_latents: Tensor, t: Tensor, text_embeddings: Tensor) -> Tensor:
+        """[B,C,h,w], [B] long, [B,L,D] -> predicted eps (or v) [B,C,h,w]."""
+
+
+def resolve_precision(mode: str, device: torch.device) -> Optional[torch.dtype]:
+    """The dtype for frozen weights under `mode` on `device` (None = keep float32)."""
+    if mode == "no" or (mode == "auto" and device.type != "cuda"):
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def _grad_scaler(device: torch.device, enabled: bool):
+    # torch.amp.GradScaler is torch >= 2.3; threestudio users often run older versions
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled and device.type == "cuda")
+
+
+class TextualInversion:
+    """Trains the placeholder rows of `text_encoder` against `denoiser`'s denoising loss.
+
+    Args:
+        tokenizer, text_encoder: transformers CLIP pair; the placeholder is added to them (in place).
+        denoiser: see `Denoiser` (None: set it later with `set_denoiser`).
+        config: TextualInversionConfig.
+        device: where to train (default: the text encoder's device).
+        slots: an already-added placeholder to train instead of adding `config.token`.
+    """
+
+    def __init__(self, tokenizer, text_encoder, denoiser: Optional[Denoiser],
+                 config: Optional[TextualInversionConfig] = None, device: Optional[Union[str, torch.device]] = None,
+                 slots: Optional[PlaceholderTokens] = None):
+        self.config = config or TextualInversionConfig()
+        self.config.validate()
+        self.device = torch.device(device) if device is not None else next(text_encoder.parameters()).device
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder
+        self.slots = slots or add_placeholder_tokens(tokenizer, text_encoder, self.config.token,
+                                                     self.config.init_word, self.config.n_vectors)
+        self.weight_dtype = resolve_precision(self.config.mixed_precision, self.device)
+        text_encoder.to(self.device).eval()
+        if self.weight_dtype is not None:
+            text_encoder.to(self.weight_dtype)
+        self.rows = TrainableRows(text_encoder, self.slots).to(self.device)
+        prompts = [t.format(self.slots.prompt_string) for t in self.config.templates]
+        self.template_ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                                      truncation=True, return_tensors="pt").input_ids.to(self.device)  # [T,L]
+        self.optimizer = torch.optim.AdamW([self.rows.rows], lr=self.config.lr, betas=self.config.adam_betas,
+                                           eps=self.config.adam_eps, weight_decay=self.config.weight_decay)
+        # fp16 gradients through a 23-layer encoder underflow without loss scaling; bf16/fp32 need none
+        self.scaler = _grad_scaler(self.device, enabled=self.weight_dtype == torch.float16)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        self.step_count = 0
+        self._losses: List[float] = []
+        self._pending: List[Tensor] = []  # per-step losses still on the device: no host sync inside the loop
+        self.latent_mean: Optional[Tensor] = None  # [N',C,h,w] (N' = 2N with flips)
+        self.latent_std: Optional[Tensor] = None
+        self.denoiser: Optional[Denoiser] = None
+        if denoiser is not None:
+            self.set_denoiser(denoiser)
+
+    def set_denoiser(self, denoiser: Denoiser) -> None:
+        """Use `denoiser` from now on (frozen, moved to the device and weight dtype); cached latents are dropped."""
+        if isinstance(denoiser, torch.nn.Module):
+            denoiser.to(self.device).eval().requires_grad_(False)
+            if self.weight_dtype is not None:
+                denoiser.to(self.weight_dtype)
+        self.denoiser = denoiser
+        self.latent_mean = self.latent_std = None
+
+    def _require_denoiser(self) -> Denoiser:
+        if self.denoiser is None:
+            raise InputError(None, "no denoiser set", "pass one to TextualInversion(...) or call set_denoiser()")
+        return self.denoiser
+
+    # ---- data ---------------------------------------------------------------------------------------------
+    def prepare_images(self, images: Tensor, masks: Optional[Tensor] = None) -> Tensor:
+        """[B,3,H,W] (or [B,H,W,3]) in [0,1] (+ masks [B,1,H,W]/[B,H,W]) -> [B,3,R,R] on the device."""
+        if images.dim() != 4 or 3 not in (images.shape[1], images.shape[-1]):
+            raise InputError(None, f"images must be [B,3,H,W] or [B,H,W,3], got {tuple(images.shape)}",
+                             "pass RGB images in [0,1]")
+        if images.shape[1] != 3:
+            images = images.permute(0, 3, 1, 2)
+        images = images.to(self.device, torch.float32)
+        if masks is not None and self.config.background == "white":
+            masks = masks.to(self.device, torch.float32)
+            masks = masks.reshape(masks.shape[0], 1, *masks.shape[-2:]) if masks.dim() == 3 or masks.shape[1] == 1 \
+                else masks.permute(0, 3, 1, 2)[:, :1]
+            if masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
+                raise InputError(None, f"masks {tuple(masks.shape)} do not match images {tuple(images.shape)}",
+                                 "pass one [H,W] mask per photo, at the photo's size")
+            images = images * masks + (1.0 - masks)
+        size = self.config.resolution
+        if images.shape[-2:] != (size, size):
+            images = F.interpolate(images, (size, size), mode="bilinear", align_corners=False, antialias=True)
+        return images.clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def set_images(self, images: Tensor, masks: Optional[Tensor] = None, chunk: int = 8) -> None:
+        """Encode the collection once; every step samples from the cached latent posteriors.
+
+        Args:
+            images: [N,3,H,W] in [0,1] (resized to `config.resolution`). masks: optional [N,1,H,W] in [0,1].
+            chunk: images per VAE call.
+        """
+        if images.shape[0] == 0:
+            raise InputError(None, "the collection has no images", "pass at least one photo")
+        images = self.prepare_images(images, masks)
+        if self.config.flip:
+            images = torch.cat([images, images.flip(-1)], dim=0)
+        means, stds = [], []
+        for start in range(0, images.shape[0], chunk):
+            mean, std = self._require_denoiser().encode(self._weights(images[start:start + chunk]))
+            means.append(mean.float())
+            stds.append(std.float())
+        self.latent_mean, self.latent_std = torch.cat(means), torch.cat(stds)
+
+    def _weights(self, x: Tensor) -> Tensor:
+        return x if self.weight_dtype is None else x.to(self.weight_dtype)
+
+    def _randint(self, high: int, n: int, low: int = 0) -> Tensor:
+        return torch.randint(low, high, (n,), generator=self.generator, device=self.device)
+
+    def sample_latents(self, batch_size: int) -> Tensor:
+        """[B,C,h,w] latents drawn from the cached posteriors of random collection images."""
+        if self.latent_mean is None:
+            raise InputError(None, "no images set", "call set_images(images) before training")
+        index = self._randint(self.latent_mean.shape[0], batch_size)
+        mean, std = self.latent_mean[index], self.latent_std[index]
+        return mean + std * torch.randn(mean.shape, generator=self.generator, device=self.device)
+
+    # ---- loss ---------------------------------------------------------------------------------------------
+    def text_embeddings(self, template_index: Tensor) -> Tensor:
+        """[B] template indices -> [B,L,D] text-encoder hidden states (grad flows into the rows)."""
+        return self.text_encoder(self.template_ids[template_index])[0]
+
+    def loss_on_latents(self, latents: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Denoising loss for clean latents [B,C,h,w] with random timesteps, noise and templates -> scalar."""
+        g = generator or self.generator
+        b = latents.shape[0]
+        t = torch.randint(self.config.min_timestep, self.config.max_timestep, (b,), generator=g, device=self.device)
+        noise = torch.randn(latents.shape, generator=g, device=self.device, dtype=latents.dtype)
+        template = torch.randint(0, self.template_ids.shape[0], (b,), generator=g, device=self.device)
+        schedule = self._require_denoiser().schedule
+        noisy = schedule.add_noise(latents, noise, t)
+        prediction = self.denoiser(self._weights(noisy), t, self.text_embeddings(template))
+        target = schedule.target(latents, noise, t, self.denoiser.prediction_type)
+        return F.mse_loss(prediction.float(), target.float())
+
+    def loss_on_images(self, images: Tensor, masks: Optional[Tensor] = None) -> Tensor:
+        """One denoising loss on a batch of photos [B,3,H,W] or [B,H,W,3] in [0,1] (encoded now, not cached).
+
+        With `config.flip`, each photo is mirrored with probability 1/2.
+        """
+        with torch.no_grad():
+            images = self.prepare_images(images, masks)
+            if self.config.flip:
+                mirror = torch.rand(images.shape[0], generator=self.generator, device=self.device) < 0.5
+                images = torch.where(mirror[:, None, None, None], images.flip(-1), images)
+            mean, std = self._require_denoiser().encode(self._weights(images))
+            latents = mean.float() + std.float() * torch.randn(mean.shape, generator=self.generator,
+                                                                device=self.device)
+        return self.loss_on_latents(latents)
+
+    def optimizer_step(self, loss: Optional[Tensor] = None) -> None:
+        """Backpropagate `loss` (if given) and apply AdamW to the rows; keeps the table copy in sync."""
+        if loss is not None:
+            self.scaler.scale(loss).backward()
+        if self.rows.rows.grad is None:
+            return
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.rows.sync_()
+        self.step_count += 1
+
+    @property
+    def losses(self) -> List[float]:
+        """Per-step training losses of the whole run (resumed runs included)."""
+        if self._pending:
+            self._losses.extend(torch.stack(self._pending).float().cpu().tolist())
+            self._pending.clear()
+        return self._losses
+
+    def step(self) -> Tensor:
+        """One training step on a random batch of the cached collection; returns its loss (detached, on device)."""
+        loss = self.loss_on_latents(self.sample_latents(self.config.batch_size))
+        self.optimizer_step(loss)
+        loss = loss.detach()
+        self._pending.append(loss)
+        return loss
+
+    def train(self, steps: Optional[int] = None, progress: bool = True, log_every: int = 0,
+              log: Callable[[str], None] = print, checkpoint: Optional[PathLike] = None,
+              checkpoint_every: int = 0) -> List[float]:
+        """Run until `steps` total steps (default `config.steps`); resumes from `step_count`.
+
+        Args:
+            progress: show a tqdm bar. log_every: print the mean loss of the last `log_every` steps.
+            checkpoint, checkpoint_every: save a resumable checkpoint every so many steps (and at the end).
+        Returns:
+            The per-step losses of the whole run so far.
+        """
+        from tqdm.auto import tqdm
+
+        total = self.config.steps if steps is None else int(steps)
+        bar = tqdm(total=total, initial=self.step_count, disable=not progress, desc="textual inversion",
+                   dynamic_ncols=True)
+        refresh = log_every or 25  # reading a loss waits for the device: only every `refresh` steps
+        while self.step_count < total:
+            self.step()
+            bar.update(1)
+            if self.step_count % refresh == 0 or self.step_count == total:
+                window = self.losses[-refresh:]
+                mean = sum(window) / len(window)
+                bar.set_postfix(loss=f"{mean:.4f}")
+                if log_every and self.step_count % log_every == 0:
+                    (bar.write if progress else log)(f"step {self.step_count}/{total} loss {mean:.5f}")
+            if checkpoint is not None and checkpoint_every and self.step_count % checkpoint_every == 0:
+                self.save_checkpoint(checkpoint)
+        bar.close()
+        if checkpoint is not None:
+            self.save_checkpoint(checkpoint)
+        return self.losses
+
+    @torch.no_grad()
+    def evaluate(self, n_samples: int = 32, seed: int = 1234) -> float:
+        """Deterministic loss (fixed images, timesteps, noise, templates; posterior means) for before/after checks."""
+        if self.latent_mean is None:
+            raise InputError(None, "no images set", "call set_images(images) first")
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        index = torch.randint(0, self.latent_mean.shape[0], (n_samples,), generator=g, device=self.device)
+        total = 0.0
+        for start in range(0, n_samples, self.config.batch_size):
+            part = index[start:start + self.config.batch_size]
+            total += float(self.loss_on_latents(self.latent_mean[part], generator=g)) * part.numel()
+        return total / n_samples
+
+    # ---- outputs and resume -------------------------------------------------------------------------------
+    def learned_embeds(self) -> Dict[str, Tensor]:
+        """{token: float32 [n_vectors, dim]} (CPU copy)."""
+        return self.rows.learned_embeds()
+
+    def save_embeds(self, path: PathLike) -> Path:
+        """Write `learned_embeds.safetensors` (a folder or file path); see `congeal.inversion.embedding_files`."""
+        from congeal.inversion.embedding_files import save_learned_embeds
+
+        return save_learned_embeds(path, self.learned_embeds())
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "format": "congeal-ti-checkpoint-v1",
+            "config": asdict(self.config),
+            "tokens": list(self.slots.tokens),
+            "rows": self.rows.rows.detach().cpu().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "generator": self.generator.get_state(),
+            "step": self.step_count,
+            "losses": list(self.losses),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any], path: Optional[PathLike] = None) -> None:
+        """Restore rows, optimizer, generator and history saved by `state_dict`.
+
+        Raises:
+            InputError: a checkpoint of another token, vector count or text-encoder size.
+        """
+        if state.get("format") != "congeal-ti-checkpoint-v1":
+            raise InputError(path, "is not a congeal textual-inversion checkpoint", "start without --resume")
+        if list(state["tokens"]) != list(self.slots.tokens) or tuple(state["rows"].shape) != tuple(self.rows.rows.shape):
+            raise InputError(path, f"checkpoint is for tokens {state['tokens']} with rows {tuple(state['rows'].shape)}, "
+                             f"this run has {self.slots.tokens} with {tuple(self.rows.rows.shape)}",
+                             "use the same --token/--n-vectors/--model, or a fresh --out folder")
+        with torch.no_grad():
+            self.rows.rows.copy_(state["rows"].to(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"].cpu())
+        self.step_count = int(state["step"])
+        self._losses, self._pending = list(state["losses"]), []
+        self.rows.sync_()
+
+    def save_checkpoint(self, path: PathLike) -> Path:
+        """Atomically write the resumable state (torch pickle of tensors and plain types)."""
+        from congeal.common.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save(self.state_dict(), tmp)
+        return Path(path)
+
+    def load_checkpoint(self, path: PathLike) -> None:
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise InputError(path, f"cannot be read as a checkpoint ({type(error).__name__})",
+                             "delete it to start over") from error
+        self.load_state_dict(state, path)
+
+
+def loss_summary(losses: Sequence[float], window: Optional[int] = None) -> Dict[str, float]:
+    """first/last loss as means over a window (default: 10% of the run, 1..50 steps); per-step losses are noisy."""
+    if not losses:
+        return {"first_loss": math.nan, "last_loss": math.nan, "window": 0}
+    window = window or max(1, min(50, len(losses) // 10))
+    return {"first_loss": sum(losses[:window]) / window, "last_loss": sum(losses[-window:]) / window,
+            "window": window}

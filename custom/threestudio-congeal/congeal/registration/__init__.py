@@ -1,0 +1,1 @@
+"""Stage 3 algorithm, in data-flow order: framing -> search -> refine -> mapping."""

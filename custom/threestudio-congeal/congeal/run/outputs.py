@@ -1,0 +1,154 @@
+"""Public camera files of a registration run: `poses.json` (our format) and `transforms.json` (NeRF/nerfstudio).
+
+    record = camera_record("mug", c2w_w, fovy_w, principal_w, crop, (480, 640), {"iou": 0.93})
+    write_poses(out / "poses.json", [record])
+    poses = read_poses(out / "poses.json")        # {"mug": {...}}, validated; InputError on a bad file
+
+Every camera is the camera of the ORIGINAL photo (its pixel grid), in threestudio's convention (see
+`congeal.geometry.cameras.CONVENTION`): `c2w` 4×4, pinhole intrinsics `fl_x`, `fl_y`, `cx`, `cy` in original pixels
+(the principal point is estimated: cameras look at the canonical origin, and wherever the origin projects, the
+principal point need not be the photo centre),
+`width`, `height`, `fovy_deg = 2·atan(height / (2·fl_y))`. transforms.json holds the same numbers: nerfstudio uses
+the same OpenGL camera axes, so `transform_matrix` is `c2w` unchanged.
+"""
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from congeal.common.atomic import write_json
+from congeal.geometry.cameras import CONVENTION
+from congeal.common.errors import InputError
+
+POSES_FORMAT = "congeal-poses-v1"
+CAMERA_FIELDS = ("c2w", "fovy_deg", "fl_x", "fl_y", "cx", "cy", "width", "height", "azimuth_deg", "elevation_deg",
+                 "distance")
+
+
+def camera_record(name: Optional[str], c2w: Tensor, fovy_w: Union[float, Tensor], principal_w: Any, crop: Any,
+                  original_size: Tuple[int, int], scores: Optional[Mapping[str, float]] = None) -> Dict[str, Any]:
+    """The poses.json entry of one camera estimated in a photo's working frame.
+
+    Args:
+        name: image name (None for an alternative hypothesis).
+        c2w: [4,4] camera-to-world (threestudio convention).
+        fovy_w: vertical FoV (radians) spanning the working frame (= the crop window).
+        principal_w: (x, y) principal point in working pixels.
+        crop: the photo's `congeal.io.collection.Crop` (x0, y0, side in original pixels).
+        original_size: (height, width) of the original photo.
+        scores: extra numbers stored beside the camera (iou, feature_distance, score, ...).
+    Returns:
+        a JSON-ready dict with the camera fields of the ORIGINAL photo.
+    """
+    c2w = torch.as_tensor(c2w, dtype=torch.float64).detach().cpu()
+    fovy_w = float(fovy_w)
+    side = float(crop.side)
+    px, py = (float(v) for v in torch.as_tensor(principal_w).reshape(2).tolist())
+    to_original = side / float(crop.size)
+    focal = side / (2.0 * math.tan(0.5 * fovy_w))  # original pixels: the crop window spans fovy_w
+    height, width = int(original_size[0]), int(original_size[1])
+    position = c2w[:3, 3]
+    distance = float(position.norm())
+    elevation = math.degrees(math.asin(max(-1.0, min(1.0, float(position[2]) / max(distance, 1e-12)))))
+    azimuth = math.degrees(math.atan2(float(position[1]), float(position[0])))
+    record: Dict[str, Any] = {} if name is None else {"name": name}
+    record.update({
+        "c2w": [[float(v) for v in row] for row in c2w.tolist()],
+        "fovy_deg": math.degrees(2.0 * math.atan(height / (2.0 * focal))),
+        "fl_x": focal, "fl_y": focal,
+        "cx": float(crop.x0) + px * to_original, "cy": float(crop.y0) + py * to_original,
+        "width": width, "height": height,
+        "azimuth_deg": azimuth, "elevation_deg": elevation, "distance": distance,
+    })
+    for key, value in (scores or {}).items():
+        record[key] = float(value)
+    return record
+
+
+def working_camera(record: Mapping[str, Any], crop: Any) -> Tuple[Tensor, float, Tensor]:
+    """Inverse of `camera_record`: (c2w [4,4] float32, fovy_w radians, principal_w [2] working px)."""
+    fovy_w = 2.0 * math.atan(float(crop.side) / (2.0 * float(record["fl_y"])))
+    scale = float(crop.size) / float(crop.side)
+    principal = torch.tensor([(record["cx"] - float(crop.x0)) * scale, (record["cy"] - float(crop.y0)) * scale])
+    return torch.tensor(record["c2w"], dtype=torch.float32), fovy_w, principal
+
+
+def write_poses(path: Union[str, Path], records: Sequence[Mapping[str, Any]],
+                extra: Optional[Mapping[str, Any]] = None) -> None:
+    """Write poses.json atomically: `{"format", "convention", "images": [record, ...]}` (+ `extra` top-level keys)."""
+    names = [r["name"] for r in records]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate image names in poses: {names}")
+    doc = {"format": POSES_FORMAT, "convention": CONVENTION, **dict(extra or {}), "images": list(records)}
+    write_json(path, doc)
+
+
+def read_poses_document(path: Union[str, Path]) -> Dict[str, Any]:
+    """Read and validate poses.json; returns the whole document."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "poses.json not found", "pass the --out folder of a finished `congeal register` run")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(path, f"is not valid JSON ({error})", "re-run `congeal register`") from error
+    if not isinstance(doc, dict) or doc.get("format") != POSES_FORMAT or not isinstance(doc.get("images"), list):
+        raise InputError(path, f"is not a {POSES_FORMAT} file", "re-run `congeal register` to write it")
+    for entry in doc["images"]:
+        missing = [k for k in ("name",) + CAMERA_FIELDS if k not in entry]
+        if missing:
+            raise InputError(path, f"entry {entry.get('name', '?')!r} lacks {missing}", "re-run `congeal register`")
+        c2w = entry["c2w"]
+        if len(c2w) != 4 or any(len(row) != 4 for row in c2w) or not all(
+                math.isfinite(v) for row in c2w for v in row):
+            raise InputError(path, f"entry {entry['name']!r} has a bad c2w", "re-run `congeal register`")
+    return doc
+
+
+def read_poses(path: Union[str, Path]) -> Dict[str, Dict[str, Any]]:
+    """Read poses.json -> {name: record} in file order (validated; InputError on a bad file)."""
+    return {entry["name"]: entry for entry in read_poses_document(path)["images"]}
+
+
+def transforms_document(records: Sequence[Mapping[str, Any]], file_paths: Sequence[str]) -> Dict[str, Any]:
+    """nerfstudio-style transforms.json content.
+
+    Intrinsics differ per photo, so every frame carries its own `fl_x fl_y cx cy w h` (nerfstudio lets per-frame
+    values override the top level); the top level repeats the first frame's so readers that need them find them.
+    """
+    frames = []
+    for record, file_path in zip(records, file_paths):
+        frames.append({
+            "file_path": file_path, "transform_matrix": record["c2w"],
+            "fl_x": record["fl_x"], "fl_y": record["fl_y"], "cx": record["cx"], "cy": record["cy"],
+            "w": record["width"], "h": record["height"], "name": record["name"],
+        })
+    doc: Dict[str, Any] = {"camera_model": "OPENCV", "convention": CONVENTION}
+    if frames:
+        doc.update({k: frames[0][k] for k in ("fl_x", "fl_y", "cx", "cy", "w", "h")})
+    doc.update({"k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "frames": frames})
+    return doc
+
+
+def write_transforms(path: Union[str, Path], records: Sequence[Mapping[str, Any]],
+                     image_paths: Sequence[Union[str, Path]]) -> None:
+    """Write transforms.json atomically; image paths are stored relative to the file's folder (POSIX slashes)."""
+    base = Path(path).resolve().parent
+    rel = [Path(os.path.relpath(Path(p).resolve(), base)).as_posix() for p in image_paths]
+    write_json(path, transforms_document(records, rel))
+
+
+def read_transforms(path: Union[str, Path]) -> Dict[str, Any]:
+    """Read transforms.json (InputError when missing or malformed)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(path, f"cannot read transforms.json ({error})", "re-run `congeal register`") from error
+    if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list):
+        raise InputError(path, "has no frames list", "re-run `congeal register`")
+    return doc

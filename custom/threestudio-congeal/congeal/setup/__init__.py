@@ -1,0 +1,1 @@
+"""Set-up report: the checks behind `congeal doctor`."""

@@ -1,0 +1,1 @@
+"""Pictures from arrays: overlay grids, score and NOCS maps, contact sheets, loss curves."""

@@ -1,0 +1,206 @@
+"""The registration pipeline end to end on synthetic collections (fast preset, rgb features, CPU).
+
+The acceptance numbers of issue 3: same-instance median rotation error ≤ 3°, p95 ≤ 10°; cross-instance median
+≤ 10°. Runs come from the session fixtures in conftest.py, so the mapping tests reuse them.
+"""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from congeal.geometry.cameras import rotation_angle_deg
+from congeal.common.errors import InputError
+from congeal.run.outputs import read_poses, read_transforms
+from congeal.run.pipeline import PRESETS, add_images, config_from_dict, config_to_dict, make_config, \
+    register_collection
+
+
+def rotation_errors(collection: Path, run: Path) -> np.ndarray:
+    truth = {entry["name"]: entry for entry in json.loads((collection / "ground_truth.json").read_text())["images"]}
+    poses = read_poses(run / "poses.json")
+    assert set(poses) == set(truth)
+    est = torch.tensor([poses[n]["c2w"] for n in truth], dtype=torch.float64)[:, :3, :3]
+    gt = torch.tensor([truth[n]["c2w"] for n in truth], dtype=torch.float64)[:, :3, :3]
+    return rotation_angle_deg(est, gt).numpy()
+
+
+@pytest.mark.slow
+def test_same_instance_accuracy(synthetic_run):
+    collection, run = synthetic_run("same")
+    errors = rotation_errors(collection, run)
+    print("same-instance rotation errors (deg):", np.round(errors, 2).tolist())
+    assert np.median(errors) <= 3.0
+    assert np.percentile(errors, 95) <= 10.0
+
+
+@pytest.mark.slow
+def test_cross_instance_accuracy(synthetic_run):
+    collection, run = synthetic_run("cross")
+    errors = rotation_errors(collection, run)
+    print("cross-instance rotation errors (deg):", np.round(errors, 2).tolist())
+    assert np.median(errors) <= 10.0
+
+
+@pytest.mark.slow
+def test_run_folder_contents(synthetic_run):
+    collection, run = synthetic_run("same")
+    doc = json.loads((run / "poses.json").read_text())
+    assert doc["format"] == "congeal-poses-v1" and "z-up" in doc["convention"]
+    poses = read_poses(run / "poses.json")
+    names = sorted(p.stem for p in (collection / "images").glob("*.png"))
+    assert sorted(poses) == names
+    for record in poses.values():
+        assert 0.5 < record["iou"] <= 1.0 and record["feature_distance"] >= 0.0
+        assert record["width"] == 192 and record["height"] == 192
+        # fovy_deg is the vertical FoV of the ORIGINAL grid: 2·atan(H / (2·fl_y))
+        assert record["fovy_deg"] == pytest.approx(np.degrees(2 * np.arctan(192 / (2 * record["fl_y"]))), rel=1e-6)
+        position = np.array(record["c2w"])[:3, 3]
+        assert record["distance"] == pytest.approx(np.linalg.norm(position), rel=1e-6)
+        assert len(record["alternatives"]) == PRESETS["fast"]["search"]["top_k"] - 1
+        for alternative in record["alternatives"]:
+            assert {"c2w", "fovy_deg", "fl_x", "cx", "iou", "score"} <= set(alternative)
+            assert alternative["score"] >= record["score"]  # the best hypothesis won
+    transforms = read_transforms(run / "transforms.json")
+    assert len(transforms["frames"]) == len(names)
+    frame = transforms["frames"][0]
+    assert (run / frame["file_path"]).resolve() == (collection / "images" / f"{frame['name']}.png").resolve()
+    assert np.allclose(frame["transform_matrix"], poses[frame["name"]]["c2w"])
+    for picture in ("overlay.png", "search-scores.png"):
+        assert (run / "pictures" / picture).stat().st_size > 1000
+    register = json.loads((run / "register.json").read_text())
+    assert config_from_dict(register["config"]).refine.steps == PRESETS["fast"]["refine"]["steps"]
+    assert list((run / "cache").glob("candidates-*.safetensors"))
+    assert sorted(p.stem for p in (run / "maps").glob("*.npz")) == names
+
+
+@pytest.mark.slow
+def test_add_images_matches_full_run(synthetic_run, tmp_path):
+    """--add: existing photos untouched; new photos get what a full run over all photos gives them."""
+    from congeal.cli import main
+
+    collection, full = synthetic_run("same")
+    images = sorted((collection / "images").glob("*.png"))
+    first, later = tmp_path / "first", tmp_path / "later"
+    first.mkdir()
+    later.mkdir()
+    for path in images[:5]:
+        shutil.copy(path, first / path.name)
+    for path in images[5:]:
+        shutil.copy(path, later / path.name)
+    run = tmp_path / "run"
+    shutil.copytree(full / "cache", run / "cache")  # same key: the candidate bank is reused, not rebuilt
+    register_collection(collection / "canonical.safetensors", first, run, preset="fast", features="rgb",
+                        device="cpu", seed=0, progress=False)
+    before = read_poses(run / "poses.json")
+    maps_before = {p.name: p.read_bytes() for p in (run / "maps").glob("*.npz")}
+
+    assert main(["register", "--run", str(run), "--add", str(later), "--device", "cpu", "--quiet"]) == 0
+
+    after = read_poses(run / "poses.json")
+    assert list(after)[:5] == list(before)
+    for name, record in before.items():
+        assert after[name] == record
+    for name, data in maps_before.items():
+        assert (run / "maps" / name).read_bytes() == data
+    reference = read_poses(full / "poses.json")
+    for path in images[5:]:
+        new, ref = after[path.stem], reference[path.stem]
+        angle = rotation_angle_deg(torch.tensor(new["c2w"])[:3, :3], torch.tensor(ref["c2w"])[:3, :3])
+        assert float(angle) < 0.05
+        assert new["fovy_deg"] == pytest.approx(ref["fovy_deg"], abs=0.01)
+        assert new["iou"] == pytest.approx(ref["iou"], abs=1e-3)
+        xyz_new = np.load(run / "maps" / f"{path.stem}.npz")["xyz"]
+        xyz_ref = np.load(full / "maps" / f"{path.stem}.npz")["xyz"]
+        both = ~np.isnan(xyz_new[..., 0]) & ~np.isnan(xyz_ref[..., 0])
+        assert both.mean() > 0.05
+        assert np.nanmedian(np.abs(xyz_new[both] - xyz_ref[both])) < 1e-3
+    assert len(read_transforms(run / "transforms.json")["frames"]) == len(images)
+    with pytest.raises(InputError, match="already registered"):
+        add_images(run, later, progress=False)
+
+
+def test_bad_canonical_is_input_error(tmp_path, synthetic_collection):
+    collection = synthetic_collection("same")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError, match="bad.safetensors"):
+        register_collection(bad, collection / "images", tmp_path / "run", progress=False)
+    from congeal.canonical.grid import load_canonical
+    from congeal.common.atomic import write_safetensors
+
+    canonical = load_canonical(collection / "canonical.safetensors")
+    density = canonical.density.clone()
+    density[0, 0, 0] = float("nan")
+    write_safetensors(tmp_path / "nan.safetensors", {"density": density, "rgb": canonical.rgb},
+                      {"format": "congeal-canonical-v1", "radius": str(canonical.radius)})
+    with pytest.raises(InputError, match="NaN"):
+        register_collection(tmp_path / "nan.safetensors", collection / "images", tmp_path / "run", progress=False)
+
+
+def test_unusable_collections_are_input_errors(tmp_path, synthetic_collection):
+    collection = synthetic_collection("same")
+    canonical = collection / "canonical.safetensors"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError):
+        register_collection(canonical, empty, tmp_path / "run", progress=False)
+    single = tmp_path / "single"
+    single.mkdir()
+    shutil.copy(next((collection / "images").glob("*.png")), single)
+    with pytest.raises(InputError, match="at least 2"):
+        register_collection(canonical, single, tmp_path / "run", progress=False)
+    with pytest.raises(InputError):
+        register_collection(canonical, tmp_path / "missing", tmp_path / "run", progress=False)
+    with pytest.raises(InputError, match="not a registration run"):
+        add_images(tmp_path / "empty", single, progress=False)
+
+
+def test_config_presets_and_overrides():
+    paper = make_config("paper")
+    assert paper.features.name == "dinov2" and paper.grid.size == 768
+    assert paper.refine.steps == 1000 and paper.mapping.steps == 4000
+    fast = make_config("fast", overrides=["refine.steps=7", "search.top_k=4"])
+    assert fast.features.name == "rgb" and fast.refine.steps == 7 and fast.search.top_k == 4
+    assert make_config("fast", overrides={"grid.n_azimuth": 8}).grid.size == 3 * 8 * 16
+    assert config_from_dict(config_to_dict(fast)) == fast
+    with pytest.raises(InputError, match="preset"):
+        make_config("slow")
+    with pytest.raises(InputError, match="setting"):
+        make_config("fast", overrides=["refine.nope=1"])
+    with pytest.raises(InputError):
+        make_config("fast", overrides=["refine.steps=many"])
+    with pytest.raises(InputError):
+        make_config("fast", features="sift")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_gpu_is_input_error(tmp_path, synthetic_collection):
+    collection = synthetic_collection("same")
+    with pytest.raises(InputError, match="cuda"):
+        register_collection(collection / "canonical.safetensors", collection / "images", tmp_path, device="cuda",
+                            progress=False)
+
+
+def test_register_command_argument_errors(capsys):
+    from congeal.cli import main
+
+    assert main(["register", "--images", "x"]) == 2
+    assert "--canonical" in capsys.readouterr().err
+    assert main(["register", "--add", "x"]) == 2
+    assert "--run" in capsys.readouterr().err
+
+
+def test_bench_tiny_smoke(tmp_path, capsys):
+    from congeal.cli import main
+
+    assert main(["bench", "--tiny", "--device", "cpu", "--images", "3", "--out", str(tmp_path)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    stages = [line["stage"] for line in lines]
+    assert stages[:2] == ["synthesise", "build_model"]
+    assert {"candidates", "search", "refine", "mapping", "total"} <= set(stages)
+    total = lines[-1]
+    assert total["stage"] == "total" and total["search_plus_refine_seconds"] > 0 and total["peak_memory_mb"] > 0
+    assert (tmp_path / "run" / "poses.json").is_file()
