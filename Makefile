@@ -15,6 +15,9 @@ $(VENV)/.installed: setup.py
 	$(PY) -m pip install -e ".[test]"
 	# open_clip ships the real CLIP BPE vocabulary; --no-deps keeps its torchvision requirement out
 	$(PY) -m pip install --no-deps "open_clip_torch>=2.20"
+	# nerfstudio's own data parser reads our transforms.json in the tests; --no-deps keeps its pinned CUDA-era stack
+	# out (the modules its data parser imports are in the test extra)
+	$(PY) -m pip install --no-deps "nerfstudio==1.1.5"
 	touch $@
 
 venv: $(VENV)/.installed

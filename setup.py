@@ -28,6 +28,8 @@ setup(
         "safetensors>=0.3",
         "omegaconf>=2.3",
         "tqdm",
+        # tensor shapes in signatures (Float[Tensor, "B H W 3"]); threestudio depends on it too
+        "jaxtyping>=0.2.19",
     ],
     extras_require={
         # DINOv2 features and SAM masks (transformers >= 4.31 has Dinov2Model; older versions fall back to timm)
@@ -37,14 +39,23 @@ setup(
         "ti": ["transformers>=4.28", "diffusers>=0.14"],
         # canonical shapes from triangle meshes
         "mesh": ["trimesh>=3.20"],
+        # `congeal view`: nerfstudio's viewer library (3D scene in the browser, static HTML export)
+        "viewer": ["viser>=1.0", "trimesh>=3.20"],
         "test": [
             "pytest>=7",
+            # checks every annotation (jaxtyping shapes included) at test time; see pytest.ini
+            "beartype>=0.16",
             "transformers>=4.28",
             "diffusers>=0.14",
             "trimesh>=3.20",
             "scipy",
             "ftfy",
             "regex",
+            # what nerfstudio's data parser imports (nerfstudio itself is installed --no-deps by the Makefile)
+            "opencv-python-headless",
+            "viser>=1.0",
+            "tensorboard",
+            "rich",
         ],
     },
     entry_points={"console_scripts": ["congeal=congeal.cli:main"]},

@@ -4,7 +4,7 @@
     python launch.py --config custom/threestudio-congeal/../../configs/congeal.yaml --train data.image_dir=photos/
     import threestudio_congeal  # or as the pip-installed package; loading both ways in one process is fine
 
-On import: checks threestudio >= 0.2.0, makes the core package `congeal` importable (it lives in this folder),
+On import: makes the core package `congeal` importable (it lives in this folder), checks threestudio >= 0.2.0,
 then imports every module in `guidance/`, `prompt_processors/`, `data/` and `systems/` so their registered names
 (`congeal-system`, `congeal-image-collection-datamodule`, ...) exist. A module whose optional third-party
 dependency is missing (e.g. the MVDream package) is skipped with a warning and listed in `UNAVAILABLE`; the
@@ -18,7 +18,6 @@ import sys
 import warnings
 from typing import Dict
 
-MIN_THREESTUDIO = (0, 2, 0)
 ADAPTER_PACKAGES = ("guidance", "prompt_processors", "data", "systems")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -26,25 +25,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 UNAVAILABLE: Dict[str, str] = {}
 
 
-def _version_tuple(text: str) -> tuple:
-    """'0.2.3' -> (0, 2, 3); non-numeric tails ('0.2.3.dev1', '1.0rc1') are cut at the first non-digit."""
-    parts = []
-    for piece in str(text).split(".")[:3]:
-        digits = ""
-        for ch in piece:
-            if not ch.isdigit():
-                break
-            digits += ch
-        parts.append(int(digits) if digits else 0)
-    while len(parts) < 3:
-        parts.append(0)
-    return tuple(parts)
-
-
 def check_threestudio_version(threestudio_module) -> None:
-    """Raise ImportError with what to do unless threestudio >= 0.2.0."""
+    """Raise ImportError with what to do unless threestudio >= 0.2.0 (`congeal.common.versions.MIN_THREESTUDIO`)."""
+    from congeal.common.versions import MIN_THREESTUDIO, at_least  # the core's parser, shared with `congeal doctor`
+
     version = getattr(threestudio_module, "__version__", None)
-    if version is None or _version_tuple(version) < MIN_THREESTUDIO:
+    if not at_least(version, MIN_THREESTUDIO):
         found = "a threestudio without __version__ (older than 0.2.0)" if version is None else f"threestudio {version}"
         raise ImportError(
             f"threestudio-congeal needs threestudio >= {'.'.join(map(str, MIN_THREESTUDIO))}, found {found}. "
@@ -80,6 +66,6 @@ def _import_adapters(package_name: str) -> None:
 
 import threestudio as _threestudio  # noqa: E402  (imported after the helpers so the gate's message is ours)
 
+_ensure_core_importable()  # first: the version gate uses the core's version parser
 check_threestudio_version(_threestudio)
-_ensure_core_importable()
 _import_adapters(__name__)

@@ -1,4 +1,4 @@
-"""congeal.canonical.grid: the baked grid file, its validation, and the SDF / mesh builders."""
+"""congeal.canonical.grid: the baked grid, its file and its validation."""
 import json
 import struct
 
@@ -6,14 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from congeal.canonical.grid import (
-    FORMAT,
-    Canonical,
-    canonical_from_mesh,
-    canonical_from_sdf,
-    load_canonical,
-    save_canonical,
-)
+from congeal.canonical.bake import canonical_from_sdf
+from congeal.canonical.grid import FORMAT, Canonical, load_canonical, save_canonical
 from congeal.common.errors import InputError
 
 
@@ -48,20 +42,6 @@ def test_points_follow_the_documented_layout():
     assert points.shape == (8, 8, 8, 3)
     assert torch.allclose(points[3, 5, 6], torch.tensor([-2 + 3.5 * 0.5, -2 + 5.5 * 0.5, -2 + 6.5 * 0.5]))
     assert canonical.cell_size == 0.5
-
-
-def test_sdf_builder_surface_and_axis_order():
-    canonical = _sphere(resolution=32, centre=(0.3, -0.1, 0.0), size=0.4)
-    dist = (canonical.points() - torch.tensor([0.3, -0.1, 0.0])).norm(dim=-1)
-    occupancy = canonical.occupancy(0.5)
-    cell = canonical.cell_size
-    assert bool(occupancy[dist < 0.4 - cell].all()) and not bool(occupancy[dist > 0.4 + cell].any())
-    # indexed [ix, iy, iz]: the density's centroid sits at the sphere's centre, x first.
-    weights = canonical.density / canonical.density.sum()
-    centroid = (weights[..., None] * canonical.points()).sum((0, 1, 2))
-    assert torch.allclose(centroid, torch.tensor([0.3, -0.1, 0.0]), atol=0.02)
-    assert bool((canonical.density >= 0).all()) and canonical.rgb.min() >= 0 and canonical.rgb.max() <= 1
-    assert 0.4 < canonical.bounding_radius() < 0.4 + 0.3 + 2 * cell
 
 
 def _write(path, tensors, metadata):
@@ -114,29 +94,3 @@ def test_save_refuses_bad_arrays(tmp_path):
     with pytest.raises(InputError):
         save_canonical(tmp_path / "c.safetensors", bad)
     assert not (tmp_path / "c.safetensors").exists()
-
-
-def test_mesh_builder_box_with_vertex_colours(tmp_path):
-    trimesh = pytest.importorskip("trimesh")
-    mesh = trimesh.creation.box(extents=(1.0, 0.6, 0.4))
-    mesh.apply_translation((0.2, 0.0, 0.0))
-    # +x vertices red, -x vertices blue.
-    colours = [[255, 0, 0, 255] if v[0] > 0.2 else [0, 0, 255, 255] for v in mesh.vertices]
-    mesh.visual.vertex_colors = colours
-    canonical = canonical_from_mesh(mesh, resolution=24)
-    assert canonical.radius == pytest.approx(1.05 * 0.7)
-    points = canonical.points()
-    occupancy = canonical.occupancy(0.5)
-    inside = ((points - torch.tensor([0.2, 0.0, 0.0])).abs() < torch.tensor([0.5, 0.3, 0.2]) - canonical.cell_size)
-    outside = ((points - torch.tensor([0.2, 0.0, 0.0])).abs() > torch.tensor([0.5, 0.3, 0.2]) + canonical.cell_size)
-    assert bool(occupancy[inside.all(-1)].all()) and not bool(occupancy[outside.any(-1)].any())
-    right = canonical.rgb[(points[..., 0] > 0.6) & occupancy]
-    left = canonical.rgb[(points[..., 0] < -0.2) & occupancy]
-    assert bool((right[:, 0] > 0.9).all()) and bool((left[:, 2] > 0.9).all())
-    # From a file, with a fixed colour.
-    path = tmp_path / "box.ply"
-    mesh.export(path)
-    baked = canonical_from_mesh(path, resolution=16, radius=1.0, colour=(0.2, 0.4, 0.6))
-    assert baked.radius == 1.0 and torch.allclose(baked.rgb[0, 0, 0], torch.tensor([0.2, 0.4, 0.6]))
-    with pytest.raises(InputError):
-        canonical_from_mesh(tmp_path / "missing.obj")

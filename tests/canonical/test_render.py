@@ -4,8 +4,9 @@ import math
 import pytest
 import torch
 
-from congeal.geometry.cameras import c2w_from_spherical, get_rays, project, so3_exp
-from congeal.canonical.grid import Canonical, canonical_from_sdf
+from congeal.canonical.bake import canonical_from_sdf
+from congeal.canonical.grid import Canonical
+from congeal.geometry.cameras import Cameras, c2w_from_spherical, get_rays, project, so3_exp
 from congeal.canonical.render import GridRenderer, Renderer
 
 
@@ -24,7 +25,7 @@ def test_sphere_renders_a_disc_of_the_projected_radius(sphere):
     assert isinstance(renderer, Renderer)
     height, width = 128, 160  # not square: fovy must span the height
     c2w, fovy = _camera()
-    out = renderer.render(c2w, fovy, height, width)
+    out = renderer.render(Cameras.centred(c2w, fovy, height, width), height, width)
     assert out["rgb"].shape == (1, height, width, 3) and out["opacity"].shape == (1, height, width, 1)
     assert out["xyz"].shape == (1, height, width, 3) and out["depth"].shape == (1, height, width, 1)
     opacity = out["opacity"][0, ..., 0]
@@ -46,14 +47,14 @@ def test_sphere_renders_a_disc_of_the_projected_radius(sphere):
 def test_xyz_and_depth_lie_on_the_surface(sphere):
     renderer = GridRenderer(sphere)
     c2w, fovy = _camera(az=-120.0, el=45.0, dist=2.5, fovy_deg=50.0)
-    out = renderer.render(c2w, fovy, 48, 48)
+    out = renderer.render(Cameras.centred(c2w, fovy, 48, 48), 48, 48)
     solid = out["opacity"][0, ..., 0] > 0.99
     assert solid.sum() > 200
     xyz = out["xyz"][0][solid]
     assert (xyz.norm(dim=-1) - 0.5).abs().max() < 1.5 * sphere.cell_size
     # Facing the camera: the visible hemisphere.
     assert bool(((xyz @ c2w[0, :3, 3]) > 0).all())
-    _, depth = project(xyz[None], c2w, fovy, 48, 48)
+    _, depth = project(xyz[None], Cameras.centred(c2w, fovy, 48, 48))
     assert torch.allclose(out["depth"][0][solid][:, 0], depth[0], atol=1e-4)
     empty = out["opacity"][0, ..., 0] < 1e-6
     assert empty.any() and out["xyz"][0][empty].abs().max() == 0 and out["depth"][0][empty].abs().max() == 0
@@ -67,11 +68,11 @@ def test_axis_order_with_an_asymmetric_volume():
     renderer = GridRenderer(Canonical(blob, canonical.rgb, 1.0))
     for az, el in ((70.0, 35.0), (200.0, -10.0)):
         c2w, fovy = _camera(az=az, el=el)
-        out = renderer.render(c2w, fovy, 64, 64)
+        out = renderer.render(Cameras.centred(c2w, fovy, 64, 64), 64, 64)
         opacity = out["opacity"][0, ..., 0]
         ys, xs = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
         centroid = torch.stack([(opacity * xs).sum(), (opacity * ys).sum()]) / opacity.sum()
-        expected, _ = project(centre[None, None], c2w, fovy, 64, 64)
+        expected, _ = project(centre[None, None], Cameras.centred(c2w, fovy, 64, 64))
         assert torch.allclose(centroid, expected[0, 0], atol=0.3), (centroid, expected)
 
 
@@ -79,17 +80,18 @@ def test_chunked_equals_unchunked_and_batched_equals_single(sphere):
     c2w = c2w_from_spherical(torch.tensor([10.0, 100.0, 250.0]), torch.tensor([0.0, 30.0, -10.0]),
                              torch.tensor([2.0, 2.5, 3.0]))
     fovy = torch.tensor([0.5, 0.7, 0.9])
-    reference = GridRenderer(sphere, num_samples=32, chunk_rays=2**20).render(c2w, fovy, 20, 24)
-    out = GridRenderer(sphere, num_samples=32, chunk_rays=37).render(c2w, fovy, 20, 24)
+    cameras = Cameras.centred(c2w, fovy, 20, 24)
+    reference = GridRenderer(sphere, num_samples=32, chunk_rays=2**20).render(cameras, 20, 24)
+    out = GridRenderer(sphere, num_samples=32, chunk_rays=37).render(cameras, 20, 24)
     for key in ("rgb", "opacity", "xyz", "depth"):
         assert torch.allclose(out[key], reference[key], atol=1e-6), key
     assert reference["opacity"].max() > 0.99 and reference["opacity"].min() < 1e-6
     # The opacity-only path marches the same samples.
-    origins, directions = get_rays(c2w, fovy, 20, 24)
+    origins, directions = get_rays(cameras)
     fast = GridRenderer(sphere, num_samples=32).render_opacity_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
     assert torch.allclose(fast["opacity"].reshape(3, 20, 24, 1), reference["opacity"], atol=1e-5)
     # Batched == one camera at a time.
-    single = GridRenderer(sphere, num_samples=32).render(c2w[1:2], fovy[1:2], 20, 24)
+    single = GridRenderer(sphere, num_samples=32).render(cameras[1], 20, 24)
     assert torch.allclose(single["opacity"], reference["opacity"][1:2], atol=1e-6)
 
 
@@ -106,14 +108,14 @@ def test_gradients_match_finite_differences():
     def loss(omega, fovy):
         rotation = so3_exp(omega) @ base[:, :3, :3]
         c2w = torch.cat([torch.cat([rotation, base[:, :3, 3:]], -1), base[:, 3:]], 1)
-        out = renderer.render(c2w, fovy, 6, 6)
+        out = renderer.render(Cameras.centred(c2w, fovy, 6, 6), 6, 6)
         return ((out["rgb"] * weights).sum() + (out["opacity"] * weights[..., :1]).sum()
                 + (out["xyz"] * weights).sum() + out["depth"].sum())
 
     omega = torch.tensor([[0.01, -0.02, 0.03]], dtype=torch.float64, requires_grad=True)
     fovy = torch.tensor([0.7], dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(loss, (omega, fovy), eps=1e-6, atol=1e-5, rtol=1e-3)
-    out = renderer.render(base, fovy, 6, 6)
+    out = renderer.render(Cameras.centred(base, fovy, 6, 6), 6, 6)
     assert out["rgb"].dtype == torch.float64
 
 
@@ -122,10 +124,10 @@ def test_translation_gradient_and_empty_grid(sphere):
     c2w, fovy = _camera(dist=2.0)
     c2w = c2w.clone().requires_grad_(True)
     # Moving the camera along its right axis moves the sphere left: the right half loses coverage.
-    out = renderer.render(c2w, fovy, 16, 16)
+    out = renderer.render(Cameras.centred(c2w, fovy, 16, 16), 16, 16)
     out["opacity"][..., 8:, :].sum().backward()
     right = c2w.detach()[0, :3, 0]
     assert (c2w.grad[0, :3, 3] @ right).item() < 0
     empty = GridRenderer(Canonical(torch.zeros(8, 8, 8), torch.zeros(8, 8, 8, 3), 1.0))
-    blank = empty.render(c2w.detach(), fovy, 8, 8)
+    blank = empty.render(Cameras.centred(c2w.detach(), fovy, 8, 8), 8, 8)
     assert all(bool((blank[key] == 0).all()) for key in ("rgb", "opacity", "xyz", "depth"))

@@ -1,6 +1,5 @@
 """NAVI loader: camera convention (checked by reprojection against congeal.geometry.cameras), EXIF, malformed files."""
 import json
-import math
 
 import numpy as np
 import pytest
@@ -9,16 +8,10 @@ import torch
 from helpers.benchmark_fixtures import read_synthetic, synthetic_to_navi
 from congeal.common.errors import InputError
 from congeal.evaluation.metrics import rotation_error_deg
-from congeal.evaluation.navi import find_scenes, load_image, load_mask, load_navi_scene
+from congeal.evaluation.navi import find_scenes, load_mask, load_navi_scene, load_upright_rgb
 from congeal.geometry.conventions import quaternion_to_matrix
+from helpers.eval_runs import axis_rotation as _rot
 from helpers.eval_runs import make_fake_collection
-
-
-def _rot(axis, deg):
-    a = math.radians(deg)
-    c, s = math.cos(a), math.sin(a)
-    m = {"x": [[1, 0, 0], [0, c, -s], [0, s, c]], "z": [[c, -s, 0], [s, c, 0], [0, 0, 1]]}[axis]
-    return torch.tensor(m, dtype=torch.float64)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +64,7 @@ def test_exif_orientation_is_applied(navi_scene):
         assert raw.size == (48, 64)  # stored sideways
     scene = load_navi_scene(folder)
     image = next(im for im in scene.images if im.name == "img01")
-    upright = load_image(image.image_path)
+    upright = load_upright_rgb(image.image_path)
     assert (upright.height, upright.width) == (image.height, image.width) == (48, 64)
     with Image.open(collection / "images" / "img01.png") as original:
         ref = np.asarray(original.convert("RGBA")).astype(np.float32)

@@ -60,7 +60,7 @@ def _fake_collection(tmp_path):
 
 
 def _camera(run, name):
-    from congeal.registration.mapping import load_image_state
+    from congeal.registration.state import load_image_state
 
     return load_image_state(run, name).camera
 

@@ -1,14 +1,12 @@
-"""congeal.geometry.cameras: threestudio-convention poses, the candidate grid, rays, projection, rotations."""
+"""congeal.geometry.cameras: the Cameras object, threestudio-convention poses, rays, projection, rotations."""
 import math
 
 import pytest
 import torch
 
 from congeal.geometry.cameras import (
-    CandidateGridConfig,
+    Cameras,
     c2w_from_spherical,
-    candidate_cameras,
-    candidate_index,
     get_rays,
     look_at,
     project,
@@ -54,38 +52,15 @@ def test_look_at_matches_spherical():
     assert torch.allclose(look_at(c2w[:, :3, 3], torch.zeros(2, 3, dtype=torch.float64), up), c2w, atol=1e-12)
 
 
-def test_candidate_grid_layout_and_fill():
-    cfg = CandidateGridConfig()
-    cams = candidate_cameras(cfg, radius=0.8)
-    assert cfg.size == 768
-    for key in ("c2w", "fovy", "fovy_deg", "azimuth_deg", "elevation_deg", "distance"):
-        assert cams[key].shape[0] == 768, key
-    assert cams["c2w"].shape == (768, 4, 4)
-    assert torch.allclose(cams["fovy"], torch.deg2rad(cams["fovy_deg"]))
-    table = cams["elevation_deg"].reshape(3, 16, 16)
-    assert torch.allclose(table[:, :, 0], table[:, :, 5])  # azimuth varies fastest
-    assert table[0, 0, 0] == cfg.elevation_range_deg[0] and table[0, -1, 0] == cfg.elevation_range_deg[1]
-    k = candidate_index(cfg, torch.tensor(2), torch.tensor(7), torch.tensor(11))
-    assert cams["fovy_deg"][k] == cfg.fovy_deg[2]
-    assert cams["azimuth_deg"][k] == pytest.approx(11 * 22.5)
-    assert cams["elevation_deg"][k] == pytest.approx(torch.linspace(-15, 60, 16)[7].item())
-    # The bounding sphere's silhouette spans `fill` of the frame height at every FoV.
-    half_angle = torch.asin(0.8 / cams["distance"])
-    projected = torch.tan(half_angle) / torch.tan(0.5 * cams["fovy"])
-    assert torch.allclose(projected, torch.full_like(projected, cfg.fill), atol=1e-5)
-    # Closer for wide FoVs, farther for narrow ones.
-    assert cams["distance"][0] > cams["distance"][-1]
-
-
 def test_rays_and_projection_round_trip():
     c2w = c2w_from_spherical(_t(40.0, 200.0), _t(10.0, 50.0), _t(3.0, 2.5))
     fovy = _t(0.6, 1.0)
     h, w = 6, 10
-    origins, dirs = get_rays(c2w, fovy, h, w)
+    origins, dirs = get_rays(Cameras.centred(c2w, fovy, h, w))
     assert origins.shape == dirs.shape == (2, h, w, 3)
     assert torch.allclose(dirs.norm(dim=-1), torch.ones(2, h, w, dtype=torch.float64))
     points = (origins + 1.7 * dirs).reshape(2, -1, 3)
-    xy, depth = project(points, c2w, fovy, h, w)
+    xy, depth = project(points, Cameras.centred(c2w, fovy, h, w))
     cols, rows = torch.meshgrid(torch.arange(w) + 0.5, torch.arange(h) + 0.5, indexing="xy")
     expected = torch.stack([cols, rows], -1).reshape(1, -1, 2).double().expand(2, -1, -1)
     assert torch.allclose(xy, expected, atol=1e-9)
@@ -93,10 +68,10 @@ def test_rays_and_projection_round_trip():
     # fovy spans the height: the top edge of the frame is fovy/2 above the optical axis.
     forward, up = -c2w[:, :3, 2], c2w[:, :3, 1]
     top = c2w[:, :3, 3] + forward + up * torch.tan(0.5 * fovy)[:, None]
-    xy_top, _ = project(top[:, None], c2w, fovy, h, w)
+    xy_top, _ = project(top[:, None], Cameras.centred(c2w, fovy, h, w))
     assert torch.allclose(xy_top[:, 0], torch.tensor([[w / 2, 0.0]] * 2, dtype=torch.float64), atol=1e-9)
     # A point behind the camera has negative depth.
-    _, behind = project((c2w[:, :3, 3] - forward)[:, None], c2w, fovy, h, w)
+    _, behind = project((c2w[:, :3, 3] - forward)[:, None], Cameras.centred(c2w, fovy, h, w))
     assert bool((behind < 0).all())
 
 
@@ -114,3 +89,41 @@ def test_rotation_angle_and_so3_exp():
     omega = (axis * 0.3).clone().requires_grad_(True)
     rotation_angle_deg(torch.eye(3, dtype=torch.float64), so3_exp(omega)).backward()
     assert torch.allclose(torch.nn.functional.normalize(omega.grad, dim=0), axis, atol=1e-8)
+
+
+def test_cameras_index_split_cat_and_centred_principal():
+    cameras = Cameras.from_spherical(_t(10.0, 80.0, 200.0), _t(5.0, 20.0, 40.0), _t(2.0, 2.5, 3.0), fovy=0.6,
+                                     height=6, width=10)
+    assert len(cameras) == 3 and cameras.c2w.dtype == cameras.fovy.dtype == torch.float64
+    assert torch.equal(cameras.principal, torch.tensor([[5.0, 3.0]] * 3, dtype=torch.float64))
+    assert torch.allclose(cameras.focal, 3.0 / torch.tan(torch.full((3,), 0.3, dtype=torch.float64)))
+    one = cameras[1]  # an int keeps the batch dimension
+    assert len(one) == 1 and torch.equal(one.c2w, cameras.c2w[1:2]) and (one.height, one.width) == (6, 10)
+    assert torch.equal(cameras[-1].c2w, cameras.c2w[2:])
+    assert torch.equal(cameras[torch.tensor([2, 0])].fovy, cameras.fovy[[2, 0]])
+    parts = cameras.split(2)
+    assert [len(p) for p in parts] == [2, 1]
+    assert torch.equal(Cameras.cat(parts).c2w, cameras.c2w)
+    with pytest.raises(ValueError):
+        Cameras.cat([cameras, cameras.rescaled(12, 20)])
+    # a single [4,4] and a scalar fovy are batched
+    single = Cameras.centred(cameras.c2w[0], 0.6, 6, 10)
+    assert single.c2w.shape == (1, 4, 4) and single.fovy.shape == (1,)
+
+
+def test_off_centre_principal_and_rescaling():
+    c2w = c2w_from_spherical(_t(40.0, 200.0), _t(10.0, 50.0), _t(3.0, 2.5))
+    principal = torch.tensor([[3.0, 2.0], [7.5, 4.0]], dtype=torch.float64)
+    cameras = Cameras(c2w, _t(0.6, 1.0), principal, 8, 12)
+    origins, dirs = get_rays(cameras)
+    xy, depth = project((origins + 2.0 * dirs).reshape(2, -1, 3), cameras)
+    cols, rows = torch.meshgrid(torch.arange(12) + 0.5, torch.arange(8) + 0.5, indexing="xy")
+    assert torch.allclose(xy, torch.stack([cols, rows], -1).reshape(1, -1, 2).double().expand(2, -1, -1), atol=1e-9)
+    # The camera's own axis lands on the principal point.
+    ahead = c2w[:, :3, 3] - c2w[:, :3, 2]
+    assert torch.allclose(project(ahead[:, None], cameras)[0][:, 0], principal, atol=1e-9)
+    # Rescaling keeps the view: the principal point scales, fovy still spans the height, rays stay put.
+    double = cameras.rescaled(16, 24)
+    assert torch.equal(double.principal, 2 * principal) and torch.equal(double.fovy, cameras.fovy)
+    assert torch.allclose(project(ahead[:, None], double)[0][:, 0], 2 * principal, atol=1e-9)
+    assert cameras.rescaled(8, 12) is cameras

@@ -9,17 +9,16 @@ with `xy` in continuous pixels and `visible`) is rewritten in each dataset's own
 """
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from congeal.common.atomic import atomic_path, save_image, write_json, write_text
 from congeal.common.errors import InputError
+from congeal.common.paths import PathLike
 from congeal.geometry.conventions import matrix_to_quaternion, opengl_c2w_to_opencv_w2c
 from congeal.evaluation.spair import from_continuous
-
-PathLike = Union[str, Path]
 
 
 def read_synthetic(collection: PathLike) -> Tuple[Path, List[Dict]]:
@@ -71,7 +70,7 @@ def synthetic_to_spair(collection: PathLike, root: PathLike, category: str = "sy
         save_image(root / "Segmentation" / category / f"{stem}.png", mask.astype(np.uint8))
         ys, xs = np.nonzero(mask)
         boxes[stem] = [float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())] if len(xs) else [0.0] * 4
-        kps = {kp_id[k]: (from_continuous(v["xy"]).tolist() if v.get("visible") else None)
+        kps = {kp_id[k]: (from_continuous(np.asarray(v["xy"])).tolist() if v.get("visible") else None)
                for k, v in (entry.get("keypoints") or {}).items()}
         write_json(root / "ImageAnnotation" / category / f"{stem}.json", {
             "filename": f"{stem}.jpg", "category": category, "image_width": int(rgba.shape[1]),
@@ -86,8 +85,8 @@ def synthetic_to_spair(collection: PathLike, root: PathLike, category: str = "sy
             pid = f"{len(ids) + 1:06d}-{_stem(a)}-{_stem(b)}:{category}"
             write_json(root / "PairAnnotation" / "test" / f"{pid}.json", {
                 "pair_id": len(ids) + 1, "src_imname": f"{_stem(a)}.jpg", "trg_imname": f"{_stem(b)}.jpg",
-                "src_kps": [from_continuous(ka[k]["xy"]).tolist() for k in common],
-                "trg_kps": [from_continuous(kb[k]["xy"]).tolist() for k in common],
+                "src_kps": [from_continuous(np.asarray(ka[k]["xy"])).tolist() for k in common],
+                "trg_kps": [from_continuous(np.asarray(kb[k]["xy"])).tolist() for k in common],
                 "kps_ids": [kp_id[k] for k in common], "src_bndbox": boxes[_stem(a)], "trg_bndbox": boxes[_stem(b)],
                 "category": category})
             ids.append(pid)

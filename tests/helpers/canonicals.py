@@ -1,7 +1,7 @@
 """A small asymmetric, part-coloured canonical for the registration unit tests (built in memory, ~0.1 s)."""
 import torch
 
-from congeal.canonical.grid import canonical_from_sdf
+from congeal.canonical.bake import canonical_from_sdf
 
 
 def _box(p, centre, half):

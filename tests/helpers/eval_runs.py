@@ -1,13 +1,14 @@
 """Helpers for the evaluation tests: a hand-made "synthetic collection" (ground_truth.json + RGBA photos) whose
 cameras and keypoints come from congeal.geometry.cameras, so loaders and harnesses can be tested without a registration."""
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from congeal.geometry.cameras import c2w_from_spherical, project
+from congeal.geometry.cameras import Cameras, c2w_from_spherical, project
 
 
 def make_fake_collection(folder: Path, n_images: int = 5, height: int = 48, width: int = 64, seed: int = 0) -> Path:
@@ -19,7 +20,7 @@ def make_fake_collection(folder: Path, n_images: int = 5, height: int = 48, widt
     c2w = c2w_from_spherical(az, el, dist)
     fovy_deg = 40.0 + 10.0 * torch.rand(n_images, generator=g, dtype=torch.float64)
     xyz = torch.rand(6, 3, generator=g, dtype=torch.float64) - 0.5
-    xy, depth = project(xyz[None].expand(n_images, -1, -1), c2w, torch.deg2rad(fovy_deg), height, width)
+    xy, depth = project(xyz[None].expand(n_images, -1, -1), Cameras.centred(c2w, torch.deg2rad(fovy_deg), height, width))
     (folder / "images").mkdir(parents=True, exist_ok=True)
     entries = []
     yy, xx = np.mgrid[0:height, 0:width]
@@ -55,3 +56,12 @@ def write_fake_run(run_dir: Path, entries, c2w=None) -> Path:
                         "azimuth_deg": 0.0, "elevation_deg": 0.0, "distance": float(np.linalg.norm(cam[:3, 3]))})
     write_poses(run_dir / "poses.json", records)
     return run_dir
+
+
+def axis_rotation(axis: str, deg: float) -> torch.Tensor:
+    """The float64 [3,3] rotation by `deg` degrees about the world axis "x", "y" or "z"."""
+    a = math.radians(deg)
+    c, s = math.cos(a), math.sin(a)
+    m = {"x": [[1, 0, 0], [0, c, -s], [0, s, c]], "y": [[c, 0, s], [0, 1, 0], [-s, 0, c]],
+         "z": [[c, -s, 0], [s, c, 0], [0, 0, 1]]}[axis]
+    return torch.tensor(m, dtype=torch.float64)

@@ -1,7 +1,8 @@
 """Test helpers: a fake Hugging Face hub cache and a socket guard.
 
     snapshot = put_in_hub_cache(tmp_path / "hub", "facebook/dinov2-giant", saved_model_dir)
-    with no_network(monkeypatch): ...   # any socket connect raises
+    forbid_network(monkeypatch)          # any socket connect raises for the rest of the test
+    from helpers.hub_cache import offline  # noqa: F401  (fixture: no threestudio, empty cache, no network)
 """
 import hashlib
 import os
@@ -9,6 +10,8 @@ import shutil
 import socket
 from pathlib import Path
 from typing import Union
+
+import pytest
 
 
 def put_in_hub_cache(cache: Union[str, Path], repo_id: str, source: Union[str, Path], revision: str = "main",
@@ -45,3 +48,14 @@ def forbid_network(monkeypatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: refuse(None, *a))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No threestudio, an empty HF cache, HF_HUB_OFFLINE=1 and no sockets (the doctor's tests)."""
+    monkeypatch.delenv("THREESTUDIO_ROOT", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    forbid_network(monkeypatch)
+    with pytest.raises(NetworkUsed):  # the guard is live
+        socket.create_connection(("huggingface.co", 443))
+    return tmp_path

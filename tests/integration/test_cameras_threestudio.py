@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from congeal.geometry.cameras import c2w_from_spherical, get_rays, project
+from congeal.geometry.cameras import Cameras, c2w_from_spherical, get_rays, project
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +36,7 @@ def test_c2w_and_rays_match_random_camera_dataset(threestudio, batch_size):
     batch = _random_camera_dataset(threestudio, batch_size).collate(None)
     ours = c2w_from_spherical(batch["azimuth"], batch["elevation"], batch["camera_distances"])
     assert torch.allclose(ours, batch["c2w"], atol=1e-5), (ours - batch["c2w"]).abs().max()
-    origins, directions = get_rays(ours, batch["fovy"], HEIGHT, WIDTH)
+    origins, directions = get_rays(Cameras.centred(ours, batch["fovy"], HEIGHT, WIDTH))
     assert torch.allclose(origins, batch["rays_o"], atol=1e-5)
     assert torch.allclose(directions, batch["rays_d"], atol=1e-5)
 
@@ -45,7 +45,7 @@ def test_projection_matches_the_mvp_matrix(threestudio):
     torch.manual_seed(0)
     batch = _random_camera_dataset(threestudio, 4).collate(None)
     points = torch.rand(4, 50, 3) - 0.5
-    xy, depth = project(points, batch["c2w"], batch["fovy"], HEIGHT, WIDTH)
+    xy, depth = project(points, Cameras.centred(batch["c2w"], batch["fovy"], HEIGHT, WIDTH))
     clip = torch.einsum("bij,bnj->bni", batch["mvp_mtx"], torch.cat([points, torch.ones(4, 50, 1)], dim=-1))
     ndc = clip[..., :2] / clip[..., 3:]
     # threestudio's projection flips y for nvdiffrast, whose first row is the image's top: row = (ndc_y + 1)·H/2.
@@ -68,5 +68,5 @@ def test_eval_cameras_match(threestudio):
         ours = c2w_from_spherical(item["azimuth"].reshape(1), item["elevation"].reshape(1),
                                   item["camera_distances"].reshape(1))
         assert torch.allclose(ours[0], item["c2w"], atol=1e-5)
-        origins, directions = get_rays(ours, torch.tensor([math.radians(45.0)]), HEIGHT, WIDTH)
+        origins, directions = get_rays(Cameras.centred(ours, torch.tensor([math.radians(45.0)]), HEIGHT, WIDTH))
         assert torch.allclose(directions[0], item["rays_d"], atol=1e-5)

@@ -283,6 +283,7 @@ def test_the_renderer_adapter_matches_the_grid_renderer(world):
 
     from congeal.geometry.cameras import c2w_from_spherical
     from congeal.canonical.render import GridRenderer
+    from congeal.geometry.cameras import Cameras
 
     ext = sys.modules["threestudio-congeal"]
     loader = import_module(f"{ext.__name__}.adapters.congealing_run")
@@ -290,8 +291,9 @@ def test_the_renderer_adapter_matches_the_grid_renderer(world):
     run = loader.load_congealing_run(str(world["congealing"]))
     c2w = c2w_from_spherical(torch.tensor([30.0, 200.0]), torch.tensor([20.0, 5.0]), torch.tensor([2.8, 3.0]))
     fovy = torch.deg2rad(torch.tensor([40.0, 40.0]))
-    ours = adapter.ThreestudioRenderer(run.renderer, chunk_rays=1000).render(c2w, fovy, 32, 32)
-    grid = GridRenderer(world["canonical"], num_samples=64).render(c2w, fovy, 32, 32)
+    cameras = Cameras.centred(c2w, fovy, 32, 32)
+    ours = adapter.ThreestudioRenderer(run.renderer, chunk_rays=1000).render(cameras, 32, 32)
+    grid = GridRenderer(world["canonical"], num_samples=64).render(cameras, 32, 32)
     silhouette_ours, silhouette_grid = ours["opacity"] > 0.5, grid["opacity"] > 0.5
     iou = (silhouette_ours & silhouette_grid).sum() / (silhouette_ours | silhouette_grid).sum()
     assert float(iou) > 0.85

@@ -2,7 +2,8 @@
 import torch
 
 from congeal.inversion.noise_schedule import NoiseSchedule
-from congeal.inversion.trainer import TextualInversion, TextualInversionConfig
+from congeal.inversion.config import TextualInversionConfig
+from congeal.inversion.trainer import TextualInversion
 
 from helpers.mvdream import TINY_OVERRIDES, mvdream_importable_or_skip
 from helpers.textual_inversion import collection, fresh_text, one_thread  # noqa: F401

@@ -10,7 +10,8 @@ import torch
 from PIL import Image, ImageFile, ImageOps
 
 from congeal.common.errors import InputError
-from congeal.io.collection import list_images, load_collection
+from congeal.io.collection import load_collection
+from congeal.io.listing import list_images
 from helpers.images import bomb_png, box_mask, object_array, photo_with_mask_file, png16_rgb, rgba_photo
 
 BOX = (16, 48, 20, 60)  # rows 16:48, cols 20:60 of a 64x80 photo

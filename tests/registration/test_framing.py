@@ -1,11 +1,10 @@
 """Framing: bbox -> square + margin -> S×S, and exact working-frame cameras (explicit principal point)."""
 import torch
 
-from congeal.geometry.cameras import c2w_from_spherical, get_rays
-from congeal.io.crop import Crop
-from congeal.registration.framing import (Boxes, bounding_boxes, camera_in_frame, crop_resize, frame_rays, render_in_frame,
-                             square_boxes)
 from congeal.canonical.render import GridRenderer
+from congeal.geometry.cameras import Cameras, c2w_from_spherical, get_rays
+from congeal.io.crop import Crop
+from congeal.registration.framing import Boxes, bounding_boxes, camera_in_frame, crop_resize, render_in_frame, square_boxes
 from helpers.canonicals import small_canonical
 
 
@@ -37,11 +36,11 @@ def test_crop_resize_identity_and_shift():
     assert outside.abs().max() == 0  # zero padding outside the source
 
 
-def test_frame_rays_centred_matches_get_rays():
+def test_explicit_centre_principal_matches_centred_rays():
     c2w = c2w_from_spherical(torch.tensor([10.0, 200.0]), torch.tensor([5.0, 40.0]), torch.tensor([3.0, 2.0]))
     fovy = torch.tensor([0.5, 0.9])
-    origins, dirs = frame_rays(c2w, fovy, torch.full((2, 2), 12.0), 24)
-    ref_o, ref_d = get_rays(c2w, fovy, 24, 24)
+    origins, dirs = get_rays(Cameras(c2w, fovy, torch.full((2, 2), 12.0), 24, 24))
+    ref_o, ref_d = get_rays(Cameras.centred(c2w, fovy, 24, 24))
     assert torch.allclose(dirs, ref_d, atol=1e-6) and torch.allclose(origins, ref_o)
 
 
@@ -51,18 +50,20 @@ def test_framed_render_equals_render_in_working_frame():
     c2w = c2w_from_spherical(torch.tensor([30.0, 120.0, 250.0]), torch.tensor([10.0, 35.0, -5.0]),
                              torch.tensor([2.5, 3.0, 2.2]))
     fovy = torch.deg2rad(torch.tensor([40.0, 28.0, 52.0]))
-    out = renderer.render(c2w, fovy, 96, 96)
+    full = Cameras.centred(c2w, fovy, 96, 96)
+    out = renderer.render(full, 96, 96)
     boxes = square_boxes(out["opacity"], margin=0.1)
     framed = crop_resize(torch.cat([out["rgb"], out["opacity"]], -1).permute(0, 3, 1, 2), boxes, 32)
-    c2w_w, fovy_w, principal = camera_in_frame(c2w, fovy, (96, 96), boxes, 32)
-    direct = render_in_frame(renderer, c2w_w, fovy_w, principal, 32)
+    working = camera_in_frame(full, boxes, 32)
+    principal = working.principal
+    direct = render_in_frame(renderer, working, 32)
     assert (framed[:, 3] - direct["opacity"][..., 0]).abs().mean() < 0.02
     assert (framed[:, :3] - direct["rgb"].permute(0, 3, 1, 2)).abs().mean() < 0.02
     assert (principal - 16).abs().max() > 0.5  # the object is off the origin's projection: a real test
 
-    class CentredOnly:  # a renderer without render_rays takes the render-and-crop path
+    class RenderOnly:  # a renderer without render_rays: the protocol's render, principal point and all
         def render(self, *args):
             return renderer.render(*args)
 
-    fallback = render_in_frame(CentredOnly(), c2w_w, fovy_w, principal, 32)
+    fallback = render_in_frame(RenderOnly(), working, 32)
     assert (fallback["opacity"] - direct["opacity"]).abs().mean() < 0.03

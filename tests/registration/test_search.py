@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from congeal.geometry.cameras import CandidateGridConfig, rotation_angle_deg
-from congeal.features.extractors import RGBFeatures
-from congeal.registration.refine import sharpen
 from congeal.canonical.render import GridRenderer
+from congeal.features.extractors import RGBFeatures
+from congeal.geometry.cameras import rotation_angle_deg
+from congeal.geometry.candidates import CandidateGridConfig
+from congeal.registration.losses import sharpen
 from congeal.registration.search import (SearchConfig, bank_key, build_candidate_bank, load_bank, save_bank, score_candidates,
                             score_grid, top_k_hypotheses)
 from helpers.canonicals import small_canonical
@@ -26,7 +27,9 @@ def bank():
 def test_bank_shapes(bank):
     bank, _ = bank
     k = GRID.size
-    assert bank.c2w.shape == (k, 4, 4) and bank.principal.shape == (k, 2) and bank.opacity.shape == (k, 1, 32, 32)
+    assert bank.cameras.c2w.shape == (k, 4, 4) and bank.cameras.principal.shape == (k, 2)
+    assert bank.opacity.shape == (k, 1, 32, 32) and len(bank) == k
+    assert (bank.cameras.height, bank.cameras.width) == (32, 32)  # working-frame cameras
     assert bank.features.shape == (k, 7, 8, 8)
     assert (bank.opacity.amax(dim=(1, 2, 3)) > 0.9).all()  # every framed candidate shows the object
 
@@ -98,7 +101,8 @@ def test_cache_round_trip_and_key(bank, tmp_path):
     key = bank_key("abc", extractor.identity, GRID, 32, 0.1, CFG, 0.9)
     save_bank(tmp_path / "bank.safetensors", bank, key)
     loaded = load_bank(tmp_path / "bank.safetensors", key, "cpu")
-    assert torch.allclose(loaded.features, bank.features, atol=1e-3) and torch.equal(loaded.c2w, bank.c2w)
+    assert torch.allclose(loaded.features, bank.features, atol=1e-3) and torch.equal(loaded.cameras.c2w, bank.cameras.c2w)
+    assert torch.equal(loaded.cameras.principal, bank.cameras.principal) and loaded.cameras.height == 32
     assert load_bank(tmp_path / "bank.safetensors", "other", "cpu") is None
     assert load_bank(tmp_path / "missing.safetensors", key, "cpu") is None
     (tmp_path / "corrupt.safetensors").write_bytes(b"\x00" * 32)

@@ -21,7 +21,8 @@ def _seed_cache(one_shot_run, out):
 
 def _four_photos(collection_dir):
     """Four of the eight photos: per-photo independence lets a subset stand for the whole (and halves the cost)."""
-    from congeal.run.pipeline import load_images, make_config
+    from congeal.registration.config import make_config
+    from congeal.run.pipeline import load_images
 
     photos = load_images(collection_dir / "images", make_config("fast", features="rgb"))
     return photos.subset(photos.names[:4])

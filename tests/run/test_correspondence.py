@@ -8,7 +8,8 @@ import torch
 from congeal.cli import main
 from congeal.run.correspondence import Correspondence
 from congeal.common.errors import InputError
-from congeal.registration.mapping import forward_points, load_image_state, reverse_points
+from congeal.registration.queries import forward_points, reverse_points
+from congeal.registration.state import load_image_state
 from helpers.mini_run import make_mini_run
 
 

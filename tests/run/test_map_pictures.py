@@ -1,10 +1,10 @@
-"""Map pictures: NOCS maps, correspondence lines and the pose-aware edit grid."""
+"""Map pictures: NOCS maps and correspondence lines (the pose-aware edits are congeal.apps, tests/apps)."""
 import json
 
 import numpy as np
 from PIL import Image
 
-from congeal.run.map_pictures import edit_pattern, nocs_colours, write_map_pictures
+from congeal.run.map_pictures import nocs_colours, write_map_pictures
 from helpers.mini_run import make_mini_run
 
 
@@ -16,7 +16,7 @@ def test_write_map_pictures(tmp_path):
     Image.new("RGB", (140, 130), (0, 200, 0)).save(photos / "a.png")  # b has no photo yet
     written = write_map_pictures(run, images=photos)
     names = {p.relative_to(run / "pictures").as_posix() for p in written}
-    assert {"nocs/a.png", "nocs/b.png", "nocs.png", "edit.png", "correspondences/a__b.png"} <= names
+    assert {"nocs/a.png", "nocs/b.png", "nocs.png", "correspondences/a__b.png"} <= names
     assert all(p.is_file() for p in written)
     assert not list((run / "pictures").rglob(".*.tmp*"))  # atomic writes leave no temp files
     nocs = np.asarray(Image.open(run / "pictures" / "nocs" / "a.png"))
@@ -26,8 +26,6 @@ def test_write_map_pictures(tmp_path):
     # background is the dimmed photo; object pixels carry distinct NOCS colours
     assert np.abs(nocs[~valid].astype(int) - [0, 70, 0]).max() <= 1
     assert len(np.unique(nocs[valid].reshape(-1, 3), axis=0)) > 100
-    edit = np.asarray(Image.open(run / "pictures" / "edit.png"))
-    assert edit.ndim == 3 and edit.shape[0] > 100
     # without `images`, the photos come from register.json (as the pipeline writes it)
     Image.new("RGB", (100, 110), (200, 0, 0)).save(photos / "b.png")
     (run / "register.json").write_text(json.dumps({"images": [{"name": "b", "path": str(photos / "b.png")}]}))
@@ -37,10 +35,7 @@ def test_write_map_pictures(tmp_path):
         assert np.abs(nocs_b[~data["valid"]].astype(int) - [70, 0, 0]).max() <= 1
 
 
-def test_colours_and_pattern_depend_on_canonical_position():
+def test_colours_depend_on_canonical_position():
     lo, hi = np.zeros(3), np.ones(3)
     xyz = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.5, 0.5, 0.5]])
     np.testing.assert_allclose(nocs_colours(xyz, lo, hi), xyz)
-    # the same canonical point gets the same edit colour in every photo; neighbouring cells differ
-    a = edit_pattern(np.array([[0.1, 0.1, 0.1], [0.3, 0.1, 0.1], [0.1, 0.1, 0.1]]), lo, hi)
-    assert not np.allclose(a[0], a[1]) and np.allclose(a[0], a[2])

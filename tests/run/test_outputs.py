@@ -5,10 +5,9 @@ import math
 import pytest
 import torch
 
-from congeal.geometry.cameras import c2w_from_spherical, project
+from congeal.geometry.cameras import Cameras, c2w_from_spherical, get_rays, project
 from congeal.io.crop import Crop
 from congeal.common.errors import InputError
-from congeal.registration.framing import frame_rays
 from congeal.run.outputs import (camera_record, read_poses, read_transforms, working_camera, write_poses,
                              write_transforms)
 
@@ -29,7 +28,7 @@ def test_record_is_the_original_grid_camera():
     assert record["elevation_deg"] == pytest.approx(20.0, abs=1e-4)
     assert record["distance"] == pytest.approx(3.0, abs=1e-5)
     # a world point seen through working pixel p is seen through original pixel crop.to_original(p)
-    origins, dirs = frame_rays(c2w[None], torch.tensor([fovy_w]), principal[None], 64)
+    origins, dirs = get_rays(Cameras(c2w[None], torch.tensor([fovy_w]), principal[None], 64, 64))
     point = origins[0, 10, 50] + 2.5 * dirs[0, 10, 50]
     local = c2w[:3, :3].T @ (point - c2w[:3, 3])
     x = record["cx"] + record["fl_x"] * local[0] / -local[2]

@@ -6,7 +6,7 @@ from congeal.run.overlays import rerender_overlays, working_cameras
 
 
 def test_working_cameras_round_trip_the_selected_poses(synthetic_run):
-    from congeal.registration.mapping import load_image_state
+    from congeal.registration.state import load_image_state
 
     _collection, run = synthetic_run("same")
     names, c2w, fovy, principal, _entries = working_cameras(run)
@@ -14,12 +14,16 @@ def test_working_cameras_round_trip_the_selected_poses(synthetic_run):
     # rendering the canonical at the stored working camera reproduces the render the mapping was fitted to
     from congeal.canonical.grid import load_canonical
     from congeal.registration.framing import render_in_frame
-    from congeal.run.pipeline import config_from_dict, read_run
+    from congeal.registration.config import config_from_dict
+    from congeal.run.folder import RunFolder
     from congeal.canonical.render import GridRenderer
 
-    cfg = config_from_dict(read_run(run)["config"])
+    cfg = config_from_dict(RunFolder(run).read_register()["config"])
     renderer = GridRenderer(load_canonical(run / "canonical.safetensors"), num_samples=cfg.final_samples)
-    out = render_in_frame(renderer, c2w[:1], fovy[:1], principal[:1], cfg.working_size)
+    from congeal.geometry.cameras import Cameras
+
+    size = cfg.working_size
+    out = render_in_frame(renderer, Cameras(c2w, fovy, principal, size, size)[:1], size)
     stored = state.render_opacity.reshape(out["opacity"].shape).float()
     assert (out["opacity"] - stored).abs().mean() < 0.01
 

@@ -14,8 +14,8 @@ import torch
 from congeal.geometry.cameras import rotation_angle_deg
 from congeal.common.errors import InputError
 from congeal.run.outputs import read_poses, read_transforms
-from congeal.run.pipeline import PRESETS, add_images, config_from_dict, config_to_dict, make_config, \
-    register_collection
+from congeal.registration.config import PRESETS, config_from_dict, config_to_dict, make_config
+from congeal.run.pipeline import add_images, register_collection
 
 
 def rotation_errors(collection: Path, run: Path) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from congeal.geometry.cameras import CONVENTION, c2w_from_spherical, project
+from congeal.geometry.cameras import CONVENTION, Cameras, c2w_from_spherical, project
 from congeal.canonical.grid import load_canonical
 from congeal.common.errors import InputError
 from congeal.canonical.render import GridRenderer
@@ -31,7 +31,8 @@ def _render_at_truth(folder, images, canonical=None):
     c2w = torch.tensor([image["c2w"] for image in images])
     fovy = torch.tensor([math.radians(image["fovy_deg"]) for image in images])
     with torch.no_grad():
-        out = GridRenderer(canonical).render(c2w, fovy, images[0]["height"], images[0]["width"])
+        height, width = images[0]["height"], images[0]["width"]
+        out = GridRenderer(canonical).render(Cameras.centred(c2w, fovy, height, width), height, width)
     return out["opacity"][..., 0].numpy()
 
 
@@ -88,8 +89,8 @@ def test_keypoints_project_and_visibility(synthetic_collection):
         xyz = torch.tensor([image["keypoints"][n]["xyz"] for n in names])
         xy = torch.tensor([image["keypoints"][n]["xy"] for n in names])
         assert np.allclose(xyz.numpy(), np.stack([mean[n] for n in names]), atol=1e-6)  # same instance
-        projected, _ = project(xyz[None], torch.tensor(image["c2w"])[None],
-                               torch.tensor([math.radians(image["fovy_deg"])]), 192, 192)
+        camera = Cameras.centred(torch.tensor(image["c2w"])[None], torch.tensor([math.radians(image["fovy_deg"])]), 192, 192)
+        projected, _ = project(xyz[None], camera)
         assert torch.allclose(projected[0], xy, atol=1e-3)
         alpha = _alpha(folder, image)
         normals = _normals(creature_sdf(creature_parts()), xyz)
@@ -114,9 +115,9 @@ def test_a_visible_keypoint_is_what_its_pixel_shows(synthetic_collection):
     truth, canonical = _truth(folder), load_canonical(folder / "canonical.safetensors")
     images = truth["images"]
     with torch.no_grad():
-        xyz = GridRenderer(canonical).render(torch.tensor([image["c2w"] for image in images]),
-                                             torch.tensor([math.radians(image["fovy_deg"]) for image in images]),
-                                             192, 192)["xyz"]
+        cameras = Cameras.centred(torch.tensor([image["c2w"] for image in images]),
+                                  torch.tensor([math.radians(image["fovy_deg"]) for image in images]), 192, 192)
+        xyz = GridRenderer(canonical).render(cameras, 192, 192)["xyz"]
     gaps = [float((xyz[i, int(kp["xy"][1]), int(kp["xy"][0])] - torch.tensor(kp["xyz"])).norm())
             for i, image in enumerate(images) for kp in image["keypoints"].values() if kp["visible"]]
     assert len(gaps) >= 20 and max(gaps) < 2 * canonical.cell_size
@@ -174,7 +175,7 @@ def test_creature_is_not_mirror_symmetric(synthetic_collection):
     azimuth = torch.tensor([40.0, -40.0, 110.0, -110.0])
     c2w = c2w_from_spherical(azimuth, torch.full((4,), 20.0), torch.full((4,), 3.0))
     with torch.no_grad():
-        rgb = renderer.render(c2w, torch.full((4,), 0.7), 48, 48)["rgb"]
+        rgb = renderer.render(Cameras.centred(c2w, torch.full((4,), 0.7), 48, 48), 48, 48)["rgb"]
     for i in (0, 2):
         difference = (rgb[i] - rgb[i + 1].flip(1)).abs().sum(-1)
         assert (difference > 0.3).float().mean() > 0.03, i

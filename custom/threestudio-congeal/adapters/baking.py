@@ -5,7 +5,8 @@
 
 The grid is the one of the `canonical.safetensors` format: cell centres at `-radius + (i + 0.5)·2·radius/R`,
 indexed `[ix, iy, iz]` along world x, y, z, radius = the geometry's bounding radius. SDF geometries (implicit-sdf,
-NeuS) are turned into a density with a Laplace CDF of the SDF (as VolSDF does), the same function the core uses.
+NeuS) are turned into a density with a Laplace CDF of the SDF (as VolSDF does), the same function the core uses
+(`congeal.canonical.bake.density_from_sdf`).
 """
 from typing import Any
 
@@ -28,7 +29,8 @@ def bake_canonical(geometry: Any, material: Any, resolution: int = 128, chunk: i
     Returns:
         `Canonical(density [R,R,R] ≥ 0, rgb [R,R,R,3] in [0,1], radius)` on the geometry's device.
     """
-    from congeal.canonical.grid import Canonical, density_from_sdf, grid_points
+    from congeal.canonical.bake import density_from_sdf
+    from congeal.canonical.grid import Canonical, grid_points
 
     radius = float(geometry.cfg.radius)
     device = next(iter(geometry.parameters()), torch.zeros(())).device

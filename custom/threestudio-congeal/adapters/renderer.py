@@ -1,10 +1,10 @@
-"""A threestudio renderer seen through congeal's renderer protocol (`render(c2w, fovy, H, W)`).
+"""A threestudio renderer seen through congeal's renderer protocol (`render(cameras, H, W)`).
 
     renderer = ThreestudioRenderer(run.renderer)
-    out = renderer.render(c2w, fovy, 64, 64)   # {"rgb", "opacity", "xyz", "depth"}, differentiable w.r.t. c2w
+    out = renderer.render(cameras, 64, 64)   # {"rgb", "opacity", "xyz", "depth"}, differentiable w.r.t. the cameras
 
-Rays come from `congeal.geometry.cameras.get_rays` (threestudio's convention) or, through `render_rays`, from the engine's
-working-frame cameras (explicit principal point); the threestudio renderer marches them with a black background (so
+Rays come from `congeal.geometry.cameras.get_rays` (threestudio's convention; `Cameras` carry their principal
+point, so working-frame cameras render directly) or arrive through `render_rays`; the threestudio renderer marches them with a black background (so
 `rgb` is premultiplied, like the baked grid renderer's), and `xyz` is the expected termination point
 `rays_o + (depth / opacity) · rays_d` (threestudio's `depth` is the weight-sum of distances, not normalised by
 opacity). Rays are rendered in chunks so memory stays bounded at any batch size.
@@ -12,6 +12,7 @@ opacity). Rays are rendered in chunks so memory stays bounded at any batch size.
 from typing import Any, Dict
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 
@@ -33,8 +34,8 @@ class ThreestudioRenderer:
         cfg = getattr(self.renderer, "cfg", None)
         return f"threestudio:{type(self.renderer).__name__}:{cfg}"
 
-    def render_rays(self, origins: Tensor, directions: Tensor) -> Dict[str, Tensor]:
-        """Render arbitrary rays: origins [N,3], unit directions [N,3] -> rgb [N,3] (premultiplied), opacity [N,1],
+    def render_rays(self, origins: Float[Tensor, "N 3"], directions: Float[Tensor, "N 3"]) -> Dict[str, Tensor]:
+        """Render arbitrary rays (unit directions) -> rgb [N,3] (premultiplied), opacity [N,1],
         t [N,1] (expected distance, 0 where empty), xyz [N,3] (0 where empty). Each ray is its own batch item of
         threestudio's [B,H,W,3] layout (B = rays, H = W = 1), so the point light can sit at each ray's camera."""
         rgb, opacity, depth = [], [], []
@@ -51,20 +52,17 @@ class ThreestudioRenderer:
         t = torch.where(hit, depth / opacity.clamp_min(1e-6), torch.zeros_like(depth))
         return {"rgb": rgb, "opacity": opacity, "t": t, "xyz": (origins + directions * t) * hit}
 
-    def render(self, c2w: Tensor, fovy: Tensor, height: int, width: int) -> Dict[str, Tensor]:
-        """Render B cameras (renderer protocol).
+    def render(self, cameras: Any, height: int, width: int) -> Dict[str, Tensor]:
+        """Render B `congeal.geometry.cameras.Cameras` at height×width (renderer protocol).
 
-        Args:
-            c2w: [B,4,4] camera-to-world (threestudio convention).
-            fovy: [B] vertical FoV in radians.
-            height, width: output size.
         Returns:
             {"rgb" [B,H,W,3] premultiplied, "opacity" [B,H,W,1], "depth" [B,H,W,1], "xyz" [B,H,W,3]}.
         """
         from congeal.geometry.cameras import get_rays
 
-        origins, directions = get_rays(c2w, fovy, height, width)
+        cameras = cameras.rescaled(height, width)
+        origins, directions = get_rays(cameras)
         out = self.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
-        shape = (c2w.shape[0], height, width)
+        shape = (len(cameras), height, width)
         return {"rgb": out["rgb"].reshape(*shape, 3), "opacity": out["opacity"].reshape(*shape, 1),
                 "depth": out["t"].reshape(*shape, 1), "xyz": out["xyz"].reshape(*shape, 3)}

@@ -3,8 +3,9 @@
     congeal --help
     congeal check photos/ --preview sheet.png
 
-Each command module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`. Modules are imported
-lazily only for the command that runs, so `congeal --help` stays fast.
+`COMMANDS` below is the one registry: subcommand name -> (module in congeal.commands, one-line help). Each command
+module defines `add_arguments(parser)` and `run(args) -> int`; it is imported only when its command runs, so
+`congeal --help` stays fast.
 """
 import argparse
 import importlib
@@ -25,6 +26,11 @@ COMMANDS = {
     "eval-navi": ("eval_navi", "NAVI in-the-wild pose error"),
     "doctor": ("doctor", "check this machine's set-up for a congealing run and say how to fix what is missing"),
     "bench": ("bench", "time and measure registration at real model sizes (random weights)"),
+    "propagate": ("propagate", "carry labels (points, polygons, masks) of some photos to every registered photo"),
+    "edit": ("edit", "pose-aware edits: a decal placed on one photo, or a canonical-space texture, on every photo"),
+    "view": ("view", "3D viewer of a run (viser): shape, cameras with photos, click-to-correspond; --export HTML"),
+    "bench-sets": ("bench_sets", "write registration benchmark sets (families × framings × deformation) and score "
+                                 "registration on them"),
     "demo": ("demo", "run the main job on a bundled example (what `make demo` runs)"),
 }
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Optional
 
 import torch
+from jaxtyping import Int
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 import pytorch_lightning as pl
@@ -28,14 +30,22 @@ from ..registry import register
 
 @dataclass
 class ImageCollectionDataModuleConfig:
-    image_dir: str = ""  # folder of photos (required); masks from alpha, masks/<stem>.png, <stem>_mask.png or auto
-    mask: str = "auto"  # load_collection's mask source: "auto", "alpha", "file", "white-background", "sam"
-    image_size: int = 256  # working size S: each photo is cropped square around its mask and resized to S x S
-    batch_size: int = 4  # photos per train batch (sampled with replacement, so it may exceed the photo count)
-    seed: int = 0  # seed of the photo sampler
-    loader: dict = field(default_factory=dict)  # extra keyword arguments for load_collection
-    camera_data_type: Optional[str] = None  # registered camera data module whose batches ride along (SDS stage)
-    camera: dict = field(default_factory=dict)  # that data module's config
+    image_dir: str = ""
+    """Folder of photos (required); masks from alpha, masks/<stem>.png, <stem>_mask.png or auto."""
+    mask: str = "auto"
+    """`load_collection`'s mask source: "auto", "alpha", "file", "white-background", "sam"."""
+    image_size: int = 256
+    """Working size S: each photo is cropped square around its mask and resized to S x S."""
+    batch_size: int = 4
+    """Photos per train batch (sampled with replacement, so it may exceed the photo count)."""
+    seed: int = 0
+    """Seed of the photo sampler."""
+    loader: dict = field(default_factory=dict)
+    """Extra keyword arguments for `load_collection`."""
+    camera_data_type: Optional[str] = None
+    """Registered camera data module whose batches ride along (SDS stage)."""
+    camera: dict = field(default_factory=dict)
+    """That data module's config."""
 
 
 class ImageBatchSampler:
@@ -58,8 +68,8 @@ class ImageBatchSampler:
         index = torch.randint(0, n, (self.batch_size,), generator=self.generator)
         return self.take(index)
 
-    def take(self, index: torch.Tensor) -> Dict[str, Any]:
-        """The batch of photos `index` [B] (long)."""
+    def take(self, index: Int[Tensor, " B"]) -> Dict[str, Any]:
+        """The batch of photos `index`."""
         return {
             "images": self.collection.images[index].float(),
             "masks": self.collection.masks[index].float(),

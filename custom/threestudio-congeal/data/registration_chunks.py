@@ -28,7 +28,7 @@ class RegistrationDataModuleConfig:
 
 def _count_photos(image_dir: str) -> int:
     from congeal.common.errors import InputError
-    from congeal.io.collection import list_images
+    from congeal.io.listing import list_images
 
     if not image_dir:
         raise InputError(None, "data.image_dir is not set", "add data.image_dir=<folder of photos> to the command")

@@ -46,9 +46,12 @@ def _make_class(parent: type) -> type:
         @dataclass
         class Config(parent.Config):
             # model_name (MVDream model) and ckpt_path (local .pt/.safetensors, null = HF cache) are the parent's
-            repo_id: str = "MVDream/MVDream"  # where a null ckpt_path is looked up / downloaded from
-            allow_download: bool = True  # False: fail with a fix instead of downloading on a cache miss
-            model_overrides: Optional[Any] = None  # nested dict merged into MVDream's packaged config (tests)
+            repo_id: str = "MVDream/MVDream"
+            """Where a null ckpt_path is looked up / downloaded from."""
+            allow_download: bool = True
+            """False: fail with a fix instead of downloading on a cache miss."""
+            model_overrides: Optional[Any] = None
+            """Nested dict merged into MVDream's packaged config (tests)."""
 
         cfg: Config
 

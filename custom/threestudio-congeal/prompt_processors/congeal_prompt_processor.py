@@ -17,6 +17,7 @@ from typing import Dict, Optional
 
 import torch
 import torch.multiprocessing as mp
+from pytorch_lightning.utilities.rank_zero import rank_zero_only  # threestudio's prompt processors import it too
 
 from congeal.inversion.prompt_encoding import cache_key, encode_prompts
 
@@ -26,12 +27,6 @@ from threestudio.utils.misc import barrier
 
 from ..registry import register  # idempotent: safe when the extension is loaded twice
 
-try:
-    from pytorch_lightning.utilities.rank_zero import rank_zero_only
-except ImportError:  # pragma: no cover - threestudio imports pytorch_lightning itself
-    def rank_zero_only(fn):
-        return fn
-
 
 @register("congeal-prompt-processor")
 class CongealPromptProcessor(StableDiffusionPromptProcessor):
@@ -39,8 +34,10 @@ class CongealPromptProcessor(StableDiffusionPromptProcessor):
 
     @dataclass
     class Config(StableDiffusionPromptProcessor.Config):
-        learned_embeds_path: Optional[str] = None  # learned_embeds.safetensors; or call set_learned_embeds()
-        token: str = "<congeal>"  # the prompt must contain it once y* is known
+        learned_embeds_path: Optional[str] = None
+        """Path of a learned_embeds.safetensors; or call set_learned_embeds()."""
+        token: str = "<congeal>"
+        """The placeholder token; the prompt must contain it once y* is known."""
 
     cfg: Config
 

@@ -88,7 +88,9 @@ class CongealRegistrationSystem(BaseSystem):
             self._canonical = load_canonical(self.cfg.canonical_file)
             return
         if not self.cfg.canonical_run and self.cfg.previous_run:
-            self._canonical = load_canonical(os.path.join(self.cfg.previous_run, "canonical.safetensors"))
+            from congeal.run.folder import RunFolder
+
+            self._canonical = load_canonical(RunFolder(self.cfg.previous_run).canonical)
             return
         from ..adapters.baking import bake_canonical
         from ..adapters.congealing_run import load_congealing_run
@@ -133,8 +135,9 @@ class CongealRegistrationSystem(BaseSystem):
 
     def _adopt_previous_run(self, save: str) -> None:
         """Copy an earlier registration's outputs into this run once (its files stay untouched)."""
-        marker = os.path.join(save, "register.json")
-        if self.global_rank == 0 and not os.path.isfile(marker):
+        from congeal.run.folder import RunFolder
+
+        if self.global_rank == 0 and not RunFolder(save).is_run():
             for entry in os.listdir(self.cfg.previous_run):
                 src, dst = os.path.join(self.cfg.previous_run, entry), os.path.join(save, entry)
                 if entry == "chunks" or os.path.exists(dst):
@@ -158,12 +161,14 @@ class CongealRegistrationSystem(BaseSystem):
 
     def _add_new_photos(self) -> None:
         from congeal.io.collection import load_collection
-        from congeal.run.outputs import read_poses
-        from congeal.run.pipeline import add_images, config_from_dict, read_run
+        from congeal.registration.config import config_from_dict
+        from congeal.run.folder import RunFolder
+        from congeal.run.pipeline import add_images
 
         save = self._save_root()
-        cfg = config_from_dict(read_run(save)["config"])
-        known = set(read_poses(os.path.join(save, "poses.json")))
+        run = RunFolder(save)
+        cfg = config_from_dict(run.read_register()["config"])
+        known = set(run.read_poses())
         collection = load_collection(self._data_cfg().image_dir, size=cfg.working_size, mask=cfg.mask,
                                      margin=cfg.margin)
         new = [n for n in collection.names if n not in known]
@@ -173,9 +178,9 @@ class CongealRegistrationSystem(BaseSystem):
         self.log("register/new_photos", float(len(new)), rank_zero_only=True)
 
     def _log_chunk(self, index: int, folder: str) -> None:
-        from congeal.run.outputs import read_poses
+        from congeal.run.folder import RunFolder
 
-        poses = read_poses(os.path.join(folder, "poses.json"))
+        poses = RunFolder(folder).read_poses()
         ious = [float(p["iou"]) for p in poses.values()]
         for name, pose in poses.items():
             self.log(f"iou/{name}", float(pose["iou"]), on_step=True, sync_dist=False)
@@ -204,7 +209,9 @@ class CongealRegistrationSystem(BaseSystem):
         import numpy as np
         from PIL import Image
 
-        pictures = os.path.join(self._save_root(), "pictures")
+        from congeal.run.folder import RunFolder
+
+        pictures = str(RunFolder(self._save_root()).pictures_dir)
         if not os.path.isdir(pictures):
             return
         for logger in self.loggers or []:

@@ -1,25 +1,29 @@
 """The renderer protocol and the baked-grid ray marcher.
 
     renderer = GridRenderer(load_canonical("canonical.safetensors"), num_samples=64)
-    out = renderer.render(c2w, fovy, 64, 64)       # c2w [B,4,4], fovy [B] radians
+    cameras = Cameras.from_spherical(torch.tensor([30.0]), torch.tensor([15.0]), torch.tensor([3.0]),
+                                     fovy=0.7, height=64, width=64)
+    out = renderer.render(cameras, 64, 64)
     out["rgb"], out["opacity"], out["xyz"], out["depth"]   # [B,H,W,3], [B,H,W,1], [B,H,W,3], [B,H,W,1]
 
-Registration never calls a NeRF directly: it calls anything with `render(c2w, fovy, height, width)`. The grid
+Registration never calls a NeRF directly: it calls anything with `render(cameras, height, width)`. The grid
 renderer marches every ray through the occupied part of the canonical's box with `num_samples` evenly spaced
 midpoint samples (deterministic, so renders are reproducible and finite differences are meaningful), reads density
 by trilinear interpolation, alpha-composites, and reads colour only at the samples that contribute. Trilinear reads
 are two bilinear `grid_sample`s on a 2D atlas of the grid's z-slices blended along z: exactly trilinear, and several
-times faster on CPU than 3D `grid_sample` (whose CPU kernel is not vectorised). It is differentiable w.r.t. `c2w`
-and `fovy` (sample positions move with the rays), batched over all rays, and chunked over the rays that hit the box
-so memory is bounded at any batch size. The dtype follows `c2w` (fp32 by default; fp64 for gradient checks).
+times faster on CPU than 3D `grid_sample` (whose CPU kernel is not vectorised). It is differentiable w.r.t. the
+cameras (sample positions move with the rays), batched over all rays, and chunked over the rays that hit the box
+so memory is bounded at any batch size. The dtype follows `cameras.c2w` (fp32 by default; fp64 for gradient
+checks).
 """
-from typing import Dict, Optional, Protocol, Tuple, runtime_checkable
+from typing import Dict, Protocol, Tuple, runtime_checkable
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from torch import Tensor
 
-from congeal.geometry.cameras import get_rays
+from congeal.geometry.cameras import Cameras, get_rays
 from congeal.canonical.grid import Canonical, validate_canonical
 
 __all__ = ["Renderer", "GridRenderer", "ray_box_intersection"]
@@ -33,20 +37,20 @@ CPU_CHUNK_SAMPLES = 2**18
 class Renderer(Protocol):
     """Anything registration can render candidates and hypotheses with."""
 
-    def render(self, c2w: Tensor, fovy: Tensor, height: int, width: int) -> Dict[str, Tensor]:
-        """c2w [B,4,4], fovy [B] radians -> {"rgb" [B,H,W,3] premultiplied (black background),
-        "opacity" [B,H,W,1], "xyz" [B,H,W,3] expected termination point / opacity (0 where empty),
-        optionally "depth" [B,H,W,1]}; differentiable w.r.t. c2w and fovy."""
+    def render(self, cameras: Cameras, height: int, width: int) -> Dict[str, Tensor]:
+        """B cameras seen at height×width (`cameras.rescaled(height, width)`, principal point honoured) ->
+        {"rgb" [B,H,W,3] premultiplied (black background), "opacity" [B,H,W,1], "xyz" [B,H,W,3] expected
+        termination point / opacity (0 where empty), optionally "depth" [B,H,W,1]}; differentiable w.r.t. the
+        cameras' tensors."""
         ...
 
 
-def ray_box_intersection(origins: Tensor, directions: Tensor, lo: Tensor, hi: Tensor) -> Tuple[Tensor, Tensor]:
-    """Slab test of rays against an axis-aligned box.
+def ray_box_intersection(origins: Float[Tensor, "N 3"], directions: Float[Tensor, "N 3"], lo: Float[Tensor, "3"],
+                         hi: Float[Tensor, "3"]) -> Tuple[Float[Tensor, "N"], Float[Tensor, "N"]]:
+    """Slab test of rays against an axis-aligned box [lo, hi].
 
-    Args:
-        origins, directions: [N,3]; lo, hi: [3] box corners.
     Returns:
-        near [N], far [N] ray parameters (near clamped at 0); the ray hits where far > near.
+        near, far ray parameters (near clamped at 0); the ray hits where far > near.
     """
     # Axis-parallel rays: a tiny direction component gives ±huge slab distances, which min/max handle.
     safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
@@ -221,9 +225,9 @@ class GridRenderer(torch.nn.Module):
         rgb = origins.new_zeros(t.shape[0], 3).index_add(0, ray, flat_w[keep, None] * colour.t())
         return torch.cat([rgb, opacity[:, None], t_sum[:, None]], dim=-1)
 
-    def render_rays(self, origins: Tensor, directions: Tensor) -> Dict[str, Tensor]:
-        """Render arbitrary rays: origins [N,3], unit directions [N,3] -> rgb [N,3], opacity [N,1],
-        xyz [N,3] (0 where empty), t [N,1] expected ray distance (0 where empty)."""
+    def render_rays(self, origins: Float[Tensor, "N 3"], directions: Float[Tensor, "N 3"]) -> Dict[str, Tensor]:
+        """Render arbitrary rays (unit directions) -> rgb [N,3], opacity [N,1], xyz [N,3] (0 where empty),
+        t [N,1] expected ray distance (0 where empty)."""
         n = origins.shape[0]
         lo = self.box_lo.to(origins)
         hi = self.box_hi.to(origins)
@@ -266,8 +270,8 @@ class GridRenderer(torch.nn.Module):
         uz = torch.addcmul(a[:, 2:3], t, b[:, 2:3])
         return t, span, _atlas_grid(gx, gy, uz, r, rows)
 
-    def render_opacity_rays(self, origins: Tensor, directions: Tensor) -> Dict[str, Tensor]:
-        """Opacity only, for silhouette losses: origins, unit directions [N,3] -> {"opacity": [N,1]}.
+    def render_opacity_rays(self, origins: Float[Tensor, "N 3"], directions: Float[Tensor, "N 3"]) -> Dict[str, Tensor]:
+        """Opacity only, for silhouette losses: unit-direction rays -> {"opacity": [N,1]}.
 
         Same samples as `render_rays`, so the opacity is the same, but in closed form 1 − exp(−δ·Σσ): no colour,
         no transmittance, about half the work of a full render. Differentiable w.r.t. the rays.
@@ -287,25 +291,22 @@ class GridRenderer(torch.nn.Module):
             parts.append(1.0 - torch.exp(sigma.sum(-1, keepdim=True) * (-span / self.num_samples)))
         return {"opacity": opacity.index_copy(0, index, torch.cat(parts, dim=0))}
 
-    def render(self, c2w: Tensor, fovy: Tensor, height: int, width: int) -> Dict[str, Tensor]:
-        """Render B cameras.
+    def render(self, cameras: Cameras, height: int, width: int) -> Dict[str, Tensor]:
+        """Render B cameras at height×width (`Renderer` protocol).
 
         Args:
-            c2w: [B,4,4] camera-to-world (threestudio convention); its dtype sets the computation's dtype.
-            fovy: [B] (or scalar) vertical FoV in radians.
+            cameras: threestudio-convention cameras (`cameras.c2w`'s dtype sets the computation's dtype); they are
+                seen at height×width through `cameras.rescaled`.
             height, width: image size.
         Returns:
             rgb [B,H,W,3] premultiplied (black background); opacity [B,H,W,1]; xyz [B,H,W,3] expected termination
             point (canonical coordinates) normalised by opacity, 0 where empty; depth [B,H,W,1] that point's depth
-            along the camera's viewing axis (same as `cameras.project`'s depth), 0 where empty.
+            along the camera's viewing axis (same as `congeal.geometry.cameras.project`'s depth), 0 where empty.
         """
-        if c2w.ndim == 2:
-            c2w = c2w[None]
-        fovy = torch.as_tensor(fovy, device=c2w.device).to(c2w.dtype)
-        if fovy.ndim == 0:
-            fovy = fovy.expand(c2w.shape[0])
+        cameras = cameras.rescaled(height, width)
+        c2w = cameras.c2w
         b = c2w.shape[0]
-        origins, directions = get_rays(c2w, fovy, height, width)
+        origins, directions = get_rays(cameras)
         out = self.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
         forward = -c2w[:, :3, 2]  # [B,3] viewing direction
         cos = (directions * forward[:, None, None, :]).sum(-1, keepdim=True)  # [B,H,W,1]

@@ -2,7 +2,7 @@
 
     silhouette = SilhouetteRenderer(load_canonical("canonical.safetensors"), num_samples=24)
     opacity = silhouette.render_rays(origins, directions)["opacity"]      # [N,3],[N,3] -> [N,1]
-    out = framing.render_in_frame(silhouette, c2w, fovy_w, principal, 32)  # {"opacity": [B,32,32,1]}
+    out = framing.render_in_frame(silhouette, cameras, 32)                # {"opacity": [B,32,32,1]}
 
 A ray's opacity is 1 − exp(−∫σ dt); with evenly spaced samples that is 1 − exp(−δ·Σσ), so no colour, no
 transmittance cumsum and no compositing are needed: one 1-channel trilinear `grid_sample` per sample and a sum.
@@ -13,6 +13,7 @@ from typing import Dict
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from torch import Tensor
 
 from congeal.canonical.grid import Canonical, validate_canonical
@@ -40,8 +41,8 @@ class SilhouetteRenderer(torch.nn.Module):
         self.register_buffer("box_lo", lo.to(volume.device), persistent=False)
         self.register_buffer("box_hi", hi.to(volume.device), persistent=False)
 
-    def render_rays(self, origins: Tensor, directions: Tensor) -> Dict[str, Tensor]:
-        """origins, directions [N,3] (unit directions) -> {"opacity": [N,1]}."""
+    def render_rays(self, origins: Float[Tensor, "N 3"], directions: Float[Tensor, "N 3"]) -> Dict[str, Tensor]:
+        """Rays (unit directions) -> {"opacity": [N,1]}."""
         near, far = ray_box_intersection(origins, directions, self.box_lo.to(origins), self.box_hi.to(origins))
         span = (far - near).clamp_min(0.0)[:, None]  # rays that miss the box march zero length -> opacity 0
         steps = (torch.arange(self.num_samples, device=origins.device, dtype=origins.dtype) + 0.5) / self.num_samples

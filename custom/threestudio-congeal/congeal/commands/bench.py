@@ -54,12 +54,12 @@ def build_dinov2(tiny: bool, device="cpu"):
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from congeal.common.device import resolve_device
     from congeal.features.extractors import DINOv2Features
-    from congeal.run.pipeline import register_collection, resolve_device
+    from congeal.run.pipeline import register_collection
     from congeal.synthetic.generator import make_synthetic_collection
 
-    device = resolve_device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                            ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
 
     def emit(record):
         print(json.dumps(record), flush=True)

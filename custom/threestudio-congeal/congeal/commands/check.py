@@ -18,13 +18,11 @@ from typing import List, Optional, TextIO
 
 import torch
 
-from congeal.io.decode import DEFAULT_MAX_PIXELS
 from congeal.common.errors import InputError
-from congeal.io.collection import (MASK_MODES, LoadedImage, build_masker, list_images, load_image, require_two,
-                      validate_options)
+from congeal.io.collection import MASK_MODES, LoadedImage, build_masker, load_image, validate_options
+from congeal.io.decode import DEFAULT_MAX_PIXELS
+from congeal.io.listing import list_images, require_photos
 
-NAME = "check"
-HELP = "check an image collection (sizes, masks) and optionally write a contact sheet"
 STATUS_COLOURS = {"OK": (120, 230, 120), "WARN": (255, 210, 80), "ERROR": (255, 90, 90)}
 
 
@@ -83,7 +81,7 @@ def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
 
     problems = []
     try:
-        require_two(listing)
+        require_photos(listing)
     except InputError as error:
         problems.append(str(error))
     errors = statuses.count("ERROR")

@@ -18,8 +18,6 @@ import numpy as np
 
 from congeal.common.errors import InputError
 
-NAME = "correspond"
-HELP = "transfer points between two registered photos through the canonical space"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

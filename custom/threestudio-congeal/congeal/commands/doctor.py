@@ -9,9 +9,6 @@ import argparse
 import json
 import sys
 
-NAME = "doctor"
-HELP = "check this machine's set-up for a congealing run and say how to fix what is missing"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Args: --threestudio PATH, --config PATH, --json."""

@@ -10,8 +10,9 @@ evaluated). The report goes to OUT/eval_navi.json; docs/evaluation.md explains e
 import argparse
 import json
 
-NAME = "eval-navi"
-HELP = "NAVI in-the-wild pose error"
+from congeal.common.json_files import json_ready
+from congeal.evaluation.runs import add_register_arguments
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,22 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "scene); the report is written here")
     parser.add_argument("--object", action="append", default=None, help="object id (repeatable; default: all)")
     parser.add_argument("--scene", default="wild_set", help="scene folder per object (default: wild_set)")
-    parser.add_argument("--canonical", default=None,
-                        help="canonical .safetensors (one object) or folder with <object>.safetensors or "
-                             "<object>/canonical.safetensors: register objects that have no run yet")
-    parser.add_argument("--preset", default="fast", help="registration preset used with --canonical (default: fast)")
-    parser.add_argument("--features", default="dinov2", choices=["dinov2", "rgb"],
-                        help="registration features used with --canonical (default: dinov2)")
     parser.add_argument("--inlier-deg", type=float, default=30.0,
                         help="inlier threshold of the robust frame alignment (default: 30)")
-    parser.add_argument("--override", action="append", default=None, metavar="KEY=VALUE",
-                        help="registration config override used with --canonical (repeatable), e.g. refine.steps=300")
     parser.add_argument("--dinov2", default=None,
                         help="DINOv2 model id or local folder for registration with --canonical --features dinov2")
     parser.add_argument("--output", default=None, help="report path (default: RUN_DIR/eval_navi.json)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_register_arguments(parser, "object", "objects")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +44,5 @@ def run(args: argparse.Namespace) -> int:
               f"{100 * rel['rotation_acc_30']:7.1f} "
               f"{100 * rel['translation_acc_30']:7.1f} {100 * rel['auc_30']:7.1f}  {100 * ab['acc_15']:7.1f} "
               f"{100 * ab['acc_30']:7.1f}  {ab['error_deg']['median']:8.1f}")
-    from congeal.evaluation.runs import json_ready
-
     print(json.dumps(json_ready({"report": report["output"], "mean": report["mean"]})))
     return 0

@@ -11,8 +11,9 @@ The report goes to OUT/eval_spair.json (per-pair details beside it); docs/evalua
 import argparse
 import json
 
-NAME = "eval-spair"
-HELP = "SPair-71k keypoint transfer (PCK@0.1)"
+from congeal.common.json_files import json_ready
+from congeal.evaluation.runs import add_register_arguments
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,12 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="congeal", choices=["congeal", "dinov2-nn"],
                         help="congeal: transfer through each category's canonical space; dinov2-nn: pairwise "
                              "DINOv2 nearest neighbour baseline")
-    parser.add_argument("--canonical", default=None,
-                        help="canonical .safetensors (one category) or folder with <category>.safetensors or "
-                             "<category>/canonical.safetensors: register categories that have no run yet")
-    parser.add_argument("--preset", default="fast", help="registration preset used with --canonical (default: fast)")
-    parser.add_argument("--features", default="dinov2", choices=["dinov2", "rgb"],
-                        help="registration features used with --canonical (default: dinov2)")
     parser.add_argument("--identity-warp", action="store_true",
                         help="ablation: transfer with the poses alone (coordinate maps switched off)")
     parser.add_argument("--dinov2", default=None,
@@ -42,12 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=0.1, help="PCK factor of the target bbox's longer side")
     parser.add_argument("--max-pairs", type=int, default=None,
                         help="only the first N pairs per category (smoke test; the report marks it incomplete)")
-    parser.add_argument("--override", action="append", default=None, metavar="KEY=VALUE",
-                        help="registration config override used with --canonical (repeatable), e.g. refine.steps=300")
     parser.add_argument("--output", default=None, help="report path (default: RUN_DIR/eval_spair.json)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_register_arguments(parser, "category", "categories")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +58,5 @@ def run(args: argparse.Namespace) -> int:
     mean = report["mean"]
     print(f"{'mean':<{width}}  {'':5}  {'':6}  {100 * mean['pck_per_point']:12.1f}  "
           f"{100 * mean['pck_per_image']:12.1f}")
-    from congeal.evaluation.runs import json_ready
-
     print(json.dumps(json_ready({"report": report["output"], "method": report["method"], "mean": mean})))
     return 0

@@ -10,8 +10,6 @@ writes the full report with per-image rows.
 import argparse
 import json
 
-NAME = "eval-synthetic"
-HELP = "score a registration run against a synthetic ground truth"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,22 +7,24 @@
 Writes OUT/learned_embeds.safetensors (diffusers format), OUT/checkpoint.pt (resumable: --resume),
 OUT/losses.json, OUT/loss_curve.png and OUT/invert.json; prints the loss every --log-every steps and a final
 JSON line {"steps", "first_loss", "last_loss", "seconds", ...}.
+
+Photos are loaded by `congeal.io.collection.load_collection`, the loader of registration and the threestudio data
+module, so all three see the same crops: a square around the object's mask (alpha or masks/<stem>.png, thresholded
+at 0.5); a photo without any mask is centre-cropped square.
 """
 import argparse
 import json
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
 
-import numpy as np
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
+from congeal.common.device import resolve_device
 from congeal.common.errors import InputError
 
-NAME = "invert"
-HELP = "textual inversion: learn a token embedding describing the photos"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,68 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model size for --bench (default sd21-base)")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise InputError(None, f"--device {name!r} is not a device", "use auto, cpu or cuda") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "--device cuda but no CUDA GPU is visible", "use --device cpu")
-    return device
-
-
-def _mask_for(path: Path) -> Optional[Path]:
-    for candidate in (path.parent / "masks" / f"{path.stem}.png", path.parent / f"{path.stem}_mask.png"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_photos(folder: Path, size: int) -> Tuple[torch.Tensor, Optional[torch.Tensor], List[str]]:
-    """Photos of `folder`, centre-cropped square and resized -> ([N,3,S,S] in [0,1], masks [N,1,S,S] or None, names).
-
-    A mask comes from the alpha channel or from masks/<stem>.png / <stem>_mask.png (non-zero = object).
-    """
-    from PIL import Image
-
-    if not folder.is_dir():
-        raise InputError(folder, "is not a folder", "pass the folder that holds the photos")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_mask"))
-    if not paths:
-        raise InputError(folder, "holds no photos (.png/.jpg/.jpeg/.webp/.bmp)", "put the collection's photos there")
-    images, masks = [], []
-    for path in paths:
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                photo = opened.convert("RGBA")
-        except Exception as error:
-            raise InputError(path, f"cannot be read as an image ({type(error).__name__})",
-                             "re-download it or remove it from the folder") from error
-        w, h = photo.size
-        side = min(w, h)
-        box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
-        photo = photo.crop(box).resize((size, size), Image.BICUBIC)
-        rgba = np.asarray(photo, dtype=np.float32) / 255.0
-        images.append(rgba[..., :3])
-        mask_path = _mask_for(path)
-        if mask_path is not None:
-            with Image.open(mask_path) as m:
-                mask = m.convert("L").crop(box).resize((size, size), Image.BILINEAR)
-            masks.append((np.asarray(mask, dtype=np.float32) > 0).astype(np.float32))
-        elif rgba[..., 3].min() < 1.0:
-            masks.append(rgba[..., 3])
-        else:
-            masks.append(None)
-    images_t = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    if any(m is None for m in masks):
-        return images_t, None, [p.name for p in paths]
-    return images_t, torch.from_numpy(np.stack(masks))[:, None], [p.name for p in paths]
-
-
-def _synthetic_photos(n: int, size: int, seed: int) -> torch.Tensor:
+def _synthetic_photos(n: int, size: int, seed: int) -> Float[Tensor, "N 3 S S"]:
     # smooth random blobs: enough structure for a VAE; the timing does not depend on content
     g = torch.Generator().manual_seed(seed)
     low = torch.rand(n, 3, 8, 8, generator=g)
@@ -128,7 +69,8 @@ def _synthetic_photos(n: int, size: int, seed: int) -> torch.Tensor:
 
 
 def _build(args, device: torch.device):
-    from congeal.inversion.trainer import TextualInversion, TextualInversionConfig, resolve_precision
+    from congeal.inversion.config import TextualInversionConfig
+    from congeal.inversion.trainer import TextualInversion, resolve_precision
 
     config = TextualInversionConfig(token=args.token, init_word=args.init_word, n_vectors=args.n_vectors,
                                     steps=args.steps, batch_size=args.batch_size, resolution=args.resolution,
@@ -196,21 +138,25 @@ def _bench(args, device: torch.device) -> int:
 
 
 def run(args) -> int:
-    device = _device(args.device)
+    device = resolve_device(args.device)
     if args.bench:
         return _bench(args, device)
     if args.images is None or args.out is None:
         raise InputError(None, "--images and --out are required", "e.g. congeal invert --images photos/ --out ti/")
     from congeal.common.atomic import write_json
-    from congeal.viz.loss_curve import save_loss_curve
     from congeal.inversion.trainer import loss_summary
+    from congeal.io.collection import load_collection
+    from congeal.viz.loss_curve import save_loss_curve
 
     out = Path(args.out)
     checkpoint = out / "checkpoint.pt"
     if checkpoint.is_file() and not (args.resume or args.overwrite):
         raise InputError(checkpoint, "a previous run's checkpoint is here",
                          "pass --resume to continue it, --overwrite to start over, or another --out")
-    images, masks, names = load_photos(args.images, args.resolution)
+    # the photo loader of registration and the threestudio data module: the same object crops, masks >= 0.5
+    photos = load_collection(args.images, size=args.resolution, require_mask=False, min_photos=1)
+    masks = None if "none" in photos.mask_sources else photos.masks
+    names = [path.name for path in photos.paths]
     if args.background == "white" and masks is None:
         raise InputError(args.images, "--background white needs a mask for every photo",
                          "add alpha channels or masks/<stem>.png, or use --background keep")
@@ -218,7 +164,7 @@ def run(args) -> int:
     if args.resume and checkpoint.is_file():
         ti.load_checkpoint(checkpoint)
         print(f"resuming at step {ti.step_count}", file=sys.stderr)
-    ti.set_images(images, masks)
+    ti.set_images(photos.images, masks)
     start = time.perf_counter()
     steps_before = ti.step_count
     log = lambda message: print(message, flush=True)  # noqa: E731

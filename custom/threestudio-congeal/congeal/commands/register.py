@@ -9,6 +9,7 @@ run/transforms.json, run/maps/*.npz, run/pictures/ (overlay.png, search-scores.p
 import argparse
 import json
 
+from congeal.common.device import resolve_device
 from congeal.common.errors import InputError
 
 
@@ -35,18 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _device(name: str) -> str:
-    if name == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def run(args: argparse.Namespace) -> int:
     from congeal.run.pipeline import add_images, register_collection
 
-    device = _device(args.device)
+    device = resolve_device(args.device)
     if args.add or args.run:
         if not (args.add and args.run):
             raise InputError(None, "--add and --run go together", "use: congeal register --run OUT --add NEWDIR")

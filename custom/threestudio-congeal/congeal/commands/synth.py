@@ -8,16 +8,15 @@ OUT/ground_truth.json (every photo's c2w, fovy_deg, azimuth/elevation/distance i
 named 3D keypoints with their 2D projections and visibility). See `congeal.synthetic.generator`.
 """
 import argparse
+import io
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional, TextIO
+from typing import Optional
 
 from congeal.common.errors import InputError
 
-NAME = "synth"
-HELP = "write a synthetic collection with ground truth (canonical, RGBA photos, keypoints)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="grid resolution of the baked canonical (default: 64)")
 
 
-def run(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+def run(args: argparse.Namespace, out: Optional[io.TextIOBase] = None) -> int:
+    """Write the collection; the summary goes to `out` (default stdout)."""
     out = sys.stdout if out is None else out
     from congeal.synthetic.generator import make_synthetic_collection
 

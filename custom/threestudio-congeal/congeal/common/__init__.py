@@ -1,1 +1,2 @@
-"""Foundations every stage uses: InputError, the atomic writer, device resolution, version parsing."""
+"""Foundations every stage uses: InputError, PathLike, the atomic writer, JSON reading, device resolution, version
+parsing, the stage timer."""

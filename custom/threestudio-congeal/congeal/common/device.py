@@ -5,7 +5,7 @@
 
 Used by every command's `--device` flag and by the library's `device=` arguments.
 """
-from typing import Optional, Union
+from typing import Union
 
 import torch
 

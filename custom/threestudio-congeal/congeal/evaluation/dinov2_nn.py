@@ -9,16 +9,18 @@ Method: every image is resized (stretched) to the extractor's square input and t
 the target cell with the highest cosine similarity, reported at that cell's centre mapped back to the target's
 original pixels. No mask, no mutual check, no smoothing: the plain pairwise baseline.
 """
-from typing import List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float, Shaped
+from PIL import Image
 from torch import Tensor
 
 
-def image_to_tensor(image) -> Tensor:
-    """PIL image or HxWx3 uint8 array -> [3,H,W] float in [0,1]."""
+def image_to_tensor(image: Union[Image.Image, Shaped[np.ndarray, "H W 3"]]) -> Float[Tensor, "3 H W"]:
+    """PIL image or uint8 array (or float array in [0,1]) -> float in [0,1]."""
     array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
     if array.dtype == np.uint8:
         array = array.astype(np.float32) / 255.0
@@ -29,19 +31,20 @@ class DinoNNMatcher:
     """Nearest neighbour of patch features between two images.
 
     Args:
-        extractor: a feature extractor (`extract(images [B,3,S,S]) -> [B,C,h,w]`, L2-normalised over C).
+        extractor: a feature extractor (`congeal.features.extractors`: `extract(images [B,3,S,S]) -> [B,C,h,w]`,
+            L2-normalised over C).
         input_size: side each image is resized to before extraction (the extractor may resize again).
         batch_size: images per extractor call.
     """
 
-    def __init__(self, extractor, input_size: int = 448, batch_size: int = 8):
+    def __init__(self, extractor: Any, input_size: int = 448, batch_size: int = 8):
         self.extractor = extractor
         self.input_size = int(input_size)
         self.batch_size = int(batch_size)
 
     @torch.no_grad()
-    def features(self, images: Sequence) -> List[Tensor]:
-        """Images (PIL or [3,H,W] tensors in [0,1]) -> list of feature grids [C,h,w] (unit length over C)."""
+    def features(self, images: Sequence[Union[Image.Image, Float[Tensor, "3 _ _"]]]) -> List[Float[Tensor, "C h w"]]:
+        """Images (PIL or tensors in [0,1], any sizes) -> one feature grid each (unit length over C)."""
         tensors = [im if isinstance(im, Tensor) else image_to_tensor(im) for im in images]
         out: List[Tensor] = []
         for start in range(0, len(tensors), self.batch_size):
@@ -55,16 +58,17 @@ class DinoNNMatcher:
         return out
 
     @staticmethod
-    def transfer(src_feats: Tensor, trg_feats: Tensor, src_xy: Tensor, src_size: Tuple[int, int],
-                 trg_size: Tuple[int, int]) -> Tensor:
+    def transfer(src_feats: Float[Tensor, "C h w"], trg_feats: Float[Tensor, "C ht wt"],
+                 src_xy: Union[Float[Tensor, "P 2"], Float[np.ndarray, "P 2"]], src_size: Tuple[int, int],
+                 trg_size: Tuple[int, int]) -> Float[Tensor, "P 2"]:
         """Match source points to the target by feature nearest neighbour.
 
         Args:
-            src_feats, trg_feats: [C,h,w] and [C,h',w'] feature grids.
-            src_xy: [P,2] continuous pixel coordinates (x, y) in the source image.
+            src_feats, trg_feats: the two images' feature grids.
+            src_xy: continuous pixel coordinates (x, y) in the source image.
             src_size, trg_size: (height, width) of the original images.
         Returns:
-            [P,2] continuous pixel coordinates in the target (cell centres); NaN rows for NaN inputs.
+            continuous pixel coordinates in the target (cell centres, float64); NaN rows for NaN inputs.
         """
         src_xy = torch.as_tensor(src_xy, dtype=torch.float64)
         C, h, w = src_feats.shape

@@ -12,34 +12,36 @@ Conventions:
 - Computations run in float64 on the inputs' device.
 """
 import math
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
+from jaxtyping import Bool, Float, Int, Real
 from torch import Tensor
 
 from congeal.geometry.cameras import rotation_angle_deg
 
 
-def _f64(x) -> Tensor:
+def _f64(x: Union[Tensor, float]) -> Tensor:
     return torch.as_tensor(x).to(torch.float64)
 
 
 # --------------------------------------------------------------------------------------------------- rotations
-def rotation_error_deg(R_a: Tensor, R_b: Tensor) -> Tensor:
+def rotation_error_deg(R_a: Float[Tensor, "*#batch 3 3"], R_b: Float[Tensor, "*#batch 3 3"]
+                       ) -> Float[Tensor, "*shape"]:
     """Geodesic angle between rotations, degrees.
 
     Args:
-        R_a, R_b: [...,3,3] rotation matrices (broadcastable).
+        R_a, R_b: rotation matrices (batch shapes broadcast).
     Returns:
-        [...] angle of R_a R_bᵀ in [0, 180] (float64); atan2 form, accurate near 0° and 180°; NaN where an input
-        is NaN.
+        angle of R_a R_bᵀ in [0, 180] (float64) over the broadcast batch shape; atan2 form, accurate near 0° and
+        180°; NaN where an input is NaN.
     """
     R_a, R_b = torch.broadcast_tensors(_f64(R_a), _f64(R_b))
     return rotation_angle_deg(R_a, R_b)
 
 
-def project_to_so3(M: Tensor) -> Tensor:
-    """Nearest rotation (Frobenius) to each matrix [...,3,3] -> [...,3,3] (SVD with the det fix)."""
+def project_to_so3(M: Float[Tensor, "*batch 3 3"]) -> Float[Tensor, "*batch 3 3"]:
+    """Nearest rotation (Frobenius) to each matrix (float64; SVD with the det fix)."""
     U, _, Vh = torch.linalg.svd(_f64(M))
     det = torch.det(U @ Vh)
     fix = torch.ones_like(U[..., 0, :])
@@ -47,15 +49,15 @@ def project_to_so3(M: Tensor) -> Tensor:
     return (U * fix.unsqueeze(-2)) @ Vh
 
 
-def chordal_mean(R: Tensor, weights: Optional[Tensor] = None) -> Tensor:
-    """Chordal L2 mean of rotations [N,3,3] (optionally weighted [N]) -> [3,3]: argmin Σ w‖R - R_i‖_F²."""
+def chordal_mean(R: Float[Tensor, "N 3 3"], weights: Optional[Float[Tensor, " N"]] = None) -> Float[Tensor, "3 3"]:
+    """Chordal L2 mean of rotations (optionally weighted): argmin Σ w‖R - R_i‖_F²."""
     R = _f64(R)
     w = torch.ones(R.shape[0], dtype=R.dtype, device=R.device) if weights is None else _f64(weights).to(R.device)
     return project_to_so3((w[:, None, None] * R).sum(0))
 
 
-def robust_rotation_alignment(candidates: Tensor, inlier_deg: float = 30.0,
-                              iterations: int = 10) -> Tuple[Tensor, Tensor]:
+def robust_rotation_alignment(candidates: Float[Tensor, "N 3 3"], inlier_deg: float = 30.0,
+                              iterations: int = 10) -> Tuple[Float[Tensor, "3 3"], Bool[Tensor, " N"]]:
     """Robustly fit one rotation A to per-image estimates A_i [N,3,3] (outliers allowed).
 
     Method: exhaustive RANSAC over the N candidates (each is a one-sample hypothesis; its inliers are the
@@ -64,11 +66,11 @@ def robust_rotation_alignment(candidates: Tensor, inlier_deg: float = 30.0,
     stop changing (at most `iterations` rounds). NaN candidates are never inliers.
 
     Args:
-        candidates: [N,3,3], N >= 1.
+        candidates: the per-image estimates, N >= 1.
         inlier_deg: inlier threshold in degrees.
         iterations: maximum re-estimation rounds.
     Returns:
-        (A [3,3], inliers bool [N]).
+        (A, inliers).
     """
     C = _f64(candidates)
     if C.shape[0] == 0:
@@ -99,14 +101,15 @@ def robust_rotation_alignment(candidates: Tensor, inlier_deg: float = 30.0,
 
 
 # ------------------------------------------------------------------------------------------------ relative poses
-def pair_indices(n: int, device=None) -> Tuple[Tensor, Tensor]:
-    """All unordered pairs i<j of n items -> (i [M], j [M]), M = n(n-1)/2."""
+def pair_indices(n: int, device: Optional[Union[str, torch.device]] = None
+                 ) -> Tuple[Int[Tensor, " M"], Int[Tensor, " M"]]:
+    """All unordered pairs i<j of n items -> (i, j), M = n(n-1)/2."""
     i, j = torch.triu_indices(n, n, offset=1, device=device)
     return i, j
 
 
-def direction_error_deg(a: Tensor, b: Tensor) -> Tensor:
-    """Angle between vectors [...,3] in degrees (signed directions, [0,180]); NaN if either has zero length."""
+def direction_error_deg(a: Float[Tensor, "*#batch 3"], b: Float[Tensor, "*#batch 3"]) -> Float[Tensor, "*shape"]:
+    """Angle between vectors in degrees (signed directions, [0,180]); NaN if either has zero length."""
     a, b = _f64(a), _f64(b)
     na, nb = a.norm(dim=-1), b.norm(dim=-1)
     cross = torch.linalg.cross(a, b, dim=-1).norm(dim=-1)
@@ -115,7 +118,8 @@ def direction_error_deg(a: Tensor, b: Tensor) -> Tensor:
     return torch.where((na > 0) & (nb > 0), angle, torch.full_like(angle, float("nan")))
 
 
-def relative_pose_errors(R_pred: Tensor, t_pred: Tensor, R_gt: Tensor, t_gt: Tensor) -> Dict[str, Tensor]:
+def relative_pose_errors(R_pred: Float[Tensor, "N 3 3"], t_pred: Float[Tensor, "N 3"], R_gt: Float[Tensor, "N 3 3"],
+                         t_gt: Float[Tensor, "N 3"]) -> Dict[str, Tensor]:
     """Gauge-free errors over every image pair i<j (invariant to a similarity transform of either world).
 
     The relative pose of pair (i, j) maps camera i's frame to camera j's: R_ij = R_j R_iᵀ, t_ij = t_j - R_ij t_i.
@@ -123,8 +127,8 @@ def relative_pose_errors(R_pred: Tensor, t_pred: Tensor, R_gt: Tensor, t_gt: Ten
     signed directions (scale is unobservable, direction sign is not).
 
     Args:
-        R_pred, R_gt: [N,3,3] world-to-camera rotations.
-        t_pred, t_gt: [N,3] world-to-camera translations.
+        R_pred, R_gt: world-to-camera rotations.
+        t_pred, t_gt: world-to-camera translations.
     Returns:
         {"i" [M], "j" [M], "rotation_deg" [M], "translation_deg" [M]}, M = N(N-1)/2 (0 when N < 2).
     """
@@ -141,7 +145,7 @@ def relative_pose_errors(R_pred: Tensor, t_pred: Tensor, R_gt: Tensor, t_gt: Ten
     return {"i": i, "j": j, "rotation_deg": rotation_error_deg(Rp, Rg), "translation_deg": direction_error_deg(tp, tg)}
 
 
-def accuracy(errors: Tensor, threshold: float) -> float:
+def accuracy(errors: Float[Tensor, "*batch"], threshold: float) -> float:
     """Fraction of errors strictly below `threshold` (NaN counts as a miss); NaN for an empty input."""
     errors = _f64(errors)
     if errors.numel() == 0:
@@ -149,7 +153,7 @@ def accuracy(errors: Tensor, threshold: float) -> float:
     return float((errors < threshold).to(torch.float64).mean())
 
 
-def pose_auc(rotation_deg: Tensor, translation_deg: Tensor, max_threshold: int = 30) -> float:
+def pose_auc(rotation_deg: Float[Tensor, " M"], translation_deg: Float[Tensor, " M"], max_threshold: int = 30) -> float:
     """Area under the accuracy curve of max(rotation, translation) error, thresholds 1°..max_threshold° (mean).
 
     AUC@T = mean over τ in {1, 2, ..., T} of the fraction of pairs whose max(rotation, translation) error is
@@ -167,14 +171,15 @@ def pose_auc(rotation_deg: Tensor, translation_deg: Tensor, max_threshold: int =
 
 
 # --------------------------------------------------------------------------------------------- similarity (3D)
-def umeyama(src: Tensor, dst: Tensor, with_scale: bool = True) -> Tuple[Tensor, Tensor, Tensor]:
+def umeyama(src: Float[Tensor, "N 3"], dst: Float[Tensor, "N 3"], with_scale: bool = True
+            ) -> Tuple[Float[Tensor, ""], Float[Tensor, "3 3"], Float[Tensor, " 3"]]:
     """Least-squares similarity dst ≈ s R src + t (Umeyama 1991).
 
     Args:
-        src, dst: [N,3] corresponding points, N >= 3 and not all collinear for a unique answer.
+        src, dst: corresponding points, N >= 3 and not all collinear for a unique answer.
         with_scale: fit s; else s = 1.
     Returns:
-        (s scalar tensor, R [3,3], t [3]).
+        (s, R, t), float64.
     Raises:
         ValueError: N < 2, non-finite input, or src with zero spread.
     """
@@ -198,33 +203,32 @@ def umeyama(src: Tensor, dst: Tensor, with_scale: bool = True) -> Tuple[Tensor, 
 
 
 # -------------------------------------------------------------------------------------------------------- PCK
-def bbox_threshold(bbox: Tensor, alpha: float = 0.1) -> Tensor:
-    """PCK threshold from boxes [...,4] (x1, y1, x2, y2): alpha · max(x2 - x1, y2 - y1) -> [...]."""
+def bbox_threshold(bbox: Real[Tensor, "*batch 4"], alpha: float = 0.1) -> Float[Tensor, "*batch"]:
+    """PCK threshold from boxes (x1, y1, x2, y2): alpha · max(x2 - x1, y2 - y1), float64."""
     bbox = _f64(bbox)
     return alpha * torch.maximum(bbox[..., 2] - bbox[..., 0], bbox[..., 3] - bbox[..., 1])
 
 
-def pck_correct(pred: Tensor, gt: Tensor, threshold) -> Tensor:
+def pck_correct(pred: Float[Tensor, "P 2"], gt: Real[Tensor, "P 2"],
+                threshold: Union[float, Float[Tensor, ""], Float[Tensor, " P"]]) -> Bool[Tensor, " P"]:
     """Whether each predicted point is within `threshold` pixels of its ground truth (distance <= threshold).
 
     Args:
-        pred, gt: [P,2] points (x, y); NaN predictions are misses.
-        threshold: scalar or [P].
-    Returns:
-        bool [P].
+        pred, gt: points (x, y); NaN predictions are misses.
+        threshold: one threshold, or one per point.
     """
     dist = (_f64(pred) - _f64(gt)).norm(dim=-1)
     return torch.nan_to_num(dist, nan=float("inf")) <= _f64(threshold).to(dist.device)
 
 
-def pck_summary(correct_per_pair: Sequence[Tensor]) -> Dict[str, float]:
+def pck_summary(correct_per_pair: Sequence[Bool[Tensor, " _"]]) -> Dict[str, float]:
     """Aggregate per-pair correctness into both PCK averages.
 
     per_point: all correct points / all points (pairs weighted by their keypoint count).
     per_image: mean over pairs of that pair's fraction correct (pairs with no keypoints are left out).
 
     Args:
-        correct_per_pair: one bool tensor [P_k] per pair.
+        correct_per_pair: one tensor per pair, one entry per keypoint of the pair.
     Returns:
         {"pck_per_point", "pck_per_image", "n_pairs" (with >= 1 keypoint), "n_points"}; PCKs are NaN when empty.
     """
@@ -240,8 +244,8 @@ def pck_summary(correct_per_pair: Sequence[Tensor]) -> Dict[str, float]:
     }
 
 
-def nan_stats(values: Tensor) -> Dict[str, float]:
-    """mean / median of the finite values [N] plus the count of non-finite ones (NaN stats when none is finite)."""
+def nan_stats(values: Float[Tensor, "*batch"]) -> Dict[str, float]:
+    """mean / median of the finite values plus the count of non-finite ones (NaN stats when none is finite)."""
     values = _f64(values).flatten()
     finite = values[torch.isfinite(values)]
     nan = float("nan")

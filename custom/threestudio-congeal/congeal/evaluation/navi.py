@@ -12,19 +12,23 @@ in pixels, `image_size` [height, width] of the image *after* its EXIF orientatio
 Convention we assume (and test): NAVI cameras are OpenCV-style world(=object)-to-camera, `x_cam = R(q) x + t`,
 camera looking down +z with y down; projection `u = f x/z + w/2`, `v = f y/z + h/2` in continuous pixel
 coordinates on the EXIF-transposed image. Images must be read with their EXIF orientation applied
-(`load_image` does; masks are PNGs without orientation).
+(`load_upright_rgb` does; masks are PNGs without orientation).
 """
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
+from jaxtyping import Bool, Float, Float64
 from torch import Tensor
 
 from congeal.common.errors import InputError
+from congeal.common.json_files import read_json
+from congeal.common.paths import PathLike
 from congeal.geometry.conventions import opencv_w2c_to_opengl_c2w, quaternion_to_matrix
+from congeal.io.decode import decode_image
 
 DEFAULT_SCENE = "wild_set"
 
@@ -36,8 +40,8 @@ class NaviImage:
     name: str  # file stem, e.g. "000"
     image_path: Path
     mask_path: Path
-    q: np.ndarray  # [4] w, x, y, z
-    t: np.ndarray  # [3]
+    q: Float64[np.ndarray, " 4"]  # w, x, y, z
+    t: Float64[np.ndarray, " 3"]
     focal_length: float  # pixels
     height: int
     width: int
@@ -57,34 +61,32 @@ class NaviScene:
     def names(self) -> List[str]:
         return [image.name for image in self.images]
 
-    def w2c_opencv(self, dtype=torch.float64) -> "tuple[Tensor, Tensor]":
-        """Ground-truth world(object)-to-camera extrinsics, OpenCV axes: (R [N,3,3], t [N,3])."""
+    def w2c_opencv(self, dtype: torch.dtype = torch.float64) -> Tuple[Float[Tensor, "N 3 3"], Float[Tensor, "N 3"]]:
+        """Ground-truth world(object)-to-camera extrinsics, OpenCV axes: (R, t)."""
         q = torch.as_tensor(np.stack([im.q for im in self.images]), dtype=dtype)
         t = torch.as_tensor(np.stack([im.t for im in self.images]), dtype=dtype)
         return quaternion_to_matrix(q), t
 
-    def c2w_opengl(self, dtype=torch.float64) -> Tensor:
-        """Ground-truth cameras in threestudio's convention (OpenGL axes, camera-to-world) [N,4,4]."""
+    def c2w_opengl(self, dtype: torch.dtype = torch.float64) -> Float[Tensor, "N 4 4"]:
+        """Ground-truth cameras in threestudio's convention (OpenGL axes, camera-to-world)."""
         return opencv_w2c_to_opengl_c2w(*self.w2c_opencv(dtype))
 
-    def fovy_deg(self) -> np.ndarray:
-        """Vertical field of view per image [N] in degrees: 2 atan(h / 2f)."""
+    def fovy_deg(self) -> Float64[np.ndarray, " N"]:
+        """Vertical field of view per image in degrees: 2 atan(h / 2f)."""
         return np.degrees(2 * np.arctan2([im.height / 2 for im in self.images],
                                          [im.focal_length for im in self.images]))
 
 
-def load_image(path: Union[str, Path]):
-    """Open an image as RGB with its EXIF orientation applied (PIL.Image)."""
-    from PIL import Image, ImageOps
+def load_upright_rgb(path: PathLike) -> Image.Image:
+    """The photo as an RGB PIL image on its upright grid (EXIF orientation applied: the grid NAVI annotates).
 
-    try:
-        with Image.open(path) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
-    except OSError as error:
-        raise InputError(path, f"cannot be read as an image ({error})", "re-extract it from the NAVI archive")
+    Decoded by `congeal.io.decode.decode_image`, the one photo decoder (a bad file is an InputError naming it).
+    """
+    photo = decode_image(Path(path))
+    return Image.fromarray((np.clip(photo.rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
 
 
-def _number_list(value, n: int, path: Path, where: str) -> np.ndarray:
+def _number_list(value, n: int, path: Path, where: str) -> Float64[np.ndarray, " n"]:
     try:
         array = np.asarray(value, dtype=np.float64).reshape(n)
     except (TypeError, ValueError):
@@ -94,7 +96,7 @@ def _number_list(value, n: int, path: Path, where: str) -> np.ndarray:
     return array
 
 
-def load_navi_scene(folder: Union[str, Path]) -> NaviScene:
+def load_navi_scene(folder: PathLike) -> NaviScene:
     """Read `<folder>/annotations.json` and validate every entry.
 
     Args:
@@ -106,12 +108,8 @@ def load_navi_scene(folder: Union[str, Path]) -> NaviScene:
     """
     folder = Path(folder)
     path = folder / "annotations.json"
-    if not path.is_file():
-        raise InputError(path, "is missing", "pass a NAVI scene folder (e.g. <object>/wild_set) or the NAVI root")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(path, f"is not valid JSON ({error})", "re-extract annotations.json from the archive")
+    data = read_json(path, "re-extract annotations.json from the archive",
+                     missing_fix="pass a NAVI scene folder (e.g. <object>/wild_set) or the NAVI root")
     if not isinstance(data, list) or not data:
         raise InputError(path, "is not a non-empty list of image annotations", "re-extract it from the archive")
     images = []
@@ -144,7 +142,7 @@ def load_navi_scene(folder: Union[str, Path]) -> NaviScene:
                      scene_name=str(first.get("scene_name", folder.name)), folder=folder, images=images)
 
 
-def find_scenes(root: Union[str, Path], scene: str = DEFAULT_SCENE,
+def find_scenes(root: PathLike, scene: str = DEFAULT_SCENE,
                 objects: Optional[List[str]] = None) -> List[Path]:
     """Scene folders under `root`: the root itself if it is a scene, `<root>/<scene>` for an object folder, or
     `<root>/<object>/<scene>` for the NAVI root (optionally only `objects`). Sorted by object id."""
@@ -168,10 +166,8 @@ def find_scenes(root: Union[str, Path], scene: str = DEFAULT_SCENE,
     return found
 
 
-def load_mask(image: NaviImage) -> np.ndarray:
-    """The image's mask bool [H,W] (non-zero = object) from masks/<stem>.png."""
-    from PIL import Image
-
+def load_mask(image: NaviImage) -> Bool[np.ndarray, "H W"]:
+    """The image's mask (non-zero = object) from masks/<stem>.png."""
     if not image.mask_path.is_file():
         raise InputError(image.mask_path, "mask is missing", "re-extract masks/ from the NAVI archive")
     with Image.open(image.mask_path) as mask:

@@ -2,7 +2,7 @@
 
     report = evaluate_navi("navi_v1", out="eval/navi")                            # reuse eval/navi/<object>/ runs
     report = evaluate_navi("navi_v1", out="eval/navi", canonical="canonicals/")   # register each wild_set first
-    block = evaluate_scene(load_navi_scene("navi_v1/obj/wild_set"), read_poses("eval/navi/obj"))
+    block = evaluate_scene(load_navi_scene("navi_v1/obj/wild_set"), RunFolder("eval/navi/obj").read_poses())
 
 Predicted cameras come from the run's poses.json (threestudio convention: c2w, OpenGL camera axes, world = the
 canonical frame) and are converted to OpenCV world-to-camera, the convention of NAVI's annotations
@@ -15,23 +15,24 @@ canonical frame) and are converted to OpenCV world-to-camera, the convention of 
     (Umeyama, scale + rotation + translation) and their distance reported, also relative to the median
     ground-truth camera distance from the object origin.
 """
-import datetime
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
-from congeal import __version__
 from congeal.common.atomic import write_json
-from congeal.common.errors import InputError
-from congeal.evaluation.runs import (StagedImage, check_names, ensure_run, json_ready, read_poses, resolve_canonical,
-                        stage_collection)
-from congeal.evaluation.metrics import (accuracy, mean_of, nan_stats, pose_auc, relative_pose_errors, robust_rotation_alignment,
-                      rotation_error_deg, umeyama)
+from congeal.common.json_files import json_ready
+from congeal.common.paths import PathLike
+from congeal.evaluation.metrics import (accuracy, mean_of, nan_stats, pose_auc, relative_pose_errors,
+                                        robust_rotation_alignment, rotation_error_deg, umeyama)
 from congeal.evaluation.navi import DEFAULT_SCENE, NaviScene, find_scenes, load_mask, load_navi_scene
+from congeal.evaluation.runs import RegisterSettings, StagedImage, registered_poses, report_stamp
 from congeal.geometry.conventions import camera_centres, opengl_c2w_to_opencv_w2c
+from congeal.run.folder import RunFolder
 
 PROTOCOL = {
     "benchmark": "NAVI",
@@ -54,7 +55,9 @@ PROTOCOL = {
 }
 
 
-def _pred_cameras(poses: Dict[str, Dict], names: Sequence[str]):
+def _pred_cameras(poses: Dict[str, Dict], names: Sequence[str]
+                  ) -> Tuple[Float[Tensor, "N 3 3"], Float[Tensor, "N 3"], Float[np.ndarray, " N"]]:
+    """The run's cameras of `names` as OpenCV world-to-camera (R, t) and their vertical FoV in degrees."""
     c2w = torch.as_tensor(np.stack([np.asarray(poses[n]["c2w"], dtype=np.float64)[:3] for n in names]))
     R, t = opengl_c2w_to_opencv_w2c(c2w)
     fovy = np.asarray([float(poses[n].get("fovy_deg", np.nan)) for n in names])
@@ -148,11 +151,17 @@ def _headline(block: Dict) -> Dict[str, float]:
     return out
 
 
-def evaluate_navi(root: Union[str, Path], out: Union[str, Path], objects: Optional[Sequence[str]] = None,
-                  scene: str = DEFAULT_SCENE, canonical: Optional[Union[str, Path]] = None,
+def _scene_images(scene: NaviScene) -> List[StagedImage]:
+    """The scene's images with their NAVI masks (where present), to register."""
+    return [StagedImage(im.name, im.image_path, load_mask(im) if im.mask_path.is_file() else None)
+            for im in scene.images]
+
+
+def evaluate_navi(root: PathLike, out: PathLike, objects: Optional[Sequence[str]] = None,
+                  scene: str = DEFAULT_SCENE, canonical: Optional[PathLike] = None,
                   inlier_deg: float = 30.0, preset: str = "fast", features: str = "dinov2", device: str = "cpu",
                   seed: int = 0, dinov2: Optional[str] = None, overrides: Optional[Sequence[str]] = None,
-                  output: Optional[Union[str, Path]] = None, progress: bool = True) -> Dict:
+                  output: Optional[PathLike] = None, progress: bool = True) -> Dict:
     """Run the NAVI harness and write the report JSON.
 
     Args:
@@ -170,6 +179,8 @@ def evaluate_navi(root: Union[str, Path], out: Union[str, Path], objects: Option
         the report dict that was written.
     """
     out = Path(out)
+    settings = RegisterSettings(preset=preset, features=features, device=device, seed=seed, overrides=overrides,
+                                dinov2=dinov2, progress=progress)
     folders = find_scenes(root, scene, list(objects) if objects else None)
     start = time.time()
     per_object: Dict[str, Dict] = {}
@@ -178,18 +189,11 @@ def evaluate_navi(root: Union[str, Path], out: Union[str, Path], objects: Option
         navi_scene = load_navi_scene(folder)
         key = navi_scene.object_id
         run_dir = out / key
-        if len(folders) == 1 and (out / "poses.json").is_file() and not (run_dir / "poses.json").is_file():
+        if len(folders) == 1 and RunFolder(out).poses.is_file() and not RunFolder(run_dir).poses.is_file():
             run_dir = out
-        collection, obj_canonical = None, None
-        if canonical is not None and not (run_dir / "poses.json").is_file():
-            obj_canonical = resolve_canonical(canonical, key, single=len(folders) == 1)
-            items = [StagedImage(im.name, im.image_path, load_mask(im) if im.mask_path.is_file() else None)
-                     for im in navi_scene.images]
-            collection = stage_collection(run_dir / "collection", items)
-        ensure_run(run_dir, obj_canonical, collection, preset=preset, features=features, device=device, seed=seed,
-                   overrides=overrides, dinov2=dinov2, progress=progress)
-        poses = read_poses(run_dir)
-        check_names(run_dir, poses, navi_scene.names, f"NAVI {key}/{navi_scene.scene_name}")
+        poses = registered_poses(run_dir, canonical, key, single=len(folders) == 1,
+                                 images=lambda scene=navi_scene: _scene_images(scene), needed=navi_scene.names,
+                                 what=f"NAVI {key}/{navi_scene.scene_name}", settings=settings)
         runs[key] = str(run_dir)
         per_object[key] = evaluate_scene(navi_scene, poses, inlier_deg=inlier_deg)
 
@@ -204,9 +208,7 @@ def evaluate_navi(root: Union[str, Path], out: Union[str, Path], objects: Option
         "n_objects": len(per_object),
         "objects": per_object,
         "runs": runs,
-        "seconds": round(time.time() - start, 2),
-        "congeal_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **report_stamp(start),
     }
     output = Path(output) if output is not None else out / "eval_navi.json"
     write_json(output, json_ready(report))

@@ -18,25 +18,31 @@ SPair keypoints are pixel indices (x = column, y = row). Our pixel convention pu
 col j) at (j + 0.5, i + 0.5); `to_continuous` / `from_continuous` convert (PCK is unaffected: both points of a
 distance move together).
 """
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
+from jaxtyping import Bool, Float64, Shaped
+from torch import Tensor
 
 from congeal.common.errors import InputError
+from congeal.common.json_files import read_json
 
 SPLITS = {"trn": "trn", "train": "trn", "val": "val", "test": "test"}
 
 
-def to_continuous(points: np.ndarray) -> np.ndarray:
-    """SPair pixel-index coordinates [...,2] -> our continuous pixel coordinates (pixel centres at +0.5)."""
+# points as callers hold them: an array, a tensor, or nested lists of [x, y]
+Points = Union[Shaped[np.ndarray, "*batch 2"], Shaped[Tensor, "*batch 2"], Sequence]
+
+
+def to_continuous(points: Points) -> Float64[np.ndarray, "*batch 2"]:
+    """SPair pixel-index coordinates -> our continuous pixel coordinates (pixel centres at +0.5)."""
     return np.asarray(points, dtype=np.float64) + 0.5
 
 
-def from_continuous(points: np.ndarray) -> np.ndarray:
-    """Our continuous pixel coordinates [...,2] -> SPair pixel-index coordinates."""
+def from_continuous(points: Points) -> Float64[np.ndarray, "*batch 2"]:
+    """Our continuous pixel coordinates -> SPair pixel-index coordinates."""
     return np.asarray(points, dtype=np.float64) - 0.5
 
 
@@ -48,24 +54,20 @@ class SPairPair:
     category: str
     src_name: str  # image stem
     trg_name: str
-    src_kps: np.ndarray  # [P,2] float64 (x, y)
-    trg_kps: np.ndarray  # [P,2]
-    src_bbox: np.ndarray  # [4] x1, y1, x2, y2
-    trg_bbox: np.ndarray  # [4]
+    src_kps: Float64[np.ndarray, "P 2"]  # (x, y)
+    trg_kps: Float64[np.ndarray, "P 2"]
+    src_bbox: Float64[np.ndarray, " 4"]  # x1, y1, x2, y2
+    trg_bbox: Float64[np.ndarray, " 4"]
     kps_ids: List[str] = field(default_factory=list)
     extra: Dict = field(default_factory=dict)  # the other annotation fields (viewpoint_variation, ...)
 
 
-def _read_json(path: Path, what: str):
-    if not path.is_file():
-        raise InputError(path, f"{what} is missing", "check --root points at the extracted SPair-71k folder")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(path, f"is not valid JSON ({error})", "re-extract this file from the SPair-71k archive")
+def _read_annotation(path: Path, what: str):
+    return read_json(path, "re-extract this file from the SPair-71k archive", missing=f"{what} is missing",
+                     missing_fix="check --root points at the extracted SPair-71k folder")
 
 
-def _points(value, path: Path, key: str) -> np.ndarray:
+def _points(value, path: Path, key: str) -> Float64[np.ndarray, "P 2"]:
     try:
         array = np.asarray(value, dtype=np.float64).reshape(-1, 2) if value is not None else None
     except (TypeError, ValueError):
@@ -75,7 +77,7 @@ def _points(value, path: Path, key: str) -> np.ndarray:
     return array
 
 
-def _bbox(value, path: Path, key: str) -> np.ndarray:
+def _bbox(value, path: Path, key: str) -> Float64[np.ndarray, " 4"]:
     try:
         box = np.asarray(value, dtype=np.float64).reshape(4)
     except (TypeError, ValueError):
@@ -134,7 +136,7 @@ class SPairDataset:
         """Load one pair annotation; malformed files raise InputError naming the file."""
         split = self._split(split)
         path = self.root / "PairAnnotation" / split / f"{pair_id}.json"
-        data = _read_json(path, "pair annotation")
+        data = _read_annotation(path, "pair annotation")
         if not isinstance(data, dict):
             raise InputError(path, "is not a JSON object", "re-extract this file from the archive")
         for key in ("src_imname", "trg_imname", "src_kps", "trg_kps", "src_bndbox", "trg_bndbox"):
@@ -171,7 +173,7 @@ class SPairDataset:
     def image_annotation(self, category: str, name: str) -> Dict:
         """Per-image annotation with `kps` as {id: [x, y] or None} and `bndbox` as [4] (validated)."""
         path = self.annotation_path(category, name)
-        data = _read_json(path, "image annotation")
+        data = _read_annotation(path, "image annotation")
         if not isinstance(data, dict) or not isinstance(data.get("kps"), dict):
             raise InputError(path, "has no 'kps' object", "re-extract this file from the archive")
         kps = {}
@@ -183,8 +185,8 @@ class SPairDataset:
             out["bndbox"] = _bbox(data["bndbox"], path, "bndbox")
         return out
 
-    def load_mask(self, category: str, name: str) -> np.ndarray:
-        """Object mask bool [H,W] from Segmentation/<cat>/<stem>.png (any non-zero value = object)."""
+    def load_mask(self, category: str, name: str) -> Bool[np.ndarray, "H W"]:
+        """Object mask from Segmentation/<cat>/<stem>.png (any non-zero value = object)."""
         from PIL import Image
 
         path = self.mask_path(category, name)

@@ -10,24 +10,24 @@ is <= alpha · max(w, h) of the target bounding box (x1, y1, x2, y2 from the pai
 Transfers a method marks invalid (or returns as NaN) count as misses. per_point = correct / all keypoints;
 per_image = mean over pairs of the pair's fraction correct. Category means are unweighted means over categories.
 """
-import datetime
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from jaxtyping import Bool, Float
 
-from congeal import __version__
 from congeal.common.atomic import write_json
 from congeal.common.errors import InputError
-from congeal.evaluation.runs import (StagedImage, check_names, ensure_run, json_ready, read_poses, resolve_canonical,
-                        stage_collection)
+from congeal.common.json_files import json_ready
+from congeal.common.paths import PathLike
 from congeal.evaluation.metrics import bbox_threshold, mean_of, pck_correct, pck_summary
+from congeal.evaluation.runs import RegisterSettings, StagedImage, registered_poses, report_stamp
 from congeal.evaluation.spair import SPairDataset, SPairPair, from_continuous, to_continuous
 
 # (predicted target keypoints [P,2] in SPair pixel indices, NaN = no prediction; valid [P])
-Transfer = Callable[[SPairPair], Tuple[np.ndarray, np.ndarray]]
+Transfer = Callable[[SPairPair], Tuple[Float[np.ndarray, "P 2"], Bool[np.ndarray, " P"]]]
 
 METHODS = ("congeal", "dinov2-nn")
 
@@ -109,7 +109,7 @@ def summarise(records: Sequence[Dict]) -> Dict:
 
 
 # ------------------------------------------------------------------------------------------------ methods
-def congeal_transfer(run_dir: Union[str, Path], identity_warp: bool = False, device: str = "cpu") -> Transfer:
+def congeal_transfer(run_dir: PathLike, identity_warp: bool = False, device: str = "cpu") -> Transfer:
     """Transfer through a registration run's canonical space (Correspondence.transfer)."""
     from congeal.run.correspondence import Correspondence
 
@@ -145,20 +145,21 @@ def dinov2_transfer(dataset: SPairDataset, category: str, names: Sequence[str], 
     return transfer
 
 
-def _stage_category(dataset: SPairDataset, category: str, names: Sequence[str], folder: Path) -> Path:
-    items = [StagedImage(name, dataset.image_path(category, name),
-                         dataset.load_mask(category, name) if dataset.mask_path(category, name).is_file() else None)
-             for name in names]
-    return stage_collection(folder, items)
+def _category_images(dataset: SPairDataset, split: str, category: str) -> List[StagedImage]:
+    """Every image of the split's pairs of `category` (all pairs, also beyond max_pairs), with its mask if any."""
+    names = sorted({n for p in dataset.pairs(split, category) for n in (p.src_name, p.trg_name)})
+    return [StagedImage(name, dataset.image_path(category, name),
+                        dataset.load_mask(category, name) if dataset.mask_path(category, name).is_file() else None)
+            for name in names]
 
 
-def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = None,
+def evaluate_spair(root: PathLike, out: Optional[PathLike] = None,
                    categories: Optional[Sequence[str]] = None, split: str = "test", method: str = "congeal",
-                   canonical: Optional[Union[str, Path]] = None, dinov2: Optional[str] = None,
+                   canonical: Optional[PathLike] = None, dinov2: Optional[str] = None,
                    dinov2_size: int = 448, alpha: float = 0.1, preset: str = "fast", features: str = "dinov2",
                    identity_warp: bool = False, device: str = "cpu", seed: int = 0, max_pairs: Optional[int] = None,
                    overrides: Optional[Sequence[str]] = None,
-                   output: Optional[Union[str, Path]] = None, progress: bool = True) -> Dict:
+                   output: Optional[PathLike] = None, progress: bool = True) -> Dict:
     """Run the SPair harness and write the report JSON (see docs/evaluation.md).
 
     Args:
@@ -187,6 +188,8 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
         raise InputError(None, "method congeal needs --run-dir", "pass --run-dir OUT holding OUT/<category>/ runs")
     if method == "dinov2-nn" and not dinov2:
         raise InputError(None, "method dinov2-nn needs --dinov2", "pass --dinov2 facebook/dinov2-giant or a folder")
+    settings = RegisterSettings(preset=preset, features=features, device=device, seed=seed, overrides=overrides,
+                                dinov2=dinov2, progress=progress)
     dataset = SPairDataset(root)
     all_pairs = dataset.pair_ids(split)
     present = sorted({pid.rsplit(":", 1)[1] for pid in all_pairs})
@@ -223,15 +226,9 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
         names = sorted({p.src_name for p in pairs} | {p.trg_name for p in pairs})
         if method == "congeal":
             run_dir = Path(out) / category
-            collection = None
-            cat_canonical = None
-            if canonical is not None and not (run_dir / "poses.json").is_file():
-                cat_canonical = resolve_canonical(canonical, category, single=len(chosen) == 1)
-                all_names = sorted({n for p in dataset.pairs(split, category) for n in (p.src_name, p.trg_name)})
-                collection = _stage_category(dataset, category, all_names, run_dir / "collection")
-            ensure_run(run_dir, cat_canonical, collection, preset=preset, features=features, device=device,
-                       seed=seed, overrides=overrides, dinov2=dinov2, progress=progress)
-            check_names(run_dir, read_poses(run_dir), names, f"SPair {category}")
+            registered_poses(run_dir, canonical, category, single=len(chosen) == 1,
+                             images=lambda category=category: _category_images(dataset, split, category),
+                             needed=names, what=f"SPair {category}", settings=settings)
             runs[category] = str(run_dir)
             transfer = congeal_transfer(run_dir, identity_warp=identity_warp, device=device)
         else:
@@ -251,9 +248,7 @@ def evaluate_spair(root: Union[str, Path], out: Optional[Union[str, Path]] = Non
         "complete": max_pairs is None and categories is None,
         **summarise(records),
         "runs": runs,
-        "seconds": round(time.time() - start, 2),
-        "congeal_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **report_stamp(start),
     }
     if output is None:
         base = Path(out) if out is not None else Path(".")

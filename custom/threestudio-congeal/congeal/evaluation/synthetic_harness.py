@@ -12,15 +12,19 @@ true pixel is transferred to B through the canonical (`Correspondence`); it is c
 α · (longer side of B's object bbox) of B's true pixel; invalid transfers count as misses. "per_point" pools all
 points, "per_image" averages the per-pair fractions (SPair's two conventions).
 """
-import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from jaxtyping import Float
 
 from congeal.common.errors import InputError
+from congeal.common.json_files import read_json
 from congeal.common.paths import PathLike
+from congeal.evaluation.metrics import bbox_threshold, pck_correct, robust_rotation_alignment
+from congeal.geometry.cameras import rotation_angle_deg
+from congeal.run.folder import RunFolder
 
 TRUTH_FORMAT = "congeal-synthetic-v2"
 # v1 has the same fields; its keypoints lie inside the surface (poses score the same, keypoints pessimistically).
@@ -40,12 +44,8 @@ def load_ground_truth(truth: PathLike) -> Tuple[Path, Dict[str, Dict[str, Any]]]
     path = Path(truth)
     if path.is_dir():
         path = path / "ground_truth.json"
-    if not path.is_file():
-        raise InputError(path, "ground_truth.json not found", "pass the folder written by `congeal synth`")
-    try:
-        doc = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InputError(path, f"is not valid JSON ({error})", "re-create it with `congeal synth`") from error
+    doc = read_json(path, "re-create it with `congeal synth`", missing="ground_truth.json not found",
+                    missing_fix="pass the folder written by `congeal synth`")
     if not isinstance(doc, dict) or doc.get("format") not in TRUTH_FORMATS or not isinstance(doc.get("images"), list):
         raise InputError(path, f"is not a {TRUTH_FORMAT} file", "re-create it with `congeal synth`")
     entries = {}
@@ -57,7 +57,7 @@ def load_ground_truth(truth: PathLike) -> Tuple[Path, Dict[str, Dict[str, Any]]]
     return path.parent, entries
 
 
-def _object_bbox(folder: Path, entry: Dict[str, Any]) -> Optional[np.ndarray]:
+def _object_bbox(folder: Path, entry: Dict[str, Any]) -> Optional[Float[np.ndarray, " 4"]]:
     """(x1, y1, x2, y2) of the object in the original image (alpha channel, else a mask file); None if unknown."""
     from PIL import Image
 
@@ -82,7 +82,8 @@ def _object_bbox(folder: Path, entry: Dict[str, Any]) -> Optional[np.ndarray]:
     return np.array([xs.min(), ys.min(), xs.max() + 1.0, ys.max() + 1.0], dtype=np.float64)
 
 
-def _stats(errors: np.ndarray) -> Dict[str, float]:
+def _stats(errors: Float[np.ndarray, " N"]) -> Dict[str, float]:
+    """Median, p95, mean of the finite errors; acc@5/15/30 over all N (non-finite errors are misses)."""
     finite = errors[np.isfinite(errors)]
     if finite.size == 0:
         return {"median": float("nan"), "p95": float("nan"), "mean": float("nan"),
@@ -108,8 +109,6 @@ def pose_errors(poses: Dict[str, Dict[str, Any]], truth: Dict[str, Dict[str, Any
     Returns:
         (summary, per-image rows); images missing from `poses` get NaN errors and count as misses.
     """
-    from congeal.geometry.cameras import rotation_angle_deg
-
     if align not in ("none", "rotation"):
         raise InputError(None, f"unknown alignment {align!r}", "use 'none' or 'rotation'")
     names = list(truth)
@@ -117,8 +116,6 @@ def pose_errors(poses: Dict[str, Dict[str, Any]], truth: Dict[str, Dict[str, Any
     R_gt = torch.tensor([truth[n]["c2w"] for n in have], dtype=torch.float64).reshape(-1, 4, 4)[:, :3, :3]
     R_est = torch.tensor([poses[n]["c2w"] for n in have], dtype=torch.float64).reshape(-1, 4, 4)[:, :3, :3]
     if align == "rotation" and len(have) > 0:
-        from congeal.evaluation.metrics import robust_rotation_alignment
-
         A, _ = robust_rotation_alignment(R_gt @ R_est.transpose(1, 2))  # R_gt ≈ A · R_est
         R_est = A.to(R_est) @ R_est
     rot = rotation_angle_deg(R_est, R_gt).numpy() if have else np.zeros(0)
@@ -184,12 +181,10 @@ def keypoint_transfer(run_dir: PathLike, folder: Path, truth: Dict[str, Dict[str
             trg_xy = np.array([kp_trg[k]["xy"] for k in common], dtype=np.float64)
             pred, valid = corr.transfer(src, trg, src_xy)
             n_valid += int(valid.sum())
-            x1, y1, x2, y2 = bboxes[trg]
-            side = max(x2 - x1, y2 - y1)
-            dist = np.linalg.norm(pred.astype(np.float64) - trg_xy, axis=-1)
-            dist = np.where(valid & np.isfinite(dist), dist, np.inf)
+            pred = torch.as_tensor(np.where(valid[:, None], pred, np.nan))  # invalid transfers are misses
             for a in alphas:
-                hit = dist <= a * side
+                hit = pck_correct(pred, torch.as_tensor(trg_xy), bbox_threshold(torch.as_tensor(bboxes[trg]), a))
+                hit = hit.numpy()
                 correct[a].append(hit)
                 per_target[trg][a].append(hit)
     n_points = int(sum(h.size for h in correct[alphas[0]])) if alphas else 0
@@ -223,24 +218,22 @@ def evaluate_synthetic(run_dir: PathLike, truth: PathLike, keypoints: bool = Tru
         JSON-able dict: format, rotation_error_deg {median, p95, mean, acc@5/15/30}, fovy_error_deg {median,
         mean}, per_image rows, keypoints {mapped, identity, gain_pck@<a>}.
     """
-    from congeal.run.outputs import read_poses
-
-    run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     folder, gt = load_ground_truth(truth)
-    poses = read_poses(run_dir / "poses.json")
+    poses = run.read_poses()
     unknown = [n for n in poses if n not in gt]
     if len(unknown) == len(poses) and poses:
-        raise InputError(run_dir / "poses.json", "shares no image name with the ground truth",
+        raise InputError(run.poses, "shares no image name with the ground truth",
                          "evaluate the run against the collection it registered")
     summary, rows = pose_errors(poses, gt, align=align)
-    report: Dict[str, Any] = {"format": REPORT_FORMAT, "run": str(run_dir), "truth": str(folder), **summary,
+    report: Dict[str, Any] = {"format": REPORT_FORMAT, "run": str(run.root), "truth": str(folder), **summary,
                               "per_image": rows}
     if keypoints:
-        if not (run_dir / "state").is_dir():
-            raise InputError(run_dir, "has no state/ folder (coordinate maps)",
+        if not run.state_dir.is_dir():
+            raise InputError(run.root, "has no state/ folder (coordinate maps)",
                              "re-run `congeal register` with mapping on, or pass --no-keypoints")
-        mapped = keypoint_transfer(run_dir, folder, gt, identity_warp=False, alphas=alphas)
-        identity = keypoint_transfer(run_dir, folder, gt, identity_warp=True, alphas=alphas)
+        mapped = keypoint_transfer(run.root, folder, gt, identity_warp=False, alphas=alphas)
+        identity = keypoint_transfer(run.root, folder, gt, identity_warp=True, alphas=alphas)
         report["keypoints"] = {"mapped": mapped, "identity": identity}
         for a in alphas:
             key = f"pck@{a:g}"
@@ -253,7 +246,3 @@ def evaluate_synthetic(run_dir: PathLike, truth: PathLike, keypoints: bool = Tru
                 row[key] = per_target.get(row["name"], {}).get(key, float("nan"))
                 row[f"{key}_identity"] = ident_target.get(row["name"], {}).get(key, float("nan"))
     return report
-
-
-# the name `congeal demo` calls
-evaluate_synthetic_run = evaluate_synthetic

@@ -14,6 +14,7 @@ from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from torch import Tensor
 
 from congeal.common.errors import InputError
@@ -36,12 +37,12 @@ class FeatureExtractor(Protocol):
 
     identity: str
 
-    def extract(self, images: Tensor) -> Tensor:
-        """images [B,3,H,W] in [0,1] -> features [B,C,h,w], L2-normalised over C."""
+    def extract(self, images: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B C h w"]:
+        """Images in [0,1] -> features, L2-normalised over C."""
         ...
 
 
-def _normalise(features: Tensor) -> Tensor:
+def _normalise(features: Float[Tensor, "B C h w"]) -> Float[Tensor, "B C h w"]:
     return F.normalize(features, dim=1, eps=1e-6)
 
 
@@ -64,7 +65,7 @@ class RGBFeatures:
         self.batch_size = int(batch_size)
         self.identity = f"rgb-g{self.grid}-c{self.context_weight:g}"
 
-    def _extract_chunk(self, images: Tensor) -> Tensor:
+    def _extract_chunk(self, images: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B 7 g g"]:
         # area pooling to the grid: anti-aliased whatever the input size
         cells = F.adaptive_avg_pool2d(images.float(), self.grid)  # [B,3,g,g]
         context = F.avg_pool2d(cells, 3, stride=1, padding=1, count_include_pad=False)
@@ -72,8 +73,8 @@ class RGBFeatures:
         centred = torch.cat([cells - 0.5, self.context_weight * (context - 0.5), constant], dim=1)
         return _normalise(centred)
 
-    def extract(self, images: Tensor) -> Tensor:
-        """images [B,3,H,W] in [0,1] -> [B,7,grid,grid] unit-length features (differentiable)."""
+    def extract(self, images: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B 7 g g"]:
+        """Images in [0,1] -> unit-length features on a grid×grid lattice (differentiable)."""
         _check_images(images)
         chunks = [self._extract_chunk(chunk) for chunk in images.split(self.batch_size)]
         return torch.cat(chunks) if chunks else images.new_zeros(0, 7, self.grid, self.grid)
@@ -117,8 +118,8 @@ class DINOv2Features:
         self.prefix_tokens = _prefix_tokens(self.model, self.backend)
         self.identity = f"dinov2-{self.backend}-{name}-l{self.layer}-s{self.input_size}-{str(self.dtype)[6:]}"
 
-    def _tokens(self, pixels: Tensor) -> Tensor:
-        """pixels [B,3,S,S] normalised -> tokens [B,T,C] of the chosen layer (prefix tokens included)."""
+    def _tokens(self, pixels: Float[Tensor, "B 3 S S"]) -> Float[Tensor, "B T C"]:
+        """Normalised pixels -> tokens of the chosen layer (prefix tokens included)."""
         if self.backend == "transformers":
             if self.layer == -1:
                 return self.model(pixel_values=pixels).last_hidden_state
@@ -134,7 +135,7 @@ class DINOv2Features:
             x = block(x)
         return x
 
-    def _extract_chunk(self, images: Tensor) -> Tensor:
+    def _extract_chunk(self, images: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B C h w"]:
         mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=images.device, dtype=torch.float32).view(1, 3, 1, 1)
         size = self.input_size
@@ -147,8 +148,8 @@ class DINOv2Features:
         grid = patches.reshape(patches.shape[0], side, side, patches.shape[-1]).permute(0, 3, 1, 2)
         return _normalise(grid.float()).to(images.device)
 
-    def extract(self, images: Tensor) -> Tensor:
-        """images [B,3,H,W] in [0,1] -> [B,C,input_size/14,input_size/14] unit-length patch features."""
+    def extract(self, images: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B C h w"]:
+        """Images in [0,1] -> unit-length patch features, h = w = input_size / patch size."""
         _check_images(images)
         # no torch.no_grad here: refinement's optional feature term differentiates through it; callers that only
         # score wrap the call in torch.no_grad()

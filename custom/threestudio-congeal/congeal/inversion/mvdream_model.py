@@ -249,7 +249,9 @@ def resolve_checkpoint(model_name: str = "sd-v2.1-base-4view", ckpt_path: Option
 
     With HF_HUB_OFFLINE=1 (or `allow_download=False`) a cache miss raises an InputError saying how to fill it.
     """
-    from congeal.models.sources import SOURCES, hub_offline, locate
+    from congeal.models.hub_cache import hub_offline
+    from congeal.models.locate import locate
+    from congeal.models.table import SOURCES
 
     if ckpt_path:
         path = Path(ckpt_path).expanduser()

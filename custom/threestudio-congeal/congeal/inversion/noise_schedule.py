@@ -8,9 +8,10 @@ SD2.1's diffusers scheduler calls this schedule "scaled_linear"; MVDream/LDM cal
 `linspace(sqrt(beta_start), sqrt(beta_end), T) ** 2`). Computed in float64, applied in the latents' dtype.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from congeal.common.errors import InputError
@@ -20,13 +21,10 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 @dataclass
 class NoiseSchedule:
-    """Cumulative signal rates of a discrete DDPM.
+    """Cumulative signal rates of a discrete DDPM."""
 
-    Args:
-        alphas_cumprod: [T] float64, alpha-bar_t for t = 0 .. T-1.
-    """
-
-    alphas_cumprod: Tensor
+    alphas_cumprod: Float[Tensor, " T"]
+    """alpha-bar_t for t = 0 .. T-1 (float64)."""
 
     @property
     def num_train_timesteps(self) -> int:
@@ -61,24 +59,21 @@ class NoiseSchedule:
         raise InputError(path, f"beta_schedule {kind!r} is not supported",
                          "use a Stable-Diffusion-format model (scaled_linear or linear betas)")
 
-    def _rates(self, t: Tensor, like: Tensor):
+    def _rates(self, t: Int[Tensor, " B"], like: Float[Tensor, "B *rest"]
+               ) -> Tuple[Float[Tensor, "B *ones"], Float[Tensor, "B *ones"]]:
         # gather per-sample rates, shaped to broadcast over [B, C, h, w]
         abar = self.alphas_cumprod.to(t.device)[t.long()]
         shape = (-1,) + (1,) * (like.dim() - 1)
         return abar.sqrt().to(like.dtype).view(shape), (1.0 - abar).sqrt().to(like.dtype).view(shape)
 
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise.
-
-        Args:
-            x0: [B,C,h,w] clean latents. noise: [B,C,h,w]. t: [B] integer timesteps.
-        Returns:
-            [B,C,h,w] noisy latents.
-        """
+    def add_noise(self, x0: Float[Tensor, "B *rest"], noise: Float[Tensor, "B *rest"], t: Int[Tensor, " B"]
+                  ) -> Float[Tensor, "B *rest"]:
+        """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise: clean latents + noise at integer timesteps -> noisy."""
         a, s = self._rates(t, x0)
         return a * x0 + s * noise
 
-    def target(self, x0: Tensor, noise: Tensor, t: Tensor, prediction_type: str = "epsilon") -> Tensor:
+    def target(self, x0: Float[Tensor, "B *rest"], noise: Float[Tensor, "B *rest"], t: Int[Tensor, " B"],
+               prediction_type: str = "epsilon") -> Float[Tensor, "B *rest"]:
         """The regression target of the denoiser: `noise` (epsilon) or v = a·noise − s·x0 (v_prediction)."""
         if prediction_type == "epsilon":
             return noise

@@ -12,12 +12,14 @@ at placeholder positions, so the gradient reaches only `TrainableRows.rows` and 
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import List
 
 import torch
+from jaxtyping import Float
 from torch import Tensor, nn
 
 from congeal.common.errors import InputError
+from congeal.inversion.embedding_files import EmbedsArgument, LearnedEmbeds
 
 
 @dataclass
@@ -127,7 +129,7 @@ def add_placeholder_tokens(tokenizer, text_encoder, token: str, init_word: str,
     return PlaceholderTokens(token, names, list(ids))
 
 
-def install_embeds(tokenizer, text_encoder, embeds: Dict[str, Tensor]) -> List[PlaceholderTokens]:
+def install_embeds(tokenizer, text_encoder, embeds: EmbedsArgument) -> List[PlaceholderTokens]:
     """Put learned embeddings into a tokenizer + text encoder (what diffusers' `load_textual_inversion` does).
 
     Entries that already exist with the same count are overwritten (a live embedding being refreshed); new ones
@@ -189,7 +191,7 @@ class TrainableRows(nn.Module):
         self._embedding = [embedding]  # a list: not a submodule, so state_dict holds only the rows
         self._handle = embedding.register_forward_hook(self._swap_in)
 
-    def _swap_in(self, module: nn.Module, inputs, output: Tensor) -> Tensor:
+    def _swap_in(self, module: nn.Module, inputs, output: Float[Tensor, "B L D"]) -> Float[Tensor, "B L D"]:
         # [B,L] ids -> [B,L] slot index (-1 = ordinary token); batched, no host sync
         slot = self.lut.to(inputs[0].device)[inputs[0]]
         learned = self.rows.to(output.dtype)[slot.clamp(min=0)]
@@ -201,7 +203,7 @@ class TrainableRows(nn.Module):
         table = self._embedding[0].weight
         table[self.slots.ids] = self.rows.detach().to(table.device, table.dtype)
 
-    def learned_embeds(self) -> Dict[str, Tensor]:
+    def learned_embeds(self) -> LearnedEmbeds:
         """{token: float32 [n_vectors, dim]} on the CPU, the diffusers file layout."""
         return {self.slots.token: self.rows.detach().to("cpu", torch.float32).clone()}
 

@@ -10,7 +10,7 @@ Nothing is downloaded. The "sd21-base" sizes are SD2.1-base's published configs 
 import gzip
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike

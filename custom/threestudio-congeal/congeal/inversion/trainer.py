@@ -4,116 +4,32 @@
     ti.set_images(images)                   # [N,3,H,W] in [0,1]; encoded once, latents cached
     ti.train(1000); ti.save_embeds("out/")  # -> out/learned_embeds.safetensors (diffusers format)
 
-The denoiser follows the protocol of the architecture guide (`eps = denoiser(noisy_latents, t, text_embeddings)`,
+The denoiser follows `congeal.inversion.denoiser.Denoiser` (`eps = denoiser(noisy_latents, t, text_embeddings)`,
 plus `encode`, `schedule`, `prediction_type`): `congeal.inversion.diffusers_denoiser.DiffusersDenoiser` (any SD-format
-model) or `congeal.inversion.mvdream_denoiser.MVDreamDenoiser` (MVDream's UNet in single-view mode). Only the placeholder rows
+model) or `congeal.inversion.mvdream_denoiser.MVDreamDenoiser` (MVDream's UNet in single-view mode). The settings are
+`congeal.inversion.config.TextualInversionConfig`. Only the placeholder rows
 are trained (AdamW); the text encoder and denoiser stay frozen. A dedicated random generator drives every random
 choice (images, timesteps, noise, templates), so a run resumed from a checkpoint continues the same trajectory.
 """
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from congeal.common.errors import InputError
-from congeal.inversion.noise_schedule import NoiseSchedule
-from congeal.inversion.placeholder_tokens import PlaceholderTokens, TrainableRows, add_placeholder_tokens
 from congeal.common.paths import PathLike
+from congeal.inversion.config import TextualInversionConfig
+from congeal.inversion.denoiser import Denoiser
+from congeal.inversion.embedding_files import LearnedEmbeds
+from congeal.inversion.placeholder_tokens import PlaceholderTokens, TrainableRows, add_placeholder_tokens
 
-# object-description prompts in the style of CLIP's ImageNet templates ("{}" is the placeholder)
-DEFAULT_TEMPLATES = (
-    "a photo of a {}",
-    "a rendering of a {}",
-    "a cropped photo of the {}",
-    "the photo of a {}",
-    "a close-up photo of a {}",
-    "a bright photo of the {}",
-    "a photo of the small {}",
-    "a good photo of a {}",
-    "a photo of one {}",
-    "a rendition of the {}",
-    "a photo of the large {}",
-    "a photo of a nice {}",
-)
-
-
-@dataclass
-class TextualInversionConfig:
-    """Settings of one inversion run (serialised into checkpoints and `invert.json`).
-
-    Attributes:
-        token: placeholder name used in prompts. init_word: single-token word the rows start from.
-        n_vectors: embedding vectors behind the token. steps/batch_size/resolution: the run (256 px -> 32x32 latents).
-        lr, weight_decay, adam_betas, adam_eps: AdamW on the placeholder rows only.
-        templates: prompts with one "{}". flip: also train on mirrored photos.
-        background: "keep", or "white" to composite masked photos onto white (objects, not backgrounds).
-        mixed_precision: "auto" (bf16/fp16 frozen weights on CUDA, fp32 on CPU), "no", "bf16", "fp16".
-        min_timestep/max_timestep: timesteps sampled uniformly in [min, max). seed: the run's generator seed.
-    """
-
-    token: str = "<congeal>"
-    init_word: str = "object"
-    n_vectors: int = 1
-    steps: int = 1000
-    batch_size: int = 4
-    resolution: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
-    adam_betas: Tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    templates: Tuple[str, ...] = DEFAULT_TEMPLATES
-    flip: bool = True
-    background: str = "keep"
-    mixed_precision: str = "auto"
-    min_timestep: int = 0
-    max_timestep: int = 1000
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "TextualInversionConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(None, f"unknown textual-inversion settings {unknown}", f"use only {sorted(known)}")
-        values = dict(values)
-        for key in ("templates", "adam_betas"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
-
-    def validate(self) -> None:
-        """Raises InputError on settings that cannot run."""
-        if not self.templates or any(t.count("{}") != 1 for t in self.templates):
-            raise InputError(None, "every prompt template must contain exactly one '{}'",
-                             'e.g. "a photo of a {}"')
-        if self.batch_size < 1 or self.steps < 0 or self.resolution < 8 or self.resolution % 8:
-            raise InputError(None, f"batch_size={self.batch_size}, steps={self.steps}, resolution={self.resolution}",
-                             "use batch_size >= 1, steps >= 0 and a resolution divisible by 8")
-        if self.background not in ("keep", "white"):
-            raise InputError(None, f"background {self.background!r} is not 'keep' or 'white'", "use keep or white")
-        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-            raise InputError(None, f"mixed_precision {self.mixed_precision!r}", "use auto, no, bf16 or fp16")
-        if not 0 <= self.min_timestep < self.max_timestep:
-            raise InputError(None, f"timestep range [{self.min_timestep}, {self.max_timestep})",
-                             "use 0 <= min_timestep < max_timestep <= 1000")
-
-
-class Denoiser(Protocol):
-    """What the trainer needs from a diffusion model."""
-
-    schedule: NoiseSchedule
-    prediction_type: str
-
-    def encode(self, images: Tensor) -> Tuple[Tensor, Tensor]:
-        """[B,3,H,W] in [0,1] -> (mean, std) of scaled latents, each [B,C,h,w]."""
-
-    def __call__(self, noisy_latents: Tensor, t: Tensor, text_embeddings: Tensor) -> Tensor:
-        """[B,C,h,w], [B] long, [B,L,D] -> predicted eps (or v) [B,C,h,w]."""
-
+# object masks in [0,1], one per photo; their own dims, so a size mismatch is an InputError, not a type error
+Masks = Union[Float[Tensor, "Bm 1 Hm Wm"], Float[Tensor, "Bm Hm Wm"], Float[Tensor, "Bm Hm Wm 1"]]
 
 def resolve_precision(mode: str, device: torch.device) -> Optional[torch.dtype]:
     """The dtype for frozen weights under `mode` on `device` (None = keep float32)."""
@@ -188,8 +104,9 @@ class TextualInversion:
         return self.denoiser
 
     # ---- data ---------------------------------------------------------------------------------------------
-    def prepare_images(self, images: Tensor, masks: Optional[Tensor] = None) -> Tensor:
-        """[B,3,H,W] (or [B,H,W,3]) in [0,1] (+ masks [B,1,H,W]/[B,H,W]) -> [B,3,R,R] on the device."""
+    def prepare_images(self, images: Union[Float[Tensor, "B 3 H W"], Float[Tensor, "B H W 3"]],
+                       masks: Optional[Masks] = None) -> Float[Tensor, "B 3 R R"]:
+        """Photos in [0,1] (masks used with background "white") -> `[B,3,R,R]` at `config.resolution`, on the device."""
         if images.dim() != 4 or 3 not in (images.shape[1], images.shape[-1]):
             raise InputError(None, f"images must be [B,3,H,W] or [B,H,W,3], got {tuple(images.shape)}",
                              "pass RGB images in [0,1]")
@@ -210,11 +127,13 @@ class TextualInversion:
         return images.clamp(0.0, 1.0)
 
     @torch.no_grad()
-    def set_images(self, images: Tensor, masks: Optional[Tensor] = None, chunk: int = 8) -> None:
+    def set_images(self, images: Union[Float[Tensor, "N 3 H W"], Float[Tensor, "N H W 3"]],
+                   masks: Optional[Masks] = None,
+                   chunk: int = 8) -> None:
         """Encode the collection once; every step samples from the cached latent posteriors.
 
         Args:
-            images: [N,3,H,W] in [0,1] (resized to `config.resolution`). masks: optional [N,1,H,W] in [0,1].
+            images: in [0,1] (resized to `config.resolution`). masks: optional, in [0,1].
             chunk: images per VAE call.
         """
         if images.shape[0] == 0:
@@ -229,14 +148,14 @@ class TextualInversion:
             stds.append(std.float())
         self.latent_mean, self.latent_std = torch.cat(means), torch.cat(stds)
 
-    def _weights(self, x: Tensor) -> Tensor:
+    def _weights(self, x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
         return x if self.weight_dtype is None else x.to(self.weight_dtype)
 
-    def _randint(self, high: int, n: int, low: int = 0) -> Tensor:
+    def _randint(self, high: int, n: int, low: int = 0) -> Int[Tensor, " n"]:
         return torch.randint(low, high, (n,), generator=self.generator, device=self.device)
 
-    def sample_latents(self, batch_size: int) -> Tensor:
-        """[B,C,h,w] latents drawn from the cached posteriors of random collection images."""
+    def sample_latents(self, batch_size: int) -> Float[Tensor, "B C h w"]:
+        """Latents drawn from the cached posteriors of `batch_size` random collection images."""
         if self.latent_mean is None:
             raise InputError(None, "no images set", "call set_images(images) before training")
         index = self._randint(self.latent_mean.shape[0], batch_size)
@@ -244,12 +163,13 @@ class TextualInversion:
         return mean + std * torch.randn(mean.shape, generator=self.generator, device=self.device)
 
     # ---- loss ---------------------------------------------------------------------------------------------
-    def text_embeddings(self, template_index: Tensor) -> Tensor:
-        """[B] template indices -> [B,L,D] text-encoder hidden states (grad flows into the rows)."""
+    def text_embeddings(self, template_index: Int[Tensor, " B"]) -> Float[Tensor, "B L D"]:
+        """Template indices -> text-encoder hidden states (grad flows into the rows)."""
         return self.text_encoder(self.template_ids[template_index])[0]
 
-    def loss_on_latents(self, latents: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        """Denoising loss for clean latents [B,C,h,w] with random timesteps, noise and templates -> scalar."""
+    def loss_on_latents(self, latents: Float[Tensor, "B C h w"], generator: Optional[torch.Generator] = None
+                        ) -> Float[Tensor, ""]:
+        """Denoising loss for clean latents with random timesteps, noise and templates."""
         g = generator or self.generator
         b = latents.shape[0]
         t = torch.randint(self.config.min_timestep, self.config.max_timestep, (b,), generator=g, device=self.device)
@@ -261,8 +181,9 @@ class TextualInversion:
         target = schedule.target(latents, noise, t, self.denoiser.prediction_type)
         return F.mse_loss(prediction.float(), target.float())
 
-    def loss_on_images(self, images: Tensor, masks: Optional[Tensor] = None) -> Tensor:
-        """One denoising loss on a batch of photos [B,3,H,W] or [B,H,W,3] in [0,1] (encoded now, not cached).
+    def loss_on_images(self, images: Union[Float[Tensor, "B 3 H W"], Float[Tensor, "B H W 3"]],
+                       masks: Optional[Masks] = None) -> Float[Tensor, ""]:
+        """One denoising loss on a batch of photos in [0,1] (encoded now, not cached).
 
         With `config.flip`, each photo is mirrored with probability 1/2.
         """
@@ -276,7 +197,7 @@ class TextualInversion:
                                                                 device=self.device)
         return self.loss_on_latents(latents)
 
-    def optimizer_step(self, loss: Optional[Tensor] = None) -> None:
+    def optimizer_step(self, loss: Optional[Float[Tensor, ""]] = None) -> None:
         """Backpropagate `loss` (if given) and apply AdamW to the rows; keeps the table copy in sync."""
         if loss is not None:
             self.scaler.scale(loss).backward()
@@ -296,7 +217,7 @@ class TextualInversion:
             self._pending.clear()
         return self._losses
 
-    def step(self) -> Tensor:
+    def step(self) -> Float[Tensor, ""]:
         """One training step on a random batch of the cached collection; returns its loss (detached, on device)."""
         loss = self.loss_on_latents(self.sample_latents(self.config.batch_size))
         self.optimizer_step(loss)
@@ -351,8 +272,8 @@ class TextualInversion:
         return total / n_samples
 
     # ---- outputs and resume -------------------------------------------------------------------------------
-    def learned_embeds(self) -> Dict[str, Tensor]:
-        """{token: float32 [n_vectors, dim]} (CPU copy)."""
+    def learned_embeds(self) -> LearnedEmbeds:
+        """{token: float32 rows} (CPU copy)."""
         return self.rows.learned_embeds()
 
     def save_embeds(self, path: PathLike) -> Path:

@@ -6,6 +6,9 @@
 
 Mask sources, per `mask=`: "auto" (the alpha channel when it is not fully opaque, else a mask file, else an
 InputError), "alpha", "file", "white-background" (`masks.white_background_mask`), "sam" (`masks.SamMasker`).
+With `require_mask=False` a photo that "auto" / "file" finds no mask for is loaded anyway (mask source "none"):
+its crop is the largest centred square of the photo and its mask is all ones (textual inversion's `congeal invert`
+accepts such photos; registration and the threestudio data modules need masks).
 Mask files: `<folder>/masks/<stem>.png` or `<folder>/<stem>_mask.png`; white / non-zero = object; grey values are
 thresholded at 0.5. Alpha is thresholded at 0.5 too, and transparent photos are composited over
 `alpha_background` (white by default).
@@ -15,110 +18,31 @@ resampled to S x S (box-averaged, so shrinking is antialiased). The window may r
 photo's border pixels are repeated there, the mask is 0 there. "Original" coordinates are those of the photo after
 its EXIF orientation is applied (what every viewer shows).
 
-Hostile input (each case has a test in tests/test_hostile_input.py) raises `InputError` naming the file and the fix,
+The folder listing (which files are photos, where mask files are) is `congeal.io.listing`.
+
+Hostile input (each case has a test in tests/io/test_hostile_input.py) raises `InputError` naming the file and the fix,
 or takes the documented fallback recorded in `warnings`; `load_collection` reports every bad file at once and
 returns nothing partial.
 """
-import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from jaxtyping import Bool, Float, UInt8
 from torch import Tensor
 
-from congeal.io.crop import Crop
-from congeal.io.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, decode_mask
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
+from congeal.io.crop import Crop
+from congeal.io.decode import DEFAULT_MAX_PIXELS, DecodedImage, decode_image, decode_mask
+from congeal.io.listing import MASK_FOLDER, MASK_SUFFIX, find_mask_file, list_images, photo_name, require_photos
 
-__all__ = [
-    "Crop", "ImageCollection", "LoadedImage", "FolderListing", "load_collection", "load_image", "list_images",
-    "find_mask_file", "IMAGE_SUFFIXES", "MASK_MODES", "DEFAULT_MAX_PIXELS",
-]
+__all__ = ["ImageCollection", "LoadedImage", "load_collection", "load_image", "MASK_MODES"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif",
-                  ".avif")
 MASK_MODES = ("auto", "alpha", "file", "white-background", "sam")
-MASK_FOLDER = "masks"
-MASK_SUFFIX = "_mask"
 FULL_FRAME_COVERAGE = 0.99  # a mask covering more of the frame than this gets a warning
-
-# ---------------------------------------------------------------------------------------------- folder listing
-@dataclass
-class FolderListing:
-    """The photos of a folder (sorted by name) and the files that were ignored, with the reason."""
-
-    folder: Path
-    images: List[Path]
-    skipped: List[Tuple[Path, str]]
-
-
-def _name(path: Path) -> str:
-    return unicodedata.normalize("NFC", path.stem)
-
-
-def list_images(folder: PathLike) -> FolderListing:
-    """Find the photos in a folder (not its subfolders).
-
-    Hidden files, non-image files, subfolders and `<stem>_mask.png` files that belong to a photo are skipped and
-    listed. Two photos whose names differ only by suffix or letter case (`a.jpg` + `a.png`) are an InputError:
-    every output is keyed by name.
-
-    Args:
-        folder: the folder.
-    Returns:
-        FolderListing.
-    """
-    folder = Path(folder)
-    if not folder.exists():
-        raise InputError(folder, "does not exist", "give the folder that holds the photos")
-    if not folder.is_dir():
-        raise InputError(folder, "is not a folder", "give the folder that holds the photos, not a file")
-    try:
-        entries = sorted(folder.iterdir(), key=lambda p: unicodedata.normalize("NFC", p.name))
-    except OSError as error:
-        raise InputError(folder, f"cannot be listed ({error.strerror or error})", "make the folder readable") \
-            from None
-    candidates, skipped = [], []
-    for entry in entries:
-        if entry.name.startswith("."):
-            skipped.append((entry, "hidden file"))
-        elif entry.is_dir():
-            skipped.append((entry, "mask folder" if entry.name == MASK_FOLDER else "folder (not searched)"))
-        elif entry.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped.append((entry, f"not an image ({entry.suffix or 'no suffix'})"))
-        else:
-            candidates.append(entry)
-    stems = {p.stem for p in candidates}
-    images = []
-    for path in candidates:
-        owner = path.stem[: -len(MASK_SUFFIX)]
-        # exactly the files find_mask_file() reads; a photo that merely ends in "_mask" stays a photo
-        if path.stem.endswith(MASK_SUFFIX) and path.suffix == ".png" and owner in stems:
-            skipped.append((path, f"mask file of {owner}"))
-        else:
-            images.append(path)
-    groups: Dict[str, List[Path]] = {}
-    for path in images:
-        groups.setdefault(_name(path).casefold(), []).append(path)
-    clashes = [group for group in groups.values() if len(group) > 1]
-    if clashes:
-        names = "; ".join(" and ".join(p.name for p in group) for group in clashes)
-        raise InputError(clashes[0][0], f"photos with the same name: {names} (outputs are keyed by name, letter "
-                                        f"case ignored)", "rename or remove one file of each pair")
-    skipped.sort(key=lambda item: item[0].name)
-    return FolderListing(folder, images, skipped)
-
-
-def find_mask_file(image_path: Path) -> Optional[Path]:
-    """`masks/<stem>.png` beside the photo, else `<stem>_mask.png` next to it, else None."""
-    for candidate in (image_path.parent / MASK_FOLDER / f"{image_path.stem}.png",
-                      image_path.parent / f"{image_path.stem}{MASK_SUFFIX}.png"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 # ---------------------------------------------------------------------------------------------- one photo
@@ -132,17 +56,17 @@ class LoadedImage:
 
     name: str
     path: Path
-    image: Tensor
-    mask: Tensor
+    image: Float[Tensor, "3 S S"]
+    mask: Float[Tensor, "1 S S"]
     original_size: Tuple[int, int]
     crop: Crop
     mask_source: str
     coverage: float
     warnings: List[str]
-    packed_mask: np.ndarray
+    packed_mask: UInt8[np.ndarray, " _bits"]
     notes: List[str] = field(default_factory=list)
 
-    def full_mask(self) -> np.ndarray:
+    def full_mask(self) -> Bool[np.ndarray, "H W"]:
         """`[H,W]` bool object mask on the original grid."""
         height, width = self.original_size
         return np.unpackbits(self.packed_mask, count=height * width).reshape(height, width).astype(bool)
@@ -150,7 +74,8 @@ class LoadedImage:
 
 def load_image(path: PathLike, size: int = 256, mask: str = "auto", margin: float = 0.1, min_side: int = 32,
                max_pixels: float = DEFAULT_MAX_PIXELS, sam_masker=None,
-               alpha_background: Optional[Sequence[float]] = (1.0, 1.0, 1.0)) -> LoadedImage:
+               alpha_background: Optional[Sequence[float]] = (1.0, 1.0, 1.0), require_mask: bool = True
+               ) -> LoadedImage:
     """Load one photo with its mask and crop. Arguments as in `load_collection`.
 
     Returns:
@@ -158,10 +83,16 @@ def load_image(path: PathLike, size: int = 256, mask: str = "auto", margin: floa
     """
     path = Path(path)
     photo = decode_image(path, max_pixels=max_pixels, min_side=min_side)
-    object_mask, source, mask_notes = _object_mask(path, photo, mask, max_pixels, sam_masker)
+    object_mask, source, mask_notes = _object_mask(path, photo, mask, max_pixels, sam_masker, require_mask)
     notes = list(photo.notes) + mask_notes
     warnings: List[str] = []
     height, width = photo.size
+    if object_mask is None:  # no mask and none required: the whole photo, its largest centred square
+        object_mask = np.ones((height, width), bool)
+        side = min(height, width)
+        x0, y0 = (width - side) / 2, (height - side) / 2
+        crop = Crop.from_bbox((x0, y0, x0 + side, y0 + side), size=size, margin=0.0)
+        return _cropped(path, photo, object_mask, crop, source, 1.0, warnings, notes, alpha_background)
     coverage = float(object_mask.mean())
     if coverage == 0.0:
         raise InputError(_mask_owner(path, source), f"the mask ({source}) is empty: no object pixels",
@@ -176,15 +107,23 @@ def load_image(path: PathLike, size: int = 256, mask: str = "auto", margin: floa
         warnings.append(f"the object is only {bbox[2] - bbox[0]:.0f}x{bbox[3] - bbox[1]:.0f} pixels (minimum "
                         f"{min_side}): its crop will be blurry")
     crop = Crop.from_bbox(bbox, size=size, margin=margin)
+    return _cropped(path, photo, object_mask, crop, source, coverage, warnings, notes, alpha_background)
+
+
+def _cropped(path: Path, photo: DecodedImage, object_mask: Bool[np.ndarray, "H W"], crop: Crop, source: str,
+             coverage: float, warnings: List[str], notes: List[str],
+             alpha_background: Optional[Sequence[float]]) -> LoadedImage:
+    """The photo and its `[H,W]` bool mask resampled through `crop` (mask thresholded at 0.5 after resampling)."""
     rgb = _composite(photo, alpha_background)  # [3,H,W]
     image = crop.apply(rgb, fill="edge").clamp(0.0, 1.0)
     crop_mask = (crop.apply(torch.from_numpy(object_mask)[None].float(), fill=0.0) >= 0.5).float()
-    return LoadedImage(_name(path), path, image, crop_mask, (height, width), crop, source, coverage, warnings,
+    return LoadedImage(photo_name(path), path, image, crop_mask, photo.size, crop, source, coverage, warnings,
                        np.packbits(object_mask.reshape(-1)), notes)
 
 
-def _object_mask(path: Path, photo: DecodedImage, mode: str, max_pixels: float, sam_masker):
-    """-> `[H,W]` bool on the upright grid, mask source string, notes."""
+def _object_mask(path: Path, photo: DecodedImage, mode: str, max_pixels: float, sam_masker,
+                 require_mask: bool = True) -> Tuple[Optional[Bool[np.ndarray, "H W"]], str, List[str]]:
+    """-> `[H,W]` bool on the upright grid (None: no mask found and none required), mask source string, notes."""
     if mode in ("auto", "alpha") and photo.alpha is not None:
         return photo.alpha >= 0.5, "alpha", []
     if mode == "alpha":
@@ -195,6 +134,8 @@ def _object_mask(path: Path, photo: DecodedImage, mode: str, max_pixels: float, 
         if mask_path is not None:
             values, notes = decode_mask(mask_path, photo, image_path=path, max_pixels=max_pixels)
             return values, f"file:{mask_path}", notes
+        if not require_mask:
+            return None, "none", []
         looked = f"{MASK_FOLDER}/{path.stem}.png or {path.stem}{MASK_SUFFIX}.png"
         raise InputError(path, f"has no mask: no alpha channel and no mask file ({looked})",
                          f"add mask files (white = object), or pass mask='white-background' (plain backgrounds) "
@@ -215,8 +156,8 @@ def _object_mask(path: Path, photo: DecodedImage, mode: str, max_pixels: float, 
     raise InputError(None, f"unknown mask source {mode!r}", f"use one of {', '.join(MASK_MODES)}")
 
 
-def _composite(photo: DecodedImage, background: Optional[Sequence[float]]) -> Tensor:
-    """Photo as `[3,H,W]` float32; transparent photos composited over `background` (None keeps stored RGB)."""
+def _composite(photo: DecodedImage, background: Optional[Sequence[float]]) -> Float[Tensor, "3 H W"]:
+    """Photo as float32; transparent photos composited over `background` (None keeps stored RGB)."""
     rgb = torch.from_numpy(photo.rgb).permute(2, 0, 1)
     if photo.alpha is None or background is None:
         return rgb.contiguous()
@@ -247,7 +188,7 @@ class ImageCollection:
         masks: `[N,1,S,S]` float in {0,1}.
         original_sizes: (H, W) of each photo after its EXIF orientation.
         crops: the `Crop` of each photo (original <-> working pixel coordinates).
-        mask_sources: "alpha" | "file:<path>" | "white-background" | "sam".
+        mask_sources: "alpha" | "file:<path>" | "white-background" | "sam" | "none" (see `require_mask`).
         skipped: files in the folder that were ignored, with the reason.
         warnings: "<name>: <message>" lines: what looks wrong, and the documented fallbacks that were applied.
         coverages: mask area / frame area on the original grid.
@@ -258,8 +199,8 @@ class ImageCollection:
 
     names: List[str]
     paths: List[Path]
-    images: Tensor
-    masks: Tensor
+    images: Float[Tensor, "N 3 S S"]
+    masks: Float[Tensor, "N 1 S S"]
     original_sizes: List[Tuple[int, int]]
     crops: List[Crop]
     mask_sources: List[str]
@@ -268,7 +209,7 @@ class ImageCollection:
     coverages: List[float] = field(default_factory=list)
     folder: Optional[Path] = None
     options: Dict = field(default_factory=dict)
-    packed_masks: List[Optional[np.ndarray]] = field(default_factory=list, repr=False)
+    packed_masks: List[Optional[UInt8[np.ndarray, " _bits"]]] = field(default_factory=list, repr=False)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -286,7 +227,7 @@ class ImageCollection:
             raise InputError(None, f"no image named {name!r} in the collection",
                              f"use one of: {', '.join(self.names)}") from None
 
-    def load_original(self, i: int) -> Tuple[Tensor, Tensor]:
+    def load_original(self, i: int) -> Tuple[Float[Tensor, "3 H W"], Float[Tensor, "1 H W"]]:
         """Photo `i` on its original grid (EXIF orientation applied), re-decoded from its file.
 
         Returns:
@@ -347,8 +288,9 @@ def validate_options(size: int, mask: str, margin: float, min_side: int, max_pix
 
 def load_collection(folder: PathLike, size: int = 256, mask: str = "auto", margin: float = 0.1, min_side: int = 32,
                     max_pixels: float = DEFAULT_MAX_PIXELS, sam_model=None, device: Union[str, torch.device] = "cpu",
-                    alpha_background: Optional[Sequence[float]] = (1.0, 1.0, 1.0)) -> ImageCollection:
-    """Load every photo in `folder` (at least 2) with a foreground mask and a square crop around the object.
+                    alpha_background: Optional[Sequence[float]] = (1.0, 1.0, 1.0), require_mask: bool = True,
+                    min_photos: int = 2) -> ImageCollection:
+    """Load every photo in `folder` (at least `min_photos`) with a foreground mask and a square crop around the object.
 
     Args:
         folder: the photos (subfolders are not searched; `masks/` holds mask files).
@@ -360,20 +302,23 @@ def load_collection(folder: PathLike, size: int = 256, mask: str = "auto", margi
         sam_model: for mask="sam": a hub id, a local folder, or a built `masks.SamMasker`.
         device: where the returned tensors live (and SAM runs).
         alpha_background: RGB in [0,1] that transparent photos are composited over; None keeps the stored RGB.
+        require_mask: False loads photos without any mask too (source "none": centred square crop, mask all ones).
+        min_photos: fewer photos than this is an InputError (congealing needs 2; textual inversion 1).
     Returns:
         ImageCollection.
     Raises:
-        InputError: naming every unusable file, or the folder when it holds fewer than 2 photos.
+        InputError: naming every unusable file, or the folder when it holds fewer than `min_photos` photos.
     """
     validate_options(size, mask, margin, min_side, max_pixels)
     listing = list_images(folder)
-    require_two(listing)
+    require_photos(listing, min_photos)
     masker = build_masker(mask, sam_model, device)
     loaded, failures = [], []
     for path in listing.images:
         try:
             loaded.append(load_image(path, size=size, mask=mask, margin=margin, min_side=min_side,
-                                     max_pixels=max_pixels, sam_masker=masker, alpha_background=alpha_background))
+                                     max_pixels=max_pixels, sam_masker=masker, alpha_background=alpha_background,
+                                     require_mask=require_mask))
         except InputError as error:
             failures.append(error)
     if len(failures) == 1:
@@ -395,24 +340,9 @@ def load_collection(folder: PathLike, size: int = 256, mask: str = "auto", margi
         coverages=[item.coverage for item in loaded],
         folder=listing.folder,
         options=dict(size=size, mask=mask, margin=margin, min_side=min_side, max_pixels=max_pixels,
-                     alpha_background=alpha_background),
+                     alpha_background=alpha_background, require_mask=require_mask),
         packed_masks=[item.packed_mask for item in loaded],
     )
-
-
-def require_two(listing: FolderListing) -> None:
-    """InputError unless the folder holds at least 2 photos."""
-    count = len(listing.images)
-    if count >= 2:
-        return
-    if count == 0:
-        others = f" ({len(listing.skipped)} other entries skipped)" if listing.skipped else ""
-        fix = "put the photos (.jpg, .png, .webp, ...) in it"
-        if (listing.folder / "images").is_dir():
-            fix = f"did you mean {listing.folder / 'images'}?"
-        raise InputError(listing.folder, f"holds no photos{others}", fix)
-    raise InputError(listing.images[0], f"is the only photo in {listing.folder}; congealing needs at least 2",
-                     "add more photos of objects of the same kind")
 
 
 def build_masker(mask: str, sam_model, device: Union[str, torch.device] = "cpu"):

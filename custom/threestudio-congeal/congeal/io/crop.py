@@ -14,6 +14,7 @@ from typing import Any, Dict, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from jaxtyping import Float, Shaped
 from torch import Tensor
 
 ArrayLike = Union[Tensor, np.ndarray, Sequence]
@@ -69,12 +70,12 @@ class Crop:
         """Working pixels per original pixel (S / side)."""
         return self.size / self.side
 
-    def working_from_original(self) -> np.ndarray:
+    def working_from_original(self) -> Float[np.ndarray, "2 3"]:
         """2x3 affine matrix A (float64): `working = A @ (x, y, 1)`."""
         s = self.scale
         return np.array([[s, 0.0, -self.x0 * s], [0.0, s, -self.y0 * s]], dtype=np.float64)
 
-    def original_from_working(self) -> np.ndarray:
+    def original_from_working(self) -> Float[np.ndarray, "2 3"]:
         """2x3 affine matrix B (float64): `original = B @ (u, v, 1)`; the inverse of `working_from_original`."""
         r = self.side / self.size
         return np.array([[r, 0.0, self.x0], [0.0, r, self.y0]], dtype=np.float64)
@@ -96,15 +97,15 @@ class Crop:
         return xy / self.scale + offset
 
     # ------------------------------------------------------------------ resampling
-    def apply(self, image: Tensor, fill: Union[str, float] = "edge") -> Tensor:
+    def apply(self, image: Shaped[Tensor, "C H W"], fill: Union[str, float] = "edge") -> Float[Tensor, "C S S"]:
         """Resample the window to `[C,S,S]`: box-averaged when shrinking (antialiased), bilinear when enlarging.
 
         Args:
-            image: `[C,H,W]` float tensor on the original grid.
+            image: tensor on the original grid (non-float input is resampled in float32).
             fill: what lies outside the image: "edge" (repeat the border pixels, i.e. the photo's background
                 continues) or a constant (e.g. 0.0 for masks).
         Returns:
-            `[C,S,S]` tensor, same dtype/device as `image`.
+            Same dtype (float32 for non-float input) and device as `image`.
         """
         if image.dim() != 3:
             raise ValueError(f"Crop.apply expects [C,H,W], got {tuple(image.shape)}")
@@ -139,13 +140,14 @@ def _as_points(xy: ArrayLike, x0: float, y0: float):
     return np.asarray(xy, dtype=np.float64), np.array([x0, y0], dtype=np.float64)
 
 
-def _hat_integral(t: Tensor) -> Tensor:
+def _hat_integral(t: Float[Tensor, "*shape"]) -> Float[Tensor, "*shape"]:
     """Antiderivative of the unit hat max(0, 1 - |t|), 0 at t <= -1 and 1 at t >= 1."""
     t = t.clamp(-1.0, 1.0)
     return torch.where(t < 0, 0.5 * (t + 1) ** 2, 1.0 - 0.5 * (1 - t) ** 2)
 
 
-def _axis_matrix(start: float, side: float, size: int, length: int, edge: bool, device) -> Tuple[Tensor, int, int]:
+def _axis_matrix(start: float, side: float, size: int, length: int, edge: bool, device
+                 ) -> Tuple[Float[Tensor, "size taps"], int, int]:
     """Resampling weights along one axis: `out[s] = sum_k W[s, k] * src[lo + k]`.
 
     The source samples (pixel k at `k + 0.5`) are joined by linear interpolation; working pixel s takes that

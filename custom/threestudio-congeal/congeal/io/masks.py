@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from congeal.common.errors import InputError
@@ -19,7 +20,8 @@ DEFAULT_SAM_MODEL = "facebook/sam-vit-base"
 
 
 # ---------------------------------------------------------------------------------------------- white background
-def white_background_mask(image: Tensor, tolerance: float = 0.1, min_border_fraction: float = 0.5) -> Tensor:
+def white_background_mask(image: Float[Tensor, "3 H W"], tolerance: float = 0.1, min_border_fraction: float = 0.5
+                          ) -> Float[Tensor, "1 H W"]:
     """Object mask for a photo on a near-uniform background (studio/product shots; any colour, not only white).
 
     The background colour is the median of the border pixels. Every pixel whose channels (or whose 3x3 box-blurred
@@ -34,12 +36,12 @@ def white_background_mask(image: Tensor, tolerance: float = 0.1, min_border_frac
     the background must reach the border somewhere. Provide mask files or use SAM (`mask="sam"`) when these matter.
 
     Args:
-        image: `[3,H,W]` float in [0,1].
+        image: float in [0,1].
         tolerance: largest per-channel difference from the background colour still counted as background.
         min_border_fraction: the fraction of border pixels that must match the background colour; below it the
             background is not uniform and an InputError is raised.
     Returns:
-        `[1,H,W]` float mask (1 = object), same dtype/device as `image`.
+        Float mask (1 = object), same dtype/device as `image`.
     """
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"white_background_mask expects [3,H,W], got {tuple(image.shape)}")
@@ -61,19 +63,15 @@ def white_background_mask(image: Tensor, tolerance: float = 0.1, min_border_frac
     return (~background).to(image.dtype)[None]
 
 
-def border_colour(image: Tensor, tolerance: float = 0.1) -> Tuple[Tensor, float]:
-    """Median border colour `[3]` and the fraction of border pixels within `tolerance` of it.
-
-    Args:
-        image: `[3,H,W]` float in [0,1].
-    """
+def border_colour(image: Float[Tensor, "3 H W"], tolerance: float = 0.1) -> Tuple[Float[Tensor, "3"], float]:
+    """Median border colour and the fraction of border pixels within `tolerance` of it (`image` in [0,1])."""
     border = torch.cat([image[:, 0, :], image[:, -1, :], image[:, :, 0], image[:, :, -1]], dim=1)  # [3,P]
     colour = border.median(dim=1).values
     fraction = float(((border - colour[:, None]).abs() <= tolerance).all(0).float().mean())
     return colour, fraction
 
 
-def border_connected(candidates: Tensor) -> Tensor:
+def border_connected(candidates: Bool[Tensor, "H W"]) -> Bool[Tensor, "H W"]:
     """The pixels of a boolean map connected (4-neighbourhood) to the image border through True pixels.
 
     A flood fill made of whole-run steps: along each row, every maximal run of True pixels that contains a reached
@@ -104,8 +102,8 @@ def border_connected(candidates: Tensor) -> Tensor:
         reached, step = grown, step + 1
 
 
-def _spread_along_rows(reached: Tensor, candidates: Tensor) -> Tensor:
-    """Mark every row-run of candidates that holds a reached pixel. `[R,C]` bool -> `[R,C]` bool."""
+def _spread_along_rows(reached: Bool[Tensor, "R C"], candidates: Bool[Tensor, "R C"]) -> Bool[Tensor, "R C"]:
+    """Mark every row-run of candidates that holds a reached pixel."""
     previous = torch.zeros_like(candidates)
     previous[:, 1:] = candidates[:, :-1]
     starts = candidates & ~previous  # a run starts at column 0 of every row, so runs never span rows
@@ -147,7 +145,7 @@ class SamMasker:
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.processor = processor
 
-    def box_prompt(self, image: Tensor) -> List[float]:
+    def box_prompt(self, image: Float[Tensor, "3 H W"]) -> List[float]:
         """`[x_min, y_min, x_max, y_max]` in pixels: the white-background object box, or the whole image."""
         height, width = image.shape[-2:]
         try:
@@ -162,14 +160,14 @@ class SamMasker:
         return [0.0, 0.0, float(width), float(height)]
 
     @torch.no_grad()
-    def __call__(self, image: Tensor, box: Optional[Sequence[float]] = None) -> Tensor:
+    def __call__(self, image: Float[Tensor, "3 H W"], box: Optional[Sequence[float]] = None) -> Float[Tensor, "1 H W"]:
         """Object mask of one photo.
 
         Args:
-            image: `[3,H,W]` float in [0,1].
+            image: float in [0,1].
             box: optional `[x_min, y_min, x_max, y_max]` prompt in pixels (default: `box_prompt(image)`).
         Returns:
-            `[1,H,W]` float in {0,1} on the image's device.
+            Float in {0,1} on the image's device.
         """
         box = list(box) if box is not None else self.box_prompt(image)
         pixels = (image.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()

@@ -2,53 +2,55 @@
 
     boxes = square_boxes(opacity, margin=0.1)                         # opacity [B,H,W,1] -> Boxes (x0, y0, side)
     framed = crop_resize(torch.cat([rgb, opacity], -1).permute(0, 3, 1, 2), boxes, size=64)   # [B,4,64,64]
-    c2w, fovy_w, principal = camera_in_frame(c2w, fovy, render_size, boxes, 64)   # that frame's camera (exact)
-    out = render_in_frame(renderer, c2w, fovy_w, principal, 64)      # render straight into a working frame
+    working = camera_in_frame(cameras, boxes, 64)                     # that frame's `Cameras` (exact)
+    out = render_in_frame(renderer, working, 64)                      # render straight into a working frame
 
-Photos get the same treatment from `congeal.io.collection.Crop`, so a photo and a render are compared in the same
+Photos get the same treatment from `congeal.io.crop.Crop`, so a photo and a render are compared in the same
 normalised frame and neither translation nor scale has to be searched. Pixel-centre convention throughout: the
 centre of working pixel (row i, col j) is `(j + 0.5, i + 0.5)` and lies at `(x0 + (j+0.5)·side/S, ...)` in the
-render. Working-frame cameras keep an explicit principal point (`principal` [B,2] in working pixels): a crop
-moves the principal point, it does not move the camera.
+render. A crop moves the principal point, it does not move the camera: working-frame cameras are `Cameras` with
+the principal point where the crop put it.
 """
 from dataclasses import dataclass
-import math
-from typing import Dict, Tuple
+from typing import Any, Dict, Union
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from torch import Tensor
 
-from congeal.geometry.cameras import focal_from_fovy
+from congeal.geometry.cameras import Cameras, get_rays
 
 
 @dataclass
 class Boxes:
-    """Square crop windows in (render) pixel coordinates: top-left `x0`, `y0` [B] and `side` [B]."""
+    """Square crop windows in (render) pixel coordinates."""
 
-    x0: Tensor
-    y0: Tensor
-    side: Tensor
+    x0: Float[Tensor, "B"]
+    """Left edge of each window."""
+    y0: Float[Tensor, "B"]
+    """Top edge of each window."""
+    side: Float[Tensor, "B"]
+    """Side length of each window."""
 
-    def centre(self) -> Tensor:
-        """[B,2] (x, y) centre of each window."""
+    def centre(self) -> Float[Tensor, "B 2"]:
+        """(x, y) centre of each window."""
         return torch.stack([self.x0 + 0.5 * self.side, self.y0 + 0.5 * self.side], dim=-1)
 
     def index(self, idx: Tensor) -> "Boxes":
+        """The windows at `idx` (an index or mask tensor)."""
         return Boxes(self.x0[idx], self.y0[idx], self.side[idx])
 
-    def to(self, device) -> "Boxes":
+    def to(self, device: Union[str, torch.device]) -> "Boxes":
         return Boxes(self.x0.to(device), self.y0.to(device), self.side.to(device))
 
 
-def bounding_boxes(opacity: Tensor, threshold: float = 0.5) -> Tensor:
+def bounding_boxes(opacity: Union[Float[Tensor, "B H W 1"], Float[Tensor, "B H W"]],
+                   threshold: float = 0.5) -> Float[Tensor, "B 4"]:
     """Tight pixel bounding boxes of `opacity > threshold`.
 
-    Args:
-        opacity: [B,H,W,1] or [B,H,W].
-        threshold: opacity above which a pixel belongs to the object.
     Returns:
-        [B,4] (x0, y0, x1, y1) in continuous pixel coordinates (pixel edges); an empty mask gives the full frame.
+        (x0, y0, x1, y1) in continuous pixel coordinates (pixel edges); an empty mask gives the full frame.
     """
     mask = (opacity.reshape(opacity.shape[0], opacity.shape[1], opacity.shape[2]) > threshold)
     height, width = mask.shape[1:]
@@ -65,11 +67,12 @@ def bounding_boxes(opacity: Tensor, threshold: float = 0.5) -> Tensor:
     return torch.where(empty[:, None], full, boxes)
 
 
-def square_boxes(opacity: Tensor, margin: float = 0.1, threshold: float = 0.5) -> Boxes:
+def square_boxes(opacity: Union[Float[Tensor, "B H W 1"], Float[Tensor, "B H W"]], margin: float = 0.1,
+                 threshold: float = 0.5) -> Boxes:
     """Square windows around each object: the bbox's longer side grown by `margin` on every side.
 
     Args:
-        opacity: [B,H,W,1] or [B,H,W].
+        opacity: the renders' opacity.
         margin: fraction of the longer bbox side added on each side (side = longer · (1 + 2·margin)); must equal the
             photos' crop margin so both are framed alike.
         threshold: object threshold on opacity.
@@ -83,16 +86,17 @@ def square_boxes(opacity: Tensor, margin: float = 0.1, threshold: float = 0.5) -
     return Boxes(centre[:, 0] - 0.5 * side, centre[:, 1] - 0.5 * side, side)
 
 
-def crop_resize(images: Tensor, boxes: Boxes, size: int, supersample: int = 2) -> Tensor:
+def crop_resize(images: Float[Tensor, "B C H W"], boxes: Boxes, size: int,
+                supersample: int = 2) -> Float[Tensor, "B C {size} {size}"]:
     """Resample each image's square window to `size`×`size`, batched with per-item affine grids.
 
     Args:
-        images: [B,C,H,W].
+        images: the images.
         boxes: windows in the images' pixel coordinates.
         size: output side S.
         supersample: samples per output pixel per axis, averaged (anti-aliasing when the window is larger than S).
     Returns:
-        [B,C,S,S]; outside the source image the result is 0.
+        the S×S windows; outside the source image the result is 0.
     """
     batch, _, height, width = images.shape
     n = size * supersample
@@ -110,74 +114,39 @@ def crop_resize(images: Tensor, boxes: Boxes, size: int, supersample: int = 2) -
     return out
 
 
-def camera_in_frame(c2w: Tensor, fovy: Tensor, render_size: Tuple[int, int], boxes: Boxes,
-                    size: int) -> Tuple[Tensor, Tensor, Tensor]:
-    """Express a centred camera's cropped and resized view as a working-frame camera (exact).
+def camera_in_frame(cameras: Cameras, boxes: Boxes, size: int) -> Cameras:
+    """Express the cameras' cropped and resized view as working-frame cameras (exact).
 
     Cropping keeps the camera and its focal length; only the principal point moves: the working frame (window of
-    side `side`, resampled to S) has focal `f·S/side` and principal point `(W/2 − x0, H/2 − y0)·S/side`.
+    side `side`, resampled to S) has focal `f·S/side` and principal point `(p − (x0, y0))·S/side`.
 
     Args:
-        c2w: [B,4,4] render cameras (principal point at the render centre).
-        fovy: [B] radians, vertical FoV of the render.
-        render_size: (height, width) of the render in pixels.
+        cameras: the render cameras (boxes are in pixels of their height×width frame).
         boxes: crop windows in render pixels.
         size: working size S.
     Returns:
-        c2w [B,4,4] (unchanged), fovy_w [B] (radians, FoV spanned by the working frame's height),
-        principal [B,2] (x, y) in working pixels.
+        S×S cameras: the same c2w, fovy spanning the window, the principal point in working pixels.
     """
-    height, width = render_size
-    focal = focal_from_fovy(fovy, height)  # [B] render pixels
+    focal = cameras.focal  # [B] render pixels
     side = boxes.side.to(focal)
     fovy_w = 2.0 * torch.atan(0.5 * side / focal)
-    principal = torch.stack([0.5 * width - boxes.x0.to(focal), 0.5 * height - boxes.y0.to(focal)], dim=-1)
-    return c2w, fovy_w, principal * (size / side)[:, None]
+    principal = cameras.principal.to(focal)
+    principal = torch.stack([principal[:, 0] - boxes.x0.to(focal), principal[:, 1] - boxes.y0.to(focal)], dim=-1)
+    return Cameras(cameras.c2w, fovy_w, principal * (size / side)[:, None], int(size), int(size))
 
 
-def frame_rays(c2w: Tensor, fovy: Tensor, principal: Tensor, size: int) -> Tuple[Tensor, Tensor]:
-    """World rays through the pixel centres of S×S working frames with an explicit principal point.
+def render_in_frame(renderer: Any, cameras: Cameras, size: int) -> Dict[str, Tensor]:
+    """Render cameras at S×S (`cameras.rescaled(S, S)`): the working frame of a photo, or any frame.
 
-    Args:
-        c2w: [B,4,4]; fovy: [B] radians spanning the frame height; principal: [B,2] (x, y) working pixels.
-        size: S.
-    Returns:
-        origins, directions [B,S,S,3] (unit directions); differentiable in all inputs.
-    """
-    dtype = c2w.dtype
-    focal = focal_from_fovy(fovy.to(dtype), size)  # [B]
-    centres = torch.arange(size, device=c2w.device, dtype=dtype) + 0.5
-    x = (centres[None, None, :] - principal[:, 0, None, None].to(dtype)) / focal[:, None, None]  # [B,1,S]
-    y = -(centres[None, :, None] - principal[:, 1, None, None].to(dtype)) / focal[:, None, None]  # [B,S,1]
-    x, y = torch.broadcast_tensors(x, y)
-    dirs_cam = torch.stack([x, y, -torch.ones_like(x)], dim=-1)  # camera looks down -z, y up
-    dirs = F.normalize(torch.einsum("bij,bhwj->bhwi", c2w[:, :3, :3], dirs_cam), dim=-1)
-    return c2w[:, None, None, :3, 3].expand_as(dirs), dirs
-
-
-def render_in_frame(renderer, c2w: Tensor, fovy: Tensor, principal: Tensor, size: int) -> Dict[str, Tensor]:
-    """Render working-frame cameras at S×S.
-
-    Uses the renderer's `render_rays(origins [N,3], directions [N,3])` when it has one (exact, no wasted rays);
-    otherwise renders a centred image large enough to hold the window and crops it.
+    Uses the renderer's `render_rays(origins [N,3], directions [N,3])` when it has one (e.g. a
+    `SilhouetteRenderer`, which has nothing else), otherwise the `Renderer` protocol's `render`.
 
     Returns:
         dict of [B,S,S,C] tensors (rgb, opacity, xyz, ...), as `Renderer.render`.
     """
-    batch = c2w.shape[0]
+    cameras = cameras.rescaled(size, size)
     if hasattr(renderer, "render_rays"):
-        origins, dirs = frame_rays(c2w, fovy, principal, size)
+        origins, dirs = get_rays(cameras)
         out = renderer.render_rays(origins.reshape(-1, 3), dirs.reshape(-1, 3))
-        return {k: v.reshape(batch, size, size, -1) for k, v in out.items() if v.dim() == 2}
-    # centred render of side L whose centre is the principal point, then crop the S-window out of it
-    reach = torch.cat([principal, size - principal], dim=-1).abs().amax().item()
-    big = int(math.ceil(2 * reach))
-    focal = focal_from_fovy(fovy, size)
-    fovy_big = 2.0 * torch.atan(0.5 * big / focal)
-    out = renderer.render(c2w, fovy_big, big, big)
-    boxes = Boxes(0.5 * big - principal[:, 0], 0.5 * big - principal[:, 1], torch.full_like(fovy, float(size)))
-    result = {}
-    for key, value in out.items():
-        framed = crop_resize(value.permute(0, 3, 1, 2), boxes, size, supersample=1)
-        result[key] = framed.permute(0, 2, 3, 1)
-    return result
+        return {k: v.reshape(len(cameras), size, size, -1) for k, v in out.items() if v.dim() == 2}
+    return renderer.render(cameras, size, size)

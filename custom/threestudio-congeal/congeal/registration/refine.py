@@ -1,8 +1,8 @@
 """Refinement: all photos × hypotheses optimised together against the photos' masks (soft IoU, optional features).
 
-    poses = PoseParameters.from_cameras(c2w_w, fovy_w, principal_w, size=64)   # [M] working-frame hypotheses
+    poses = PoseParameters.from_cameras(working)           # M working-frame hypotheses (S×S `Cameras`)
     result = refine_poses(SilhouetteRenderer(canonical), poses, masks, RefineConfig(steps=200))  # masks [M,1,S,S]
-    c2w, fovy, principal = result.c2w, result.fovy, result.principal         # [M,4,4], [M], [M,2]
+    result.cameras, result.loss                             # the refined S×S `Cameras`, the best loss [M]
 
 Camera model (a photo's S×S working frame): rotation R = R0 · exp(ω) (ω ∈ so(3), 3 numbers); camera centre
 C = R · (0, 0, d) (R0's lateral offset, 0 for grid cameras, is kept), so rotating R orbits the camera around the
@@ -16,82 +16,92 @@ improved for `patience` steps is frozen at its best parameters; the loop ends wh
 """
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float, Int
 from torch import Tensor
 
-from congeal.geometry.cameras import so3_exp
+from congeal.features.extractors import FeatureExtractor
+from congeal.geometry.cameras import Cameras, so3_exp
 from congeal.registration.framing import render_in_frame
+from congeal.registration.losses import masked_feature_distance, sharpen, soft_iou_loss
 
 
 @dataclass
 class RefineConfig:
-    """Refinement settings.
-
-    Attributes:
-        steps: maximum Adam steps (the paper: 1000).
-        resolution: render / mask side used in the loss (px).
-        samples: ray-marching samples per ray during refinement.
-        lr_rotation: Adam step for ω (radians).
-        lr_distance: Adam step for log d.
-        lr_principal: Adam step for the principal point (fraction of the frame).
-        lr_fov: Adam step for log tan(fovy/2).
-        lr_final_fraction: cosine decay of every step size to this fraction at `steps`.
-        patience: steps without a relative loss improvement of `min_improvement` before a hypothesis freezes.
-        min_improvement: relative improvement that resets the patience counter.
-        opacity_sharpness: the rendered opacity o enters the loss as sigmoid(k·(o − 0.5)) with this k (0 = raw o).
-            Photo masks are binary (alpha ≥ 0.5); comparing them with a soft opacity biases the soft IoU towards
-            poses that fit the soft fringe, while the sharpened opacity puts the edge on the same 0.5 contour.
-        feature_weight: weight of the optional feature term (needs a differentiable extractor); 0 = masks only.
-        feature_resolution: render side for the feature term (0 = `resolution`); colour features are coarse, so a
-            lower resolution than the silhouette's costs little accuracy and saves most of the colour render.
-        chunk: hypotheses rendered per forward pass (bounds memory; gradients accumulate over chunks).
-    """
+    """Refinement settings."""
 
     steps: int = 1000
+    """Maximum Adam steps (the paper: 1000)."""
     resolution: int = 64
+    """Render / mask side used in the loss (px)."""
     samples: int = 48
+    """Ray-marching samples per ray during refinement."""
     lr_rotation: float = 0.02
+    """Adam step for ω (radians)."""
     lr_distance: float = 0.01
+    """Adam step for log d."""
     lr_principal: float = 0.005
+    """Adam step for the principal point (fraction of the frame)."""
     lr_fov: float = 0.01
+    """Adam step for log tan(fovy/2)."""
     lr_final_fraction: float = 0.1
+    """Cosine decay of every step size to this fraction at `steps`."""
     patience: int = 50
+    """Steps without a relative loss improvement of `min_improvement` before a hypothesis freezes."""
     min_improvement: float = 1e-3
+    """Relative improvement that resets the patience counter."""
     opacity_sharpness: float = 10.0
+    """The rendered opacity o enters the loss as sigmoid(k·(o − 0.5)) with this k (0 = raw o). Photo masks are
+    binary (alpha ≥ 0.5); comparing them with a soft opacity biases the soft IoU towards poses that fit the soft
+    fringe, while the sharpened opacity puts the edge on the same 0.5 contour."""
     feature_weight: float = 0.0
+    """Weight of the optional feature term (needs a differentiable extractor); 0 = masks only."""
     feature_resolution: int = 0
+    """Render side for the feature term (0 = `resolution`); colour features are coarse, so a lower resolution than
+    the silhouette's costs little accuracy and saves most of the colour render."""
     chunk: int = 64
+    """Hypotheses rendered per forward pass (bounds memory; gradients accumulate over chunks)."""
 
 
 @dataclass
 class PoseParameters:
     """Optimisable working-frame cameras of M hypotheses (see the module docstring)."""
 
-    rotation0: Tensor  # [M,3,3]
-    lateral: Tensor  # [M,2] fixed lateral camera offset / distance (0 for look-at cameras)
-    omega: Tensor  # [M,3]
-    log_distance: Tensor  # [M]
-    principal: Tensor  # [M,2] principal point / S
-    log_tan_half_fov: Tensor  # [M]
-    size: int  # S
+    rotation0: Float[Tensor, "M 3 3"]
+    """Initial rotation R0 (fixed)."""
+    lateral: Float[Tensor, "M 2"]
+    """Fixed lateral camera offset / distance (0 for look-at cameras)."""
+    omega: Float[Tensor, "M 3"]
+    """Rotation update ω ∈ so(3): R = R0 · exp(ω)."""
+    log_distance: Float[Tensor, "M"]
+    """log of the camera's distance d along its axis."""
+    principal: Float[Tensor, "M 2"]
+    """Principal point / S."""
+    log_tan_half_fov: Float[Tensor, "M"]
+    """log tan(fovy / 2)."""
+    size: int
+    """Working size S."""
 
     @staticmethod
-    def from_cameras(c2w: Tensor, fovy: Tensor, principal: Tensor, size: int) -> "PoseParameters":
-        """Parameters reproducing working-frame cameras exactly: c2w [M,4,4], fovy [M] radians, principal [M,2] px."""
+    def from_cameras(cameras: Cameras) -> "PoseParameters":
+        """Parameters reproducing square working-frame cameras exactly."""
+        if cameras.height != cameras.width:
+            raise ValueError(f"working frames are square, got {cameras.height}×{cameras.width}")
+        c2w, size = cameras.c2w, cameras.height
         rotation = c2w[:, :3, :3].float()
         local = torch.einsum("mji,mj->mi", rotation, c2w[:, :3, 3].float())  # R^T C
         distance = local[:, 2].clamp_min(1e-6)
         return PoseParameters(
             rotation0=rotation, lateral=local[:, :2] / distance[:, None], omega=torch.zeros_like(local),
-            log_distance=distance.log(), principal=principal.float() / size,
-            log_tan_half_fov=torch.tan(0.5 * fovy.float()).log(), size=int(size),
+            log_distance=distance.log(), principal=cameras.principal.float() / size,
+            log_tan_half_fov=torch.tan(0.5 * cameras.fovy.float()).log(), size=int(size),
         )
 
-    def cameras(self) -> "tuple[Tensor, Tensor, Tensor]":
-        """(c2w [M,4,4], fovy [M] radians, principal [M,2] working px) — differentiable in the trainable tensors."""
+    def cameras(self) -> Cameras:
+        """The S×S working-frame cameras, differentiable in the trainable tensors."""
         rotation = self.rotation0 @ so3_exp(self.omega)
         distance = self.log_distance.exp()
         local = torch.cat([self.lateral * distance[:, None], distance[:, None]], dim=-1)
@@ -100,16 +110,19 @@ class PoseParameters:
         bottom = torch.zeros_like(top[:, :1])
         bottom[:, 0, 3] = 1.0
         fovy = 2.0 * torch.atan(self.log_tan_half_fov.exp())
-        return torch.cat([top, bottom], dim=1), fovy, self.principal * self.size
+        return Cameras(torch.cat([top, bottom], dim=1), fovy, self.principal * self.size, self.size, self.size)
 
-    def trainable(self) -> "list[Tensor]":
+    def trainable(self) -> List[Tensor]:
+        """The tensors Adam updates."""
         return [self.omega, self.log_distance, self.principal, self.log_tan_half_fov]
 
-    def subset(self, part) -> "PoseParameters":
+    def subset(self, part: Union[slice, Tensor]) -> "PoseParameters":
+        """The hypotheses at `part` (views of the same tensors: gradients reach the full set)."""
         return PoseParameters(self.rotation0[part], self.lateral[part], self.omega[part], self.log_distance[part],
                               self.principal[part], self.log_tan_half_fov[part], self.size)
 
     def detached(self) -> "PoseParameters":
+        """A detached copy."""
         return PoseParameters(*(t.detach().clone() for t in (self.rotation0, self.lateral, self.omega,
                                                               self.log_distance, self.principal,
                                                               self.log_tan_half_fov)), self.size)
@@ -117,56 +130,28 @@ class PoseParameters:
 
 @dataclass
 class RefineResult:
-    """Refined working-frame cameras: c2w [M,4,4], fovy [M], principal [M,2]; loss [M] (best), steps [M] run."""
+    """Refined hypotheses."""
 
-    c2w: Tensor
-    fovy: Tensor
-    principal: Tensor
-    loss: Tensor
-    steps: Tensor
-
-
-def soft_iou_loss(opacity: Tensor, mask: Tensor) -> Tensor:
-    """1 − soft IoU per item: opacity, mask [M,1,r,r] in [0,1] -> [M]."""
-    inter = (opacity * mask).flatten(1).sum(-1)
-    union = (opacity + mask - opacity * mask).flatten(1).sum(-1)
-    return 1.0 - inter / union.clamp_min(1e-6)
+    cameras: Cameras
+    """The best working-frame cameras each hypothesis reached (S×S)."""
+    loss: Float[Tensor, "M"]
+    """Each hypothesis's best loss."""
+    steps: Int[Tensor, "M"]
+    """Steps each hypothesis ran before it froze."""
 
 
-def binary_iou(opacity: Tensor, mask: Tensor, threshold: float = 0.5) -> Tensor:
-    """IoU of `opacity > threshold` and `mask > threshold`: [M,1,r,r] each -> [M] (the reported "iou")."""
-    a, b = opacity > threshold, mask > threshold
-    inter = (a & b).flatten(1).sum(-1).float()
-    union = (a | b).flatten(1).sum(-1).float()
-    return inter / union.clamp_min(1.0)
-
-
-def sharpen(opacity: Tensor, k: float) -> Tensor:
-    """sigmoid(k·(o − 0.5)) rescaled so 0 -> 0 and 1 -> 1 (k = 0: o unchanged)."""
-    if k <= 0:
-        return opacity
-    lo, hi = torch.sigmoid(torch.tensor(-0.5 * k)), torch.sigmoid(torch.tensor(0.5 * k))
-    return (torch.sigmoid(k * (opacity - 0.5)) - lo.to(opacity)) / (hi - lo).to(opacity)
-
-
-def masked_feature_distance(feats_a: Tensor, feats_b: Tensor, weight: Tensor, eps: float = 1e-3) -> Tensor:
-    """Mean (1 − cosine) of unit features [M,C,h,w] weighted by weight [M,1,h,w] -> [M]."""
-    cos = (feats_a * feats_b).sum(1, keepdim=True)
-    return ((1.0 - cos) * weight).flatten(1).sum(-1).add(eps) / weight.flatten(1).sum(-1).add(eps)
-
-
-def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfig,
-                 image_feats: Optional[Tensor] = None, extractor=None, progress: bool = False,
-                 feature_renderer=None) -> RefineResult:
+def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 S S"], cfg: RefineConfig,
+                 image_feats: Optional[Float[Tensor, "M C h w"]] = None, extractor: Optional[FeatureExtractor] = None,
+                 progress: bool = False, feature_renderer: Any = None) -> RefineResult:
     """Optimise M hypotheses at once against their photos' masks.
 
     Args:
-        renderer: a `Renderer` (only "opacity" is used unless feature_weight > 0; a `SilhouetteRenderer` is the
-            fast choice then).
+        renderer: a `Renderer` or anything with `render_rays` (only "opacity" is used unless feature_weight > 0;
+            a `SilhouetteRenderer` is the fast choice then).
         init: initial parameters (M hypotheses).
-        masks: [M,1,S,S] the photo mask of each hypothesis (photos repeated per hypothesis).
+        masks: the photo mask of each hypothesis (photos repeated per hypothesis).
         cfg: RefineConfig.
-        image_feats: [M,C,h,w] photo features (only for feature_weight > 0).
+        image_feats: photo features (only for feature_weight > 0).
         extractor: differentiable extractor (only for feature_weight > 0).
         feature_renderer: renders the colour for the feature term at `feature_resolution` (e.g. a `GridRenderer`
             beside a `SilhouetteRenderer`); None = take "rgb" from `renderer`.
@@ -209,15 +194,15 @@ def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfi
         losses = []
         for start in range(0, m, cfg.chunk):
             part = slice(start, start + cfg.chunk)
-            c2w, fovy, principal = params.subset(part).cameras()
-            out = render_in_frame(renderer, c2w, fovy, principal * (res / params.size), res)
+            cameras = params.subset(part).cameras()
+            out = render_in_frame(renderer, cameras, res)
             opacity = sharpen(out["opacity"].permute(0, 3, 1, 2), cfg.opacity_sharpness)
             loss = soft_iou_loss(opacity, target[part])
             if use_features:
                 colour = out
                 if feature_renderer is not None:  # colour at its own (lower) resolution, silhouette above
                     fres = cfg.feature_resolution or res
-                    colour = render_in_frame(feature_renderer, c2w, fovy, principal * (fres / params.size), fres)
+                    colour = render_in_frame(feature_renderer, cameras, fres)
                 rgb = colour["rgb"].permute(0, 3, 1, 2).clamp(0, 1)
                 feats = extractor.extract(rgb)
                 feats_img = F.interpolate(image_feats[part].float(), size=feats.shape[-2:], mode="bilinear",
@@ -248,6 +233,4 @@ def refine_poses(renderer, init: PoseParameters, masks: Tensor, cfg: RefineConfi
         if progress:
             bar.set_postfix(loss=f"{float(best_loss.mean()):.4f}", active=int(active.sum()))
     bar.close()
-    c2w, fovy, principal = best.cameras()
-    return RefineResult(c2w=c2w.detach(), fovy=fovy.detach(), principal=principal.detach(), loss=best_loss,
-                        steps=steps_run)
+    return RefineResult(cameras=best.cameras().detach(), loss=best_loss, steps=steps_run)

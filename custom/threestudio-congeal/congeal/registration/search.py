@@ -18,78 +18,94 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from congeal.common.atomic import write_safetensors
-from congeal.geometry.cameras import CandidateGridConfig, candidate_cameras, rotation_angle_deg
+from congeal.common.paths import PathLike
 from congeal.features.extractors import FeatureExtractor
+from congeal.geometry.cameras import Cameras, rotation_angle_deg
+from congeal.geometry.candidates import CandidateGridConfig, candidate_poses
 from congeal.registration.framing import camera_in_frame, crop_resize, square_boxes
-from congeal.registration.refine import sharpen
+from congeal.registration.losses import sharpen
 
 BANK_FORMAT = "congeal-candidates-v2"
 
 
 @dataclass
 class SearchConfig:
-    """Pose-search settings.
-
-    Attributes:
-        render_size: side of the full-frame candidate renders before framing (px).
-        render_samples: ray-marching samples per ray for candidate renders.
-        chunk: candidates rendered / framed per chunk (bounds memory).
-        iou_weight: weight w of the (1 − IoU) term.
-        mask_size: side at which masks are compared for IoU.
-        top_k: hypotheses kept per photo for refinement.
-        nms_deg: a hypothesis suppresses other candidates whose rotation is within this angle (so the k kept
-            hypotheses are distinct readings, e.g. both sides of a symmetric object, not grid neighbours).
-        score_chunk: candidates scored per matrix product (bounds memory for large feature maps).
-        opacity_sharpness: candidate opacity o is compared as sigmoid(k·(o − 0.5)) (see `refine.sharpen`): photo
-            masks are binary, and a soft fringe would otherwise cap every IoU well below 1.
-    """
+    """Pose-search settings."""
 
     render_size: int = 128
+    """Side of the full-frame candidate renders before framing (px)."""
     render_samples: int = 48
+    """Ray-marching samples per ray for candidate renders."""
     chunk: int = 64
+    """Candidates rendered / framed per chunk (bounds memory)."""
     iou_weight: float = 1.0
+    """Weight w of the (1 − IoU) term."""
     mask_size: int = 32
+    """Side at which masks are compared for IoU."""
     top_k: int = 3
+    """Hypotheses kept per photo for refinement."""
     nms_deg: float = 25.0
+    """A hypothesis suppresses other candidates whose rotation is within this angle (so the k kept hypotheses are
+    distinct readings, e.g. both sides of a symmetric object, not grid neighbours)."""
     score_chunk: int = 256
+    """Candidates scored per matrix product (bounds memory for large feature maps)."""
     opacity_sharpness: float = 10.0
+    """Candidate opacity o is compared as sigmoid(k·(o − 0.5)) (see `losses.sharpen`): photo masks are binary, and
+    a soft fringe would otherwise cap every IoU well below 1."""
+
+
+#: The bank file's tensors besides the working-frame cameras (c2w, fovy, principal).
+_BANK_TENSORS = ("grid_c2w", "grid_fovy", "azimuth_deg", "elevation_deg", "fovy_deg", "opacity", "features")
 
 
 @dataclass
 class CandidateBank:
-    """Framed candidate renders and their features (all on one device).
+    """Framed candidate renders and their features (all on one device)."""
 
-    Attributes:
-        c2w: [K,4,4] cameras; fovy: [K] working-frame vertical FoV (radians); principal: [K,2] working-frame
-            principal point (px) — see `framing.camera_in_frame`.
-        grid_c2w: [K,4,4] the grid cameras (look-at, full frame) and grid_fovy [K].
-        azimuth_deg, elevation_deg, fovy_deg: [K] grid coordinates.
-        opacity: [K,1,S,S] framed opacity; features: [K,C,h,w].
-    """
+    cameras: Cameras
+    """The K candidates' working-frame cameras (S×S, principal point where the framing put it; see
+    `framing.camera_in_frame`)."""
+    grid_c2w: Float[Tensor, "K 4 4"]
+    """The grid cameras (look-at, full frame)."""
+    grid_fovy: Float[Tensor, "K"]
+    """The grid cameras' vertical FoV (radians) over the full render."""
+    azimuth_deg: Float[Tensor, "K"]
+    """Grid azimuth of each candidate."""
+    elevation_deg: Float[Tensor, "K"]
+    """Grid elevation of each candidate."""
+    fovy_deg: Float[Tensor, "K"]
+    """Grid FoV of each candidate (degrees)."""
+    opacity: Float[Tensor, "K 1 S S"]
+    """Framed opacity."""
+    features: Float[Tensor, "K C h w"]
+    """Features of the framed renders."""
 
-    c2w: Tensor
-    fovy: Tensor
-    principal: Tensor
-    grid_c2w: Tensor
-    grid_fovy: Tensor
-    azimuth_deg: Tensor
-    elevation_deg: Tensor
-    fovy_deg: Tensor
-    opacity: Tensor
-    features: Tensor
+    def __len__(self) -> int:
+        return len(self.cameras)
 
     def tensors(self) -> Dict[str, Tensor]:
-        return {k: v.detach().contiguous() for k, v in asdict(self).items()}
+        """The bank file's tensors (detached, contiguous)."""
+        out = {"c2w": self.cameras.c2w, "fovy": self.cameras.fovy, "principal": self.cameras.principal}
+        out.update({k: getattr(self, k) for k in _BANK_TENSORS})
+        return {k: v.detach().contiguous() for k, v in out.items()}
 
-    def to(self, device) -> "CandidateBank":
-        return CandidateBank(**{k: v.to(device) for k, v in asdict(self).items()})
+    @staticmethod
+    def from_tensors(tensors: Dict[str, Tensor]) -> "CandidateBank":
+        """The bank from the tensors of `tensors()` (the working size is the opacity's side)."""
+        size = int(tensors["opacity"].shape[-1])
+        cameras = Cameras(tensors["c2w"], tensors["fovy"], tensors["principal"], size, size)
+        return CandidateBank(cameras, **{k: tensors[k] for k in _BANK_TENSORS})
+
+    def to(self, device: Union[str, torch.device]) -> "CandidateBank":
+        return CandidateBank(self.cameras.to(device), **{k: getattr(self, k).to(device) for k in _BANK_TENSORS})
 
 
 def bank_key(canonical_hash: str, extractor_identity: str, grid: CandidateGridConfig, working_size: int,
@@ -109,7 +125,7 @@ def build_candidate_bank(renderer: Any, extractor: FeatureExtractor, grid: Candi
     """Render, frame and featurise every candidate of the grid once.
 
     Args:
-        renderer: a `Renderer` (render(c2w, fovy, H, W)).
+        renderer: a `Renderer` (render(cameras, H, W)).
         extractor: the feature extractor used for the photos.
         grid: candidate grid (K = grid.size).
         radius: bounding radius of the canonical (sets the candidate distances).
@@ -123,39 +139,35 @@ def build_candidate_bank(renderer: Any, extractor: FeatureExtractor, grid: Candi
     """
     from tqdm.auto import tqdm
 
-    cams = candidate_cameras(grid, radius, device=device)
+    poses = candidate_poses(grid, radius, device=device)
     size = cfg.render_size
-    c2w_w, fovy_w, principal, opacity, features = [], [], [], [], []
-    chunks = list(torch.arange(grid.size, device=device).split(cfg.chunk))
+    grid_cameras = poses.cameras(size, size)
+    working, opacity, features = [], [], []
     with torch.no_grad():
-        for index in tqdm(chunks, desc="render candidates", disable=not progress, leave=False):
-            out = renderer.render(cams["c2w"][index], cams["fovy"][index], size, size)
+        for cameras in tqdm(grid_cameras.split(cfg.chunk), desc="render candidates", disable=not progress,
+                            leave=False):
+            out = renderer.render(cameras, size, size)
             boxes = square_boxes(out["opacity"], margin=margin)
             stacked = torch.cat([out["rgb"], out["opacity"]], dim=-1).permute(0, 3, 1, 2)  # [B,4,R,R]
             framed = crop_resize(stacked, boxes, working_size)
-            cam, fov, centre = camera_in_frame(cams["c2w"][index], cams["fovy"][index], (size, size), boxes,
-                                               working_size)
-            c2w_w.append(cam)
-            fovy_w.append(fov)
-            principal.append(centre)
+            working.append(camera_in_frame(cameras, boxes, working_size))
             opacity.append(framed[:, 3:4].clamp(0, 1))
             features.append(extractor.extract(framed[:, :3].clamp(0, 1)))
     return CandidateBank(
-        c2w=torch.cat(c2w_w), fovy=torch.cat(fovy_w), principal=torch.cat(principal), grid_c2w=cams["c2w"],
-        grid_fovy=cams["fovy"],
-        azimuth_deg=cams["azimuth_deg"], elevation_deg=cams["elevation_deg"], fovy_deg=cams["fovy_deg"],
-        opacity=torch.cat(opacity), features=torch.cat(features),
+        cameras=Cameras.cat(working), grid_c2w=poses.c2w, grid_fovy=poses.fovy, azimuth_deg=poses.azimuth_deg,
+        elevation_deg=poses.elevation_deg, fovy_deg=poses.fovy_deg, opacity=torch.cat(opacity),
+        features=torch.cat(features),
     )
 
 
-def save_bank(path: Union[str, Path], bank: CandidateBank, key: str) -> None:
+def save_bank(path: PathLike, bank: CandidateBank, key: str) -> None:
     """Write the bank atomically (features stored as float16 to halve the cache size)."""
     tensors = bank.tensors()
     tensors["features"] = tensors["features"].to(torch.float16)
     write_safetensors(path, {k: v.cpu() for k, v in tensors.items()}, metadata={"format": BANK_FORMAT, "key": key})
 
 
-def load_bank(path: Union[str, Path], key: str, device: Union[str, torch.device]) -> Optional[CandidateBank]:
+def load_bank(path: PathLike, key: str, device: Union[str, torch.device]) -> Optional[CandidateBank]:
     """Load a cached bank if `path` exists and carries `key`; otherwise None (the caller rebuilds it)."""
     from safetensors import safe_open
 
@@ -169,22 +181,22 @@ def load_bank(path: Union[str, Path], key: str, device: Union[str, torch.device]
                 return None
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
         tensors["features"] = tensors["features"].float()
-        return CandidateBank(**tensors).to(device)
+        return CandidateBank.from_tensors(tensors).to(device)
     except Exception:  # a truncated/corrupt cache is rebuilt, never trusted
         return None
 
 
-def _pool(x: Tensor, size: int) -> Tensor:
+def _pool(x: Float[Tensor, "B C H W"], size: Union[int, Tuple[int, int]]) -> Float[Tensor, "B C h w"]:
     return F.adaptive_avg_pool2d(x.float(), size)
 
 
-def score_candidates(image_feats: Tensor, image_masks: Tensor, bank: CandidateBank, cfg: SearchConfig,
-                     eps: float = 1e-3) -> Dict[str, Tensor]:
+def score_candidates(image_feats: Float[Tensor, "N C h w"], image_masks: Float[Tensor, "N 1 S S"],
+                     bank: CandidateBank, cfg: SearchConfig, eps: float = 1e-3) -> Dict[str, Tensor]:
     """Score every photo against every candidate.
 
     Args:
-        image_feats: [N,C,h,w] photo features (same extractor and working size as the bank).
-        image_masks: [N,1,S,S] photo masks in [0,1].
+        image_feats: photo features (same extractor and working size as the bank).
+        image_masks: photo masks in [0,1].
         bank: the candidates.
         cfg: iou_weight, mask_size, score_chunk.
         eps: keeps the feature distance defined (→ 1, "unrelated") where the masks do not overlap.
@@ -216,11 +228,12 @@ def score_candidates(image_feats: Tensor, image_masks: Tensor, bank: CandidateBa
             "iou": iou}
 
 
-def top_k_hypotheses(scores: Tensor, bank: CandidateBank, k: int, nms_deg: float) -> Tensor:
+def top_k_hypotheses(scores: Float[Tensor, "N K"], bank: CandidateBank, k: int,
+                     nms_deg: float) -> Int[Tensor, "N k"]:
     """Best k candidates per photo with rotation non-maximum suppression.
 
     Args:
-        scores: [N,K] (lower is better).
+        scores: lower is better.
         bank: for the candidates' rotations.
         k: hypotheses per photo.
         nms_deg: candidates within this rotation angle of an already-chosen one are skipped.
@@ -241,7 +254,7 @@ def top_k_hypotheses(scores: Tensor, bank: CandidateBank, k: int, nms_deg: float
     return torch.stack(chosen, dim=1)
 
 
-def score_grid(scores: Tensor, grid: CandidateGridConfig) -> Tensor:
-    """[N,K] scores -> [N,E,A]: the best score over FoVs at every (elevation, azimuth) of the grid."""
+def score_grid(scores: Float[Tensor, "N K"], grid: CandidateGridConfig) -> Float[Tensor, "N E A"]:
+    """The best score over FoVs at every (elevation, azimuth) of the grid."""
     table = scores.reshape(scores.shape[0], len(grid.fovy_deg), grid.n_elevation, grid.n_azimuth)
     return table.amin(dim=1)

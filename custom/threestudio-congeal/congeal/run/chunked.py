@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 from congeal.common.atomic import write_json
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
+from congeal.run.folder import RunFolder
 
 CHUNKS_DIR = "chunks"
 MANIFEST = "chunks.json"
@@ -90,7 +91,8 @@ class ChunkedRegistration:
 
     def __init__(self, canonical: Any, images: Any, out_dir: PathLike, chunk_size: int = 8, rank: int = 0,
                  world_size: int = 1, **register_kwargs: Any):
-        from congeal.run.pipeline import load_images, make_config
+        from congeal.registration.config import make_config
+        from congeal.run.pipeline import load_images
 
         self.canonical, self.rank, self.world_size = canonical, rank, world_size
         self.register_kwargs = register_kwargs
@@ -120,13 +122,13 @@ class ChunkedRegistration:
             return final
         staging = final.with_name(f".{final.name}.rank{self.rank}.tmp")
         shutil.rmtree(staging, ignore_errors=True)  # the leftovers of a killed attempt
-        shared_cache = self.out_dir / "cache"
-        for bank in shared_cache.glob("candidates-*.safetensors"):
-            _link_or_copy(bank, staging / "cache" / bank.name)
+        shared, staged = RunFolder(self.out_dir), RunFolder(staging)
+        for bank in shared.candidate_banks():
+            _link_or_copy(bank, staged.cache_dir / bank.name)
         names = self.plan.chunks[index]
         register_collection(self.canonical, self.collection.subset(names), staging, **self.register_kwargs)
-        for bank in (staging / "cache").glob("candidates-*.safetensors"):
-            _link_or_copy(bank, shared_cache / bank.name)
+        for bank in staged.candidate_banks():
+            _link_or_copy(bank, shared.cache_dir / bank.name)
         os.replace(staging, final)  # the commit point: a chunk folder is whole or absent
         return final
 
@@ -171,9 +173,11 @@ def merge_chunks(out_dir: PathLike, pictures: bool = True) -> Dict[str, Any]:
     Raises:
         InputError: a chunk is missing (some rank has not finished) — nothing is written then.
     """
-    from congeal.run.outputs import read_poses, read_poses_document, write_poses, write_transforms
+    from congeal.run.map_pictures import write_map_pictures
+    from congeal.run.outputs import read_poses_document, write_poses, write_transforms
 
     out_dir = Path(out_dir)
+    run = RunFolder(out_dir)
     manifest = out_dir / MANIFEST
     if not manifest.is_file():
         raise InputError(out_dir, "has no chunks.json", "run `register_in_chunks` into this folder first")
@@ -187,30 +191,26 @@ def merge_chunks(out_dir: PathLike, pictures: bool = True) -> Dict[str, Any]:
     merged: Dict[str, Any] = {}
     working_size = None
     for index in range(len(plan.chunks)):
-        chunk = plan.chunk_dir(out_dir, index)
-        register = json.loads((chunk / "register.json").read_text())
+        chunk = RunFolder(plan.chunk_dir(out_dir, index))
+        register = chunk.read_register()
         if not merged:
             merged = {k: v for k, v in register.items() if k != "images"}
-        records.update(read_poses(chunk / "poses.json"))
-        working_size = read_poses_document(chunk / "poses.json").get("working_size", working_size)
+        records.update(chunk.read_poses())
+        working_size = read_poses_document(chunk.poses).get("working_size", working_size)
         entries.update({e["name"]: e for e in register["images"]})
-        for sub in ("maps", "state"):
-            for path in sorted((chunk / sub).glob("*")):
-                _link_or_copy(path, out_dir / sub / path.name)
-        for path in sorted((chunk / "pictures").glob("*.png")):
-            _link_or_copy(path, out_dir / "pictures" / "chunks" / f"chunk-{index:04d}-{path.name}")
-        _link_or_copy(chunk / "canonical.safetensors", out_dir / "canonical.safetensors")
+        for source, target in ((chunk.maps_dir, run.maps_dir), (chunk.state_dir, run.state_dir)):
+            for path in sorted(source.glob("*")):
+                _link_or_copy(path, target / path.name)
+        for path in sorted(chunk.pictures_dir.glob("*.png")):
+            _link_or_copy(path, run.pictures_dir / "chunks" / f"chunk-{index:04d}-{path.name}")
+        _link_or_copy(chunk.canonical, run.canonical)
     names = plan.names
     ordered = [records[n] for n in names]
-    write_poses(out_dir / "poses.json", ordered, extra={"working_size": working_size})
-    write_transforms(out_dir / "transforms.json", ordered, [Path(entries[n]["path"]) for n in names])
+    write_poses(run.poses, ordered, extra={"working_size": working_size})
+    write_transforms(run.transforms, ordered, [Path(entries[n]["path"]) for n in names])
     merged["images"] = [entries[n] for n in names]
     merged["chunks"] = {"chunk_size": plan.chunk_size, "count": len(plan.chunks)}
-    write_json(out_dir / "register.json", merged)
+    write_json(run.register, merged)
     if pictures:
-        try:
-            from congeal.run.map_pictures import write_map_pictures
-        except ImportError:
-            return merged
         write_map_pictures(out_dir)
     return merged

@@ -7,7 +7,6 @@
 `identity_warp=True` switches the coordinate maps off (every warp is the identity): the pose alone carries the
 transfer, which is the baseline the mapping has to beat.
 """
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -16,19 +15,18 @@ import torch
 from torch import Tensor
 
 from congeal.common.errors import InputError
-from congeal.registration.mapping import ImageState, MappingConfig, forward_map, forward_points, load_image_state, reverse_points
+from congeal.registration.mapping import MappingConfig
+from congeal.registration.queries import forward_map, forward_points, reverse_points
+from congeal.registration.state import ImageState, load_image_state
 from congeal.common.paths import PathLike
+from congeal.run.folder import RunFolder
 
 
-def _run_mapping_config(run_dir: Path) -> MappingConfig:
+def _run_mapping_config(run: RunFolder) -> MappingConfig:
     """Thresholds the run was registered with (register.json), else the defaults."""
-    path = run_dir / "register.json"
     cfg = MappingConfig()
-    if not path.is_file():
-        return cfg
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    data = run.read_register_json()
+    if data is None:
         return cfg
     found: Any = data.get("mapping") or (data.get("config") or {}).get("mapping") if isinstance(data, dict) else None
     if isinstance(found, dict):
@@ -50,19 +48,20 @@ class Correspondence:
 
     def __init__(self, run_dir: PathLike, identity_warp: bool = False, cfg: Optional[MappingConfig] = None,
                  device: Union[str, torch.device, None] = None):
-        self.run_dir = Path(run_dir)
-        if not (self.run_dir / "state").is_dir():
+        self.run = RunFolder(run_dir)
+        self.run_dir = self.run.root
+        if not self.run.state_dir.is_dir():
             raise InputError(self.run_dir, "is not a registration run (no state/ folder)",
                              "pass the --out folder of `congeal register`")
         self.identity_warp = bool(identity_warp)
-        self.cfg = cfg or _run_mapping_config(self.run_dir)
+        self.cfg = cfg or _run_mapping_config(self.run)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self._states: Dict[str, ImageState] = {}
 
     @property
     def names(self) -> List[str]:
         """Registered image names, sorted."""
-        return sorted(p.stem for p in (self.run_dir / "state").glob("*.safetensors"))
+        return self.run.state_names()
 
     def state(self, name: str) -> ImageState:
         """The image's ImageState (identity warp when the object was built with identity_warp=True)."""

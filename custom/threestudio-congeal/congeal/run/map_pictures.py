@@ -1,4 +1,4 @@
-"""Pictures of a run's coordinate maps: NOCS maps, correspondence lines, and a pose-aware edit.
+"""Pictures of a run's coordinate maps: NOCS maps and correspondence lines.
 
     paths = write_map_pictures("out/run")                    # photos found through register.json
     paths = write_map_pictures("out/run", images="photos/")  # or given explicitly
@@ -9,10 +9,9 @@ Writes (atomically) under OUT/pictures/:
   nocs.png                   all NOCS maps as a grid
   correspondences/<a>__<b>.png  photo pairs side by side (NOCS maps when the photos are not found), lines
                              between sample points and where they transfer (no line: no valid transfer)
-  edit.png                   the pose-aware edit: a checker + stripe pattern painted in canonical space and carried
-                             onto every photo by its forward map (the paper's editing application)
+The pose-aware edit (a checker painted in canonical space on every photo) is `congeal.apps.textures`:
+`congeal edit RUN --texture checker`, written to RUN/edits/texture-checker/.
 """
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -20,8 +19,9 @@ import numpy as np
 
 from congeal.common.atomic import save_image
 from congeal.common.paths import PathLike
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+from congeal.io.listing import IMAGE_SUFFIXES
+from congeal.run.folder import RunFolder
+from congeal.viz.pictures import image_grid
 
 
 def _photo_paths(run_dir: Path, images: Optional[PathLike]) -> Dict[str, Path]:
@@ -30,13 +30,7 @@ def _photo_paths(run_dir: Path, images: Optional[PathLike]) -> Dict[str, Path]:
         folder = Path(images)
         return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES} \
             if folder.is_dir() else {}
-    path = run_dir / "register.json"
-    try:
-        entries = json.loads(path.read_text()).get("images", []) if path.is_file() else []
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {e["name"]: Path(e["path"]) for e in entries
-            if isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("path"), str)}
+    return RunFolder(run_dir).photo_paths()
 
 
 def _load_photo(path: Optional[Path], height: int, width: int) -> Optional[np.ndarray]:
@@ -61,23 +55,6 @@ def nocs_colours(xyz: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.clip((xyz - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0)
 
 
-def edit_pattern(xyz: np.ndarray, lo: np.ndarray, hi: np.ndarray, cells: int = 5) -> np.ndarray:
-    """A canonical-space texture: a 3D checker of `cells` cells along the longest side, with a red band across z.
-
-    Args:
-        xyz: [...,3] canonical points; lo, hi: [3] bounds of the object.
-    Returns:
-        RGB [...,3] in [0,1].
-    """
-    cell = float(np.max(hi - lo)) / cells
-    idx = np.floor((xyz - lo) / max(cell, 1e-6)).astype(np.int64)
-    parity = (idx.sum(axis=-1) % 2).astype(np.float32)[..., None]
-    colour = parity * np.array([0.1, 0.3, 0.9], np.float32) + (1.0 - parity) * np.array([1.0, 0.9, 0.2], np.float32)
-    z = (xyz[..., 2] - lo[2]) / max(float(hi[2] - lo[2]), 1e-6)
-    band = (np.abs(z - 0.5) < 0.08)[..., None]
-    return np.where(band, np.array([0.9, 0.1, 0.1], np.float32), colour)
-
-
 def _tile(image: np.ndarray, size: int) -> np.ndarray:
     """Fit an image [H,W,3] into a size×size tile (aspect kept, white padding)."""
     from PIL import Image
@@ -93,18 +70,7 @@ def _tile(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _grid(tiles: Sequence[np.ndarray], labels: Sequence[str], columns: int) -> np.ndarray:
-    try:
-        from congeal.viz.pictures import image_grid
-
-        return image_grid(list(tiles), columns=columns, labels=[l[:24] for l in labels])
-    except ImportError:  # the shared helper is missing: plain tiling
-        rows = (len(tiles) + columns - 1) // columns
-        size = tiles[0].shape[0]
-        canvas = np.ones((rows * (size + 2) + 2, columns * (size + 2) + 2, 3), np.float32)
-        for i, t in enumerate(tiles):
-            r, c = divmod(i, columns)
-            canvas[2 + r * (size + 2): 2 + r * (size + 2) + size, 2 + c * (size + 2): 2 + c * (size + 2) + size] = t
-        return canvas
+    return image_grid(list(tiles), columns=columns, labels=[label[:24] for label in labels])
 
 
 def _correspondence_picture(photo_a: np.ndarray, photo_b: np.ndarray, pa: np.ndarray, pb: np.ndarray,
@@ -144,7 +110,7 @@ def _hsv(h: float) -> Tuple[float, float, float]:
 
 def write_map_pictures(run_dir: PathLike, images: Optional[PathLike] = None, max_images: int = 24,
                        max_pairs: int = 6, n_points: int = 12, tile: int = 160, seed: int = 0) -> List[Path]:
-    """Write the NOCS maps, correspondence lines and the pose-aware edit of a run.
+    """Write the NOCS maps and correspondence lines of a run.
 
     Args:
         run_dir: the run (needs maps/*.npz; correspondences also need state/).
@@ -157,15 +123,15 @@ def write_map_pictures(run_dir: PathLike, images: Optional[PathLike] = None, max
     Returns:
         the written paths.
     """
-    run_dir = Path(run_dir)
-    photo_paths = _photo_paths(run_dir, images)
-    pictures = run_dir / "pictures"
-    names = sorted(p.stem for p in (run_dir / "maps").glob("*.npz"))[:max_images]
+    run = RunFolder(run_dir)
+    photo_paths = _photo_paths(run.root, images)
+    pictures = run.pictures_dir
+    names = run.map_names()[:max_images]
     if not names:
         return []
     maps: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
     for name in names:
-        with np.load(run_dir / "maps" / f"{name}.npz") as data:
+        with np.load(run.map_path(name)) as data:
             maps[name] = (data["xyz"], data["valid"].astype(bool))
     points = [xyz[valid] for xyz, valid in maps.values() if valid.any()]
     if points:
@@ -175,7 +141,7 @@ def write_map_pictures(run_dir: PathLike, images: Optional[PathLike] = None, max
         lo, hi = np.zeros(3), np.ones(3)
     written: List[Path] = []
     backdrops: Dict[str, np.ndarray] = {}  # what the correspondence lines are drawn on
-    nocs_tiles, edit_tiles = [], []
+    nocs_tiles = []
     for name in names:
         xyz, valid = maps[name]
         found = _load_photo(photo_paths.get(name), *valid.shape)
@@ -187,17 +153,14 @@ def write_map_pictures(run_dir: PathLike, images: Optional[PathLike] = None, max
         save_image(path, nocs)
         written.append(path)
         nocs_tiles.append(_tile(nocs, tile))
-        edited = np.where(valid[..., None], 0.35 * photo + 0.65 * edit_pattern(safe, lo, hi), photo)
-        edit_tiles.append(_tile(edited, tile))
     columns = min(6, len(names))
-    for file, tiles in (("nocs.png", nocs_tiles), ("edit.png", edit_tiles)):
-        save_image(pictures / file, _grid(tiles, names, columns))
-        written.append(pictures / file)
+    save_image(pictures / "nocs.png", _grid(nocs_tiles, names, columns))
+    written.append(pictures / "nocs.png")
 
-    if (run_dir / "state").is_dir() and len(names) > 1:
+    if run.state_dir.is_dir() and len(names) > 1:
         from congeal.run.correspondence import Correspondence
 
-        corr = Correspondence(run_dir)
+        corr = Correspondence(run.root)
         rng = np.random.default_rng(seed)
         for i in range(min(max_pairs, len(names) - 1)):
             src, trg = names[i], names[i + 1]

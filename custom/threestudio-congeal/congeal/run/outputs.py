@@ -11,7 +11,6 @@ principal point need not be the photo centre),
 `width`, `height`, `fovy_deg = 2·atan(height / (2·fl_y))`. transforms.json holds the same numbers: nerfstudio uses
 the same OpenGL camera axes, so `transform_matrix` is `c2w` unchanged.
 """
-import json
 import math
 import os
 from pathlib import Path
@@ -23,6 +22,7 @@ from torch import Tensor
 from congeal.common.atomic import write_json
 from congeal.geometry.cameras import CONVENTION
 from congeal.common.errors import InputError
+from congeal.common.json_files import read_json
 
 POSES_FORMAT = "congeal-poses-v1"
 CAMERA_FIELDS = ("c2w", "fovy_deg", "fl_x", "fl_y", "cx", "cy", "width", "height", "azimuth_deg", "elevation_deg",
@@ -90,12 +90,8 @@ def write_poses(path: Union[str, Path], records: Sequence[Mapping[str, Any]],
 def read_poses_document(path: Union[str, Path]) -> Dict[str, Any]:
     """Read and validate poses.json; returns the whole document."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "poses.json not found", "pass the --out folder of a finished `congeal register` run")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(path, f"is not valid JSON ({error})", "re-run `congeal register`") from error
+    doc = read_json(path, fix="re-run `congeal register`", missing="poses.json not found",
+                    missing_fix="pass the --out folder of a finished `congeal register` run")
     if not isinstance(doc, dict) or doc.get("format") != POSES_FORMAT or not isinstance(doc.get("images"), list):
         raise InputError(path, f"is not a {POSES_FORMAT} file", "re-run `congeal register` to write it")
     for entry in doc["images"]:
@@ -114,11 +110,16 @@ def read_poses(path: Union[str, Path]) -> Dict[str, Dict[str, Any]]:
     return {entry["name"]: entry for entry in read_poses_document(path)["images"]}
 
 
+TRANSFORMS_FORMAT = "congeal-transforms-v2"
+INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
+
+
 def transforms_document(records: Sequence[Mapping[str, Any]], file_paths: Sequence[str]) -> Dict[str, Any]:
     """nerfstudio-style transforms.json content.
 
-    Intrinsics differ per photo, so every frame carries its own `fl_x fl_y cx cy w h` (nerfstudio lets per-frame
-    values override the top level); the top level repeats the first frame's so readers that need them find them.
+    Every frame carries its own `fl_x fl_y cx cy w h`. The top level repeats them only when every frame shares them:
+    nerfstudio's data parser gives top-level intrinsics to *every* frame when they are present, so a top level copied
+    from one photo would silently give all other photos its camera (v1 did that; v2 is this rule).
     """
     frames = []
     for record, file_path in zip(records, file_paths):
@@ -127,9 +128,9 @@ def transforms_document(records: Sequence[Mapping[str, Any]], file_paths: Sequen
             "fl_x": record["fl_x"], "fl_y": record["fl_y"], "cx": record["cx"], "cy": record["cy"],
             "w": record["width"], "h": record["height"], "name": record["name"],
         })
-    doc: Dict[str, Any] = {"camera_model": "OPENCV", "convention": CONVENTION}
-    if frames:
-        doc.update({k: frames[0][k] for k in ("fl_x", "fl_y", "cx", "cy", "w", "h")})
+    doc: Dict[str, Any] = {"format": TRANSFORMS_FORMAT, "camera_model": "OPENCV", "convention": CONVENTION}
+    if frames and all(all(f[k] == frames[0][k] for k in INTRINSIC_KEYS) for f in frames):
+        doc.update({k: frames[0][k] for k in INTRINSIC_KEYS})
     doc.update({"k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "frames": frames})
     return doc
 
@@ -145,10 +146,7 @@ def write_transforms(path: Union[str, Path], records: Sequence[Mapping[str, Any]
 def read_transforms(path: Union[str, Path]) -> Dict[str, Any]:
     """Read transforms.json (InputError when missing or malformed)."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(path, f"cannot read transforms.json ({error})", "re-run `congeal register`") from error
+    doc = read_json(path, fix="re-run `congeal register`")
     if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list):
         raise InputError(path, "has no frames list", "re-run `congeal register`")
     return doc

@@ -8,7 +8,6 @@ photos); each photo's working-frame camera (the same `c2w`, the FoV its square c
 crop pixels) comes from `congeal.run.outputs.working_camera`. Used by `launch.py --test` of the registration system and by users who
 want the pictures again after editing a run.
 """
-import json
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -16,6 +15,7 @@ import torch
 
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
+from congeal.run.folder import RunFolder
 
 
 def working_cameras(run_dir: PathLike, names=None):
@@ -28,16 +28,15 @@ def working_cameras(run_dir: PathLike, names=None):
         (names, c2w [N,4,4] float32, fovy_w [N] radians, principal_w [N,2] working px, register.json entries by name).
     """
     from congeal.io.crop import Crop
-    from congeal.run.outputs import read_poses, working_camera
+    from congeal.run.outputs import working_camera
 
-    run_dir = Path(run_dir)
-    poses = read_poses(run_dir / "poses.json")
-    register = json.loads((run_dir / "register.json").read_text())
-    entries = {e["name"]: e for e in register["images"]}
+    run = RunFolder(run_dir)
+    poses = run.read_poses()
+    entries = {e["name"]: e for e in run.read_register()["images"]}
     names = list(poses) if names is None else list(names)
     unknown = [n for n in names if n not in poses]
     if unknown:
-        raise InputError(run_dir / "poses.json", f"has no photos named {unknown}", "check the names")
+        raise InputError(run.poses, f"has no photos named {unknown}", "check the names")
     cameras = [working_camera(poses[n], Crop.from_dict(entries[n]["crop"])) for n in names]
     c2w = torch.stack([torch.as_tensor(c, dtype=torch.float32) for c, _, _ in cameras])
     fovy = torch.tensor([f for _, f, _ in cameras], dtype=torch.float32)
@@ -62,26 +61,27 @@ def rerender_overlays(run_dir: PathLike, out_path: Optional[PathLike] = None, re
     from congeal.canonical.grid import load_canonical
     from congeal.io.collection import load_image
     from congeal.viz.pictures import write_overlay_grid
-    from congeal.run.pipeline import config_from_dict, read_run
     from congeal.canonical.render import GridRenderer
-
-    run_dir = Path(run_dir)
-    cfg = config_from_dict(read_run(run_dir)["config"])
+    from congeal.registration.config import config_from_dict
+    from congeal.geometry.cameras import Cameras
     from congeal.registration.framing import render_in_frame
+
+    run = RunFolder(run_dir)
+    cfg = config_from_dict(run.read_register()["config"])
 
     names, c2w, fovy, principal, entries = working_cameras(run_dir)
     if renderer is None:
-        renderer = GridRenderer(load_canonical(run_dir / "canonical.safetensors").to(device),
+        renderer = GridRenderer(load_canonical(run.canonical).to(device),
                                 num_samples=cfg.final_samples)
     size = cfg.working_size
     photos = []
     for name in names:  # decoding is per file by nature
         item = load_image(entries[name]["path"], size=size, mask=cfg.mask, margin=cfg.margin)
         photos.append((item.image * item.mask).clamp(0, 1))
-    outs = [render_in_frame(renderer, c.to(device), f.to(device), p.to(device), size)
-            for c, f, p in zip(c2w.split(chunk), fovy.split(chunk), principal.split(chunk))]
+    cameras = Cameras(c2w, fovy, principal, size, size).to(device)
+    outs = [render_in_frame(renderer, part, size) for part in cameras.split(chunk)]
     rgb = torch.cat([o["rgb"] for o in outs]).clamp(0, 1).cpu()  # [N,S,S,3]
     opacity = torch.cat([o["opacity"] for o in outs]).cpu()  # [N,S,S,1]
-    path = Path(out_path) if out_path is not None else run_dir / "pictures" / "overlay-rerendered.png"
+    path = Path(out_path) if out_path is not None else run.pictures_dir / "overlay-rerendered.png"
     write_overlay_grid(path, torch.stack(photos), rgb, opacity, names)
     return path

@@ -20,14 +20,17 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
 from torch import Tensor
 
 from congeal.common.atomic import save_image, write_json
-from congeal.geometry.cameras import CONVENTION, c2w_from_spherical, distance_for_fill, project
-from congeal.canonical.grid import Canonical, canonical_from_sdf, save_canonical
-from congeal.common.errors import InputError
+from congeal.canonical.bake import canonical_from_sdf
+from congeal.canonical.grid import Canonical, save_canonical
 from congeal.canonical.render import GridRenderer
+from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
+from congeal.geometry.cameras import CONVENTION, Cameras, c2w_from_spherical, project
+from congeal.geometry.candidates import distance_for_fill
 
 __all__ = ["FORMAT", "Part", "creature_parts", "bake_creature", "make_synthetic_collection", "keypoints_of", "KEYPOINT_NAMES"]
 
@@ -42,14 +45,16 @@ OFFSET_RANGE = 0.08  # image-plane shift, as a fraction of the frame half-height
 AMBIENT_RANGE = (0.45, 0.7)
 BLEND = 0.04  # smooth-union radius (world units)
 COLOUR_SOFTNESS = 0.01  # width of the colour blend between parts (world units)
+DEFORMATION_STRENGTH = 0.2  # cross mode's default: part sizes ±20 %, colour jitter σ 0.05
 
 
 @dataclass(frozen=True)
 class Part:
-    """One SDF primitive: an ellipsoid (`a` = centre, `size` = semi-axes) or a capsule (`a`→`b`, radius size[0])."""
+    """One SDF primitive: an ellipsoid (`a` = centre, `size` = semi-axes), a capsule (`a`→`b`, radius size[0]) or an
+    axis-aligned box (`a` = centre, `size` = half-extents; `b` unused)."""
 
     name: str
-    kind: str  # "ellipsoid" | "capsule"
+    kind: str  # "ellipsoid" | "capsule" | "box"
     a: Tuple[float, float, float]
     b: Tuple[float, float, float]
     size: Tuple[float, float, float]
@@ -75,17 +80,19 @@ def _mean_parts() -> List[Part]:
     ]
 
 
-def creature_parts(rng: Optional[np.random.Generator] = None) -> List[Part]:
+def creature_parts(rng: Optional[np.random.Generator] = None, strength: float = DEFORMATION_STRENGTH) -> List[Part]:
     """The creature's parts; with `rng`, one deformed instance (cross-instance mode).
 
-    Deformation: the body's semi-axes scale by U(0.85, 1.15) each and the attachment points follow; every other
-    part's size scales by U(0.8, 1.2), its far end moves by N(0, 0.03) per axis, and its colour by N(0, 0.05).
+    Deformation at the default strength s = 0.2 (every range below scales with s / 0.2): the body's semi-axes scale
+    by U(0.85, 1.15) each and the attachment points follow; every other part's size scales by U(0.8, 1.2) (1 ± s),
+    its far end moves by N(0, 0.03) per axis, and its colour by N(0, 0.05).
     """
     parts = _mean_parts()
     if rng is None:
         return parts
+    k = strength / DEFORMATION_STRENGTH  # exactly 1.0 at the default: the same numbers as before
     body = parts[0]
-    body_scale = rng.uniform(0.85, 1.15, size=3)
+    body_scale = rng.uniform(1 - 0.15 * k, 1 + 0.15 * k, size=3)
 
     def attach(point) -> Tuple[float, float, float]:
         # Points on/in the body keep their relative place when the body stretches.
@@ -93,10 +100,10 @@ def creature_parts(rng: Optional[np.random.Generator] = None) -> List[Part]:
         return tuple(centre + (np.asarray(point) - centre) * body_scale)
 
     out = [replace(body, size=tuple(np.asarray(body.size) * body_scale),
-                   colour=_jitter(body.colour, rng))]
-    head_shift = np.asarray(attach(parts[2].a)) - np.asarray(parts[2].a) + rng.normal(0, 0.03, 3)
+                   colour=_jitter(body.colour, rng, 0.05 * k))]
+    head_shift = np.asarray(attach(parts[2].a)) - np.asarray(parts[2].a) + rng.normal(0, 0.03 * k, 3)
     for part in parts[1:]:
-        scale = rng.uniform(0.8, 1.2)
+        scale = rng.uniform(1 - 0.2 * k, 1 + 0.2 * k)
         a = np.asarray(part.a, dtype=float)
         b = np.asarray(part.b, dtype=float)
         if part.name in ("head", "snout", "horn"):
@@ -109,18 +116,18 @@ def creature_parts(rng: Optional[np.random.Generator] = None) -> List[Part]:
             shift = np.asarray(attach(a)) - a
             a, b = a + shift, b + shift
         if part.kind == "capsule":
-            b = a + (b - a) * rng.uniform(0.85, 1.15) + rng.normal(0, 0.03, 3)
+            b = a + (b - a) * rng.uniform(1 - 0.15 * k, 1 + 0.15 * k) + rng.normal(0, 0.03 * k, 3)
         out.append(replace(part, a=tuple(a), b=tuple(b), size=tuple(np.asarray(part.size) * scale),
-                           colour=_jitter(part.colour, rng)))
+                           colour=_jitter(part.colour, rng, 0.05 * k)))
     return out
 
 
-def _jitter(colour, rng: np.random.Generator) -> Tuple[float, float, float]:
-    return tuple(np.clip(np.asarray(colour) + rng.normal(0, 0.05, 3), 0.0, 1.0))
+def _jitter(colour, rng: np.random.Generator, sigma: float = 0.05) -> Tuple[float, float, float]:
+    return tuple(np.clip(np.asarray(colour) + rng.normal(0, sigma, 3), 0.0, 1.0))
 
 
-def _part_distances(parts: List[Part], points: Tensor) -> Tensor:
-    """Signed distances of points [N,3] to every part: [N,P]."""
+def _part_distances(parts: List[Part], points: Float[Tensor, "N 3"]) -> Float[Tensor, "N P"]:
+    """Signed distances of points to every part."""
     out = []
     for part in parts:
         a = points.new_tensor(part.a)
@@ -130,6 +137,9 @@ def _part_distances(parts: List[Part], points: Tensor) -> Tensor:
             k0 = ((points - a) / axes).norm(dim=-1)
             k1 = ((points - a) / axes**2).norm(dim=-1).clamp_min(1e-9)
             out.append(k0 * (k0 - 1.0) / k1)
+        elif part.kind == "box":
+            q = (points - a).abs() - points.new_tensor(part.size)  # exact box distance (Quilez)
+            out.append(q.clamp_min(0.0).norm(dim=-1) + q.amax(dim=-1).clamp_max(0.0))
         else:
             b = points.new_tensor(part.b)
             ab = b - a
@@ -147,7 +157,7 @@ class _PartField:
         self._points: Optional[Tensor] = None
         self._distances: Optional[Tensor] = None
 
-    def distances(self, points: Tensor) -> Tensor:
+    def distances(self, points: Float[Tensor, "N 3"]) -> Float[Tensor, "N P"]:
         if self._points is not points or points.requires_grad:
             self._points, self._distances = points, _part_distances(self.parts, points)
         return self._distances
@@ -157,7 +167,7 @@ def creature_sdf(parts: Union[List[Part], _PartField]) -> Callable[[Tensor], Ten
     """SDF [N,3] -> [N] of the smooth union of the parts (log-sum-exp smooth minimum, radius BLEND)."""
     field = parts if isinstance(parts, _PartField) else _PartField(parts)
 
-    def sdf(points: Tensor) -> Tensor:
+    def sdf(points: Float[Tensor, "N 3"]) -> Float[Tensor, "N"]:
         return -BLEND * torch.logsumexp(field.distances(points) / -BLEND, dim=-1)
 
     return sdf
@@ -240,16 +250,16 @@ def _surface_exits(sdf: Callable[[Tensor], Tensor], starts: np.ndarray, directio
     return (origin + 0.5 * (low + high)[:, None] * step).numpy()
 
 
-def _shade(rgb: Tensor, opacity: Tensor, normals: Tensor, light: Tensor, ambient: float,
-           background: Tensor) -> Tensor:
-    """Lambert-shaded premultiplied colour over a background: [H,W,3] each, light [3] unit -> [H,W,3]."""
+def _shade(rgb: Float[Tensor, "H W 3"], opacity: Float[Tensor, "H W 1"], normals: Float[Tensor, "H W 3"],
+           light: Float[Tensor, "3"], ambient: float, background: Float[Tensor, "3"]) -> Float[Tensor, "H W 3"]:
+    """Lambert-shaded premultiplied colour over a background (light: a unit direction)."""
     lambert = (normals @ light).clamp_min(0.0)[..., None]
     shaded = rgb * (ambient + (1.0 - ambient) * lambert)
     return (shaded + (1.0 - opacity) * background).clamp(0.0, 1.0)
 
 
-def _normals(sdf: Callable[[Tensor], Tensor], points: Tensor) -> Tensor:
-    """Unit SDF gradients at points [N,3] (autograd: one forward and one backward pass)."""
+def _normals(sdf: Callable[[Tensor], Tensor], points: Float[Tensor, "N 3"]) -> Float[Tensor, "N 3"]:
+    """Unit SDF gradients at points (autograd: one forward and one backward pass)."""
     with torch.enable_grad():
         probe = points.detach().clone().requires_grad_(True)
         (gradient,) = torch.autograd.grad(sdf(probe).sum(), probe)
@@ -315,8 +325,9 @@ def make_synthetic_collection(
         offset = rng.uniform(-OFFSET_RANGE, OFFSET_RANGE, size=2) * half_height
         c2w[0, :3, 3] += float(offset[0]) * c2w[0, :3, 0] + float(offset[1]) * c2w[0, :3, 1]
 
+        cameras = Cameras.centred(c2w, fovy, image_size, image_size)
         with torch.no_grad():
-            render = renderer.render(c2w, fovy, image_size, image_size)
+            render = renderer.render(cameras, image_size, image_size)
         rgb, opacity, xyz = render["rgb"][0], render["opacity"][0], render["xyz"][0]
         # Lighting: a directional light from the camera's side of the object, tilted up to 60° each way.
         light_cam = F.normalize(torch.tensor([rng.uniform(-0.8, 0.8), rng.uniform(-0.2, 0.9), 1.0]), dim=0)
@@ -334,7 +345,7 @@ def make_synthetic_collection(
 
         keypoints = keypoints_of(parts)
         points = torch.tensor(np.stack(list(keypoints.values())), dtype=torch.float32)[None]
-        xy, depth = project(points, c2w, fovy, image_size, image_size)
+        xy, depth = project(points, cameras)
         xy, depth = xy[0], depth[0]
         inside = (xy >= 0).all(-1) & (xy < image_size).all(-1) & (depth > 0)
         pixel = xy.clamp(0, image_size - 1).long()

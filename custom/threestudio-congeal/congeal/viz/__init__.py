@@ -1,1 +1,1 @@
-"""Pictures from arrays: overlay grids, score and NOCS maps, contact sheets, loss curves."""
+"""Pictures from arrays: labelled image grids, overlay grids and search score maps, contact sheets, loss curves."""

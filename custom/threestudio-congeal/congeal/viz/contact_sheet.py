@@ -8,31 +8,34 @@ their ASCII escape.
 """
 import math
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from jaxtyping import Float
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from congeal.common.atomic import save_image
+from congeal.common.paths import PathLike
 
 RGB = Tuple[int, int, int]
 TINT = (1.0, 0.0, 0.0)
 OUTLINE = (1.0, 1.0, 0.0)
 
 
-def overlay_masks(images: Tensor, masks: Tensor, tint: Sequence[float] = TINT, strength: float = 0.55,
-                  outline: Optional[Sequence[float]] = OUTLINE) -> Tensor:
+def overlay_masks(images: Float[Tensor, "N 3 H W"], masks: Float[Tensor, "N 1 H W"], tint: Sequence[float] = TINT,
+                  strength: float = 0.55, outline: Optional[Sequence[float]] = OUTLINE) -> Float[Tensor, "N 3 H W"]:
     """Tint everything outside the mask and draw the mask's outline.
 
     Args:
-        images: `[N,3,H,W]` float in [0,1].
-        masks: `[N,1,H,W]` float in {0,1} (1 = object).
+        images: values in [0,1].
+        masks: values in {0,1} (1 = object).
         tint: colour blended into the background.
         strength: blend weight of the tint outside the mask.
         outline: colour of the 1-pixel mask boundary (inside the object), or None.
     Returns:
-        `[N,3,H,W]` float in [0,1].
+        values in [0,1].
     """
     masks = masks.to(images.dtype)
     colour = torch.tensor(list(tint), dtype=images.dtype, device=images.device)[None, :, None, None]
@@ -46,14 +49,14 @@ def overlay_masks(images: Tensor, masks: Tensor, tint: Sequence[float] = TINT, s
     return out
 
 
-def contact_sheet(images: Tensor, masks: Optional[Tensor], captions: Sequence[str], tile: int = 160,
-                  columns: Optional[int] = None, caption_colours: Optional[Sequence[RGB]] = None,
-                  background: RGB = (32, 32, 32)):
+def contact_sheet(images: Float[Tensor, "N 3 H W"], masks: Optional[Float[Tensor, "N 1 H W"]], captions: Sequence[str],
+                  tile: int = 160, columns: Optional[int] = None, caption_colours: Optional[Sequence[RGB]] = None,
+                  background: RGB = (32, 32, 32)) -> Image.Image:
     """Lay out tiles in a grid with a caption under each.
 
     Args:
-        images: `[N,3,H,W]` float in [0,1].
-        masks: `[N,1,H,W]` float in {0,1}, or None for plain photos.
+        images: values in [0,1].
+        masks: values in {0,1}, or None for plain photos.
         captions: N strings (shortened with "..." to fit the tile).
         tile: tile side in pixels (photos are resized, antialiased).
         columns: grid width (default: about square).
@@ -62,8 +65,6 @@ def contact_sheet(images: Tensor, masks: Optional[Tensor], captions: Sequence[st
     Returns:
         PIL.Image (RGB).
     """
-    from PIL import Image, ImageDraw, ImageFont
-
     count = int(images.shape[0])
     if count == 0 or len(captions) != count:
         raise ValueError(f"contact_sheet needs N >= 1 images and N captions, got {count} and {len(captions)}")
@@ -92,15 +93,15 @@ def contact_sheet(images: Tensor, masks: Optional[Tensor], captions: Sequence[st
     return sheet
 
 
-def save_contact_sheet(path: Union[str, Path], images: Tensor, masks: Optional[Tensor], captions: Sequence[str],
-                       **kwargs) -> Path:
+def save_contact_sheet(path: PathLike, images: Float[Tensor, "N 3 H W"], masks: Optional[Float[Tensor, "N 1 H W"]],
+                       captions: Sequence[str], **kwargs: Any) -> Path:
     """`contact_sheet(...)` written atomically to `path` (PNG unless the suffix says JPEG). Returns the path."""
     path = Path(path)
     save_image(path, contact_sheet(images, masks, captions, **kwargs))
     return path
 
 
-def write_contact_sheet(collection, path: Union[str, Path], **kwargs) -> Path:
+def write_contact_sheet(collection: Any, path: PathLike, **kwargs: Any) -> Path:
     """Contact sheet of an `ImageCollection` (working crops, masks overlaid, names as captions), atomically.
 
     Args:
@@ -113,12 +114,12 @@ def write_contact_sheet(collection, path: Union[str, Path], **kwargs) -> Path:
     return save_contact_sheet(path, collection.images, collection.masks, list(collection.names), **kwargs)
 
 
-def _text_height(font) -> int:
+def _text_height(font: Any) -> int:
     box = font.getbbox("Ag")
     return int(box[3] - box[1]) + 2
 
 
-def _caption(draw, font, text: str, xy: Tuple[int, int], width: int, colour: RGB) -> None:
+def _caption(draw: ImageDraw.ImageDraw, font: Any, text: str, xy: Tuple[int, int], width: int, colour: RGB) -> None:
     for candidate in (text, ascii(text)[1:-1]):
         try:
             draw.text(xy, _fit(draw, font, candidate, width), font=font, fill=colour)
@@ -127,7 +128,7 @@ def _caption(draw, font, text: str, xy: Tuple[int, int], width: int, colour: RGB
             continue  # a font without these glyphs (bitmap fallback): try the ASCII escape
 
 
-def _fit(draw, font, text: str, width: int) -> str:
+def _fit(draw: ImageDraw.ImageDraw, font: Any, text: str, width: int) -> str:
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "...", font=font) > width:

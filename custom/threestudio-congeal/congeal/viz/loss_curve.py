@@ -7,12 +7,16 @@ from pathlib import Path
 from typing import List, Sequence, Union
 
 import numpy as np
+from jaxtyping import Float
 
 from congeal.common.atomic import save_image
+from congeal.common.paths import PathLike
+
+Losses = Union[Sequence[float], Float[np.ndarray, " N"]]
 
 
-def moving_average(values: Sequence[float], window: int) -> np.ndarray:
-    """Trailing mean over `window` steps ([N] -> [N]; the first entries average what exists)."""
+def moving_average(values: Losses, window: int) -> Float[np.ndarray, " N"]:
+    """Trailing mean over `window` steps, float64 (the first entries average what exists)."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         return x
@@ -22,12 +26,13 @@ def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     return (csum[idx] - csum[lo]) / (idx - lo)
 
 
-def save_loss_curve(path: Union[str, Path], losses: Sequence[float], width: int = 640, height: int = 360,
+def save_loss_curve(path: PathLike, losses: Losses, width: int = 640, height: int = 360,
                     title: str = "textual inversion loss") -> Path:
     """Draw losses against steps into a PNG (atomic write).
 
     Args:
-        losses: per-step losses [N].
+        path: PNG to write.
+        losses: per-step losses (non-finite ones are left out).
     Returns:
         The written path.
     """

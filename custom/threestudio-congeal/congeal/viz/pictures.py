@@ -1,20 +1,26 @@
 """Pictures a person looks at after registration: overlay grids, search score maps, and a grid-image helper.
 
-    sheet = image_grid([photo, render, blend], columns=3, labels=["photo", "render", "overlay"])   # uint8 [H,W,3]
-    write_overlay_grid(out / "pictures" / "overlay.png", photos, masks, renders, opacities, names)
-    write_score_maps(out / "pictures" / "scores.png", scores_el_az, names, best_el_az, elevations, azimuths)
+    sheet = image_grid([photo, render, overlay(photo, render, opacity)], columns=3,
+                       labels=["photo", "render", "overlay"])                      # uint8 [H,W,3]
+    write_overlay_grid(out / "pictures" / "overlay.png", photos, renders, opacities, names)
+    write_score_maps(out / "pictures" / "scores.png", scores, names, best=[(el, az), ...])
 
-All inputs are tensors or arrays with values in [0,1]; pictures are written through `congeal.common.atomic.save_image`.
+Images are float tensors or arrays with values in [0,1], laid out [3,H,W], [H,W,3], [H,W] or [H,W,1]; pictures are
+written through `congeal.common.atomic.save_image`.
 """
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from jaxtyping import Float, UInt8
 from torch import Tensor
 
 from congeal.common.atomic import save_image
+from congeal.common.paths import PathLike
 
-ArrayLike = Union[np.ndarray, Tensor]
+# an image in any of the layouts `to_hwc` reads ([3,H,W], [H,W,3], [H,W], [H,W,1]), values in [0,1]
+AnyImage = Union[Float[np.ndarray, "..."], Float[Tensor, "..."]]
+RGB = Tuple[float, float, float]
 
 # 5×7 bitmap glyphs for labels (digits, lower-case letters and a few signs): no font files needed
 _GLYPHS = {
@@ -42,8 +48,8 @@ _GLYPHS = {
 }
 
 
-def to_hwc(image: ArrayLike) -> np.ndarray:
-    """[3,H,W] / [H,W,3] / [H,W] / [H,W,1] tensor or array in [0,1] -> float32 [H,W,3] numpy array."""
+def to_hwc(image: AnyImage) -> Float[np.ndarray, "H W 3"]:
+    """[3,H,W] / [H,W,3] / [H,W] / [H,W,1] tensor or array in [0,1] -> float32 [H,W,3] numpy array, clipped."""
     if isinstance(image, Tensor):
         image = image.detach().float().cpu().numpy()
     array = np.asarray(image, dtype=np.float32)
@@ -56,7 +62,8 @@ def to_hwc(image: ArrayLike) -> np.ndarray:
     return np.clip(array, 0.0, 1.0)
 
 
-def draw_label(image: np.ndarray, text: str, scale: int = 1, colour=(1.0, 1.0, 1.0)) -> np.ndarray:
+def draw_label(image: Float[np.ndarray, "H W 3"], text: str, scale: int = 1, colour: RGB = (1.0, 1.0, 1.0)
+               ) -> Float[np.ndarray, "H W 3"]:
     """Write `text` (lower-cased; unknown characters become spaces) at the top-left corner, on a dark strip."""
     text = text.lower()[: max(1, image.shape[1] // (6 * scale))]
     glyph_h, glyph_w = 7 * scale, 5 * scale
@@ -73,12 +80,12 @@ def draw_label(image: np.ndarray, text: str, scale: int = 1, colour=(1.0, 1.0, 1
     return out
 
 
-def image_grid(images: Sequence[ArrayLike], columns: int, labels: Optional[Sequence[str]] = None, pad: int = 2,
-               background: float = 1.0, label_scale: int = 1) -> np.ndarray:
+def image_grid(images: Sequence[AnyImage], columns: int, labels: Optional[Sequence[str]] = None, pad: int = 2,
+               background: float = 1.0, label_scale: int = 1) -> UInt8[np.ndarray, "height width 3"]:
     """Tile images (same size) into a grid, row-major, with optional labels.
 
     Args:
-        images: list of [H,W,3] / [3,H,W] / [H,W] images in [0,1] (tensors or arrays), all the same H, W.
+        images: images in any layout `to_hwc` reads, all the same H, W.
         columns: images per row.
         labels: one text per image (or None).
         pad: pixels between tiles.
@@ -102,7 +109,7 @@ def image_grid(images: Sequence[ArrayLike], columns: int, labels: Optional[Seque
     return (canvas * 255.0 + 0.5).astype(np.uint8)
 
 
-def overlay(photo: ArrayLike, render: ArrayLike, opacity: ArrayLike, alpha: float = 0.5) -> np.ndarray:
+def overlay(photo: AnyImage, render: AnyImage, opacity: AnyImage, alpha: float = 0.5) -> Float[np.ndarray, "H W 3"]:
     """Blend the render over the photo where it is opaque, and draw the render's silhouette outline in green."""
     photo, render = to_hwc(photo), to_hwc(render)
     occupancy = to_hwc(opacity)[..., :1]
@@ -115,15 +122,15 @@ def overlay(photo: ArrayLike, render: ArrayLike, opacity: ArrayLike, alpha: floa
     return blended
 
 
-def write_overlay_grid(path: Union[str, Path], photos: Tensor, renders: Tensor, opacities: Tensor,
-                       names: Sequence[str], per_row: int = 2) -> Path:
+def write_overlay_grid(path: PathLike, photos: Float[Tensor, "N 3 S S"], renders: Float[Tensor, "N S S 3"],
+                       opacities: Float[Tensor, "N S S 1"], names: Sequence[str], per_row: int = 2) -> Path:
     """Every photo beside the canonical rendered at its estimated pose, and the two overlaid.
 
     Args:
         path: PNG to write.
-        photos: [N,3,S,S] working images in [0,1].
-        renders: [N,S,S,3] canonical renders at the estimated poses (working frame).
-        opacities: [N,S,S,1] render opacities.
+        photos: working images in [0,1].
+        renders: canonical renders at the estimated poses (working frame).
+        opacities: render opacities.
         names: N image names (labels).
         per_row: photos per row (each photo takes three tiles).
     Returns:
@@ -139,8 +146,8 @@ def write_overlay_grid(path: Union[str, Path], photos: Tensor, renders: Tensor, 
     return Path(path)
 
 
-def colormap(values: np.ndarray) -> np.ndarray:
-    """Values in [0,1] -> RGB [...,3]: dark blue (low) through teal and green to yellow (high)."""
+def colormap(values: Float[np.ndarray, "*shape"]) -> Float[np.ndarray, "*shape 3"]:
+    """Values in [0,1] -> RGB: dark blue (low) through teal and green to yellow (high)."""
     stops = np.array([[0.07, 0.04, 0.33], [0.16, 0.38, 0.56], [0.13, 0.63, 0.53], [0.48, 0.82, 0.31],
                       [0.99, 0.91, 0.14]], dtype=np.float32)
     position = np.clip(values, 0.0, 1.0) * (len(stops) - 1)
@@ -149,11 +156,12 @@ def colormap(values: np.ndarray) -> np.ndarray:
     return stops[low] * (1.0 - frac) + stops[low + 1] * frac
 
 
-def score_map_image(scores: ArrayLike, best: Optional[Tuple[int, int]] = None, cell: int = 8) -> np.ndarray:
+def score_map_image(scores: Union[Float[np.ndarray, "E A"], Float[Tensor, "E A"]],
+                    best: Optional[Tuple[int, int]] = None, cell: int = 8) -> Float[np.ndarray, "_ _ 3"]:
     """One score map as an image: elevation rows (highest at the top) × azimuth columns, low score = bright.
 
     Args:
-        scores: [E,A] search scores (lower is better), rows = elevations in increasing order.
+        scores: search scores (lower is better), rows = elevations in increasing order.
         best: (elevation index, azimuth index) to mark with a red square.
         cell: pixels per grid cell.
     Returns:
@@ -170,13 +178,14 @@ def score_map_image(scores: ArrayLike, best: Optional[Tuple[int, int]] = None, c
     return np.kron(image, np.ones((cell, cell, 1), dtype=np.float32))
 
 
-def write_score_maps(path: Union[str, Path], scores: ArrayLike, names: Sequence[str],
+def write_score_maps(path: PathLike, scores: Union[Float[np.ndarray, "N E A"], Float[Tensor, "N E A"]],
+                     names: Sequence[str],
                      best: Optional[Sequence[Tuple[int, int]]] = None, columns: int = 4) -> Path:
     """Write each image's search score over azimuth × elevation (best over FoVs) as one grid picture.
 
     Args:
         path: PNG to write.
-        scores: [N,E,A] search scores (lower is better).
+        scores: search scores (lower is better).
         names: N labels.
         best: per image, the (elevation, azimuth) index of the chosen hypothesis, marked red.
         columns: maps per row.

@@ -1,19 +1,16 @@
-"""Every pretrained model our configs name, where it comes from, and whether it is already on this machine.
+"""Every pretrained model our configs name: the model table, and which models a config refers to.
 
-    from congeal.models.sources import SOURCES, locate, refs_in_config
-    hit = locate("mvdream")                       # default MVDream checkpoint, looked up in the local HF cache
-    print(hit.status, hit.path)                   # "cached" /root/.cache/huggingface/hub/models--MVDream--MVDream/...
+    from congeal.models.table import SOURCES, refs_in_config, find_gone_ids
+    SOURCES["mvdream"].default                     # "MVDream/MVDream"
+    refs_in_config({"system": {"guidance": {"ckpt_path": "/models/mv.pt"}}})   # [ModelRef("sd21-base", ...), ...]
 
 One table (`SOURCES`) holds, per model: its role, the default Hugging Face id (and file), the alternatives, how to
-point at a local directory or file, the config fields that name it and its download size. The cache look-up never
-touches the network: it reads the Hugging Face hub cache layout on disk (`models--org--name/refs/<rev>` +
-`snapshots/<commit>/<file>`), honouring HF_HUB_CACHE / HUGGINGFACE_HUB_CACHE / HF_HOME / XDG_CACHE_HOME at call time.
+point at a local directory or file, the config fields that name it and its download size. Whether a model is on
+this machine is `congeal.models.locate`; the hub cache on disk is read by `congeal.models.hub_cache`.
 """
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 # Ids that no longer resolve on the Hugging Face hub (Stability AI removed the SD2.x repos). Value: the
 # replacement we suggest, or None where no replacement could be verified.
@@ -28,35 +25,35 @@ GB = 1_000_000_000  # Hugging Face shows decimal gigabytes
 
 @dataclass(frozen=True)
 class ModelSource:
-    """One model our configs name.
-
-    Args:
-        key: short name used by `congeal doctor` and in docs ("sd21-base", "mvdream", ...).
-        role: what the model does in congealing.
-        default: default Hugging Face repo id.
-        filename: the single file to fetch from `default` (checkpoint repos); None for a model directory.
-        files: files that must exist in a snapshot / local directory for the model to count as present; each
-            entry is a tuple of alternatives (any one is enough), e.g. (("model.safetensors", "pytorch_model.bin"),).
-        alternatives: other ids (or "repo:file") that work in the same field.
-        config_fields: dotted config paths that set this model (suffix match, so `system.` prefixes are optional).
-        local: how to use a local directory or file instead of the hub.
-        download_bytes: size of what the default downloads (from the hub's file listing).
-        required_by: "congeal" (stages 1+2: congeal.yaml), "register" (stage 3) or "none" (documented only).
-    """
+    """One model our configs name."""
 
     key: str
+    """Short name used by `congeal doctor` and in docs ("sd21-base", "mvdream", ...)."""
     role: str
+    """What the model does in congealing."""
     default: str
+    """Default Hugging Face repo id."""
     filename: Optional[str]
+    """The single file to fetch from `default` (checkpoint repos); None for a model directory."""
     files: Tuple[Tuple[str, ...], ...]
+    """Files that must exist in a snapshot / local directory for the model to count as present; each entry is a
+    tuple of alternatives (any one is enough), e.g. (("model.safetensors", "pytorch_model.bin"),)."""
     alternatives: Tuple[str, ...]
+    """Other ids (or "repo:file") that work in the same field."""
     config_fields: Tuple[str, ...]
+    """Dotted config paths that set this model (suffix match, so `system.` prefixes are optional)."""
     local: str
+    """How to use a local directory or file instead of the hub."""
     download_bytes: int
+    """Size of what the default downloads (from the hub's file listing)."""
     download_note: str
+    """What the download consists of, for the README table."""
     required_by: str = "congeal"
+    """"congeal" (stages 1+2: congeal.yaml), "register" (stage 3) or "none" (documented only)."""
     include: Tuple[str, ...] = ("config.json", "model.safetensors", "preprocessor_config.json")
+    """`--include` patterns of the download command for a model directory."""
     extra: Dict[str, Any] = field(default_factory=dict)
+    """Source-specific data (MVDream: model name -> checkpoint file)."""
 
 
 SOURCES: Dict[str, ModelSource] = {
@@ -139,166 +136,12 @@ SOURCES: Dict[str, ModelSource] = {
 
 
 @dataclass
-class Located:
-    """Where a model reference points on this machine.
-
-    status: "local" (an existing file/directory path), "cached" (complete in the HF cache), "missing" (not on this
-    machine: needs a download), "incomplete" (local dir or cache snapshot lacks files), "gone" (a known-gone id).
-    """
-
-    key: str
-    ref: str
-    status: str
-    path: Optional[Path]
-    detail: str
-    fix: str = ""
-
-    @property
-    def present(self) -> bool:
-        return self.status in ("local", "cached")
-
-
-@dataclass
 class ModelRef:
     """A model reference found in a config: `value` set at dotted `path` (None = the table default)."""
 
     key: str
     value: str
     path: Optional[str]
-
-
-def hub_cache_dir() -> Path:
-    """The Hugging Face hub cache folder, read from the environment at call time (no huggingface_hub needed).
-
-    Returns:
-        HF_HUB_CACHE, else HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub,
-        else ~/.cache/huggingface/hub.
-    """
-    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(name):
-            return Path(os.environ[name]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
-
-
-def hub_offline() -> bool:
-    """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set to a true value."""
-    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def snapshot_dir(repo_id: str, revision: str = "main", cache_dir: Optional[Path] = None) -> Optional[Path]:
-    """The cached snapshot folder of `repo_id` at `revision` (a branch/tag in refs/ or a commit hash), or None.
-
-    Args:
-        repo_id: "org/name".
-        revision: branch or tag name (resolved through `refs/<revision>`) or a full commit hash.
-        cache_dir: hub cache folder; default `hub_cache_dir()`.
-    """
-    root = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
-    repo_dir = root / ("models--" + repo_id.replace("/", "--"))
-    ref_file = repo_dir / "refs" / revision
-    commit = ref_file.read_text().strip() if ref_file.is_file() else revision
-    snapshot = repo_dir / "snapshots" / commit
-    return snapshot if snapshot.is_dir() else None
-
-
-def cached_file(repo_id: str, filename: str, revision: str = "main", cache_dir: Optional[Path] = None
-                ) -> Optional[Path]:
-    """Path of `filename` from `repo_id` in the local hub cache, or None. Never opens a network connection."""
-    snapshot = snapshot_dir(repo_id, revision, cache_dir)
-    if snapshot is None:
-        return None
-    path = snapshot / filename
-    # snapshot entries are symlinks into blobs/; a dangling link (interrupted download) is not a hit
-    return path if path.is_file() else None
-
-
-def _missing_files(folder: Path, files: Sequence[Tuple[str, ...]]) -> List[str]:
-    return [" or ".join(options) for options in files if not any((folder / name).is_file() for name in options)]
-
-
-def _split_ref(source: ModelSource, ref: str) -> Tuple[str, Optional[str]]:
-    """'org/name:file' or 'org/name' -> (repo_id, filename); the table's filename is the default."""
-    if ":" in ref and not re.match(r"^[A-Za-z]:[\\/]", ref):
-        repo_id, filename = ref.split(":", 1)
-        return repo_id, filename
-    return ref, source.filename
-
-
-def looks_like_repo_id(ref: str) -> bool:
-    """True for 'org/name' (optionally ':file'); False for paths such as '/abs', './rel', '~/x' or 'a/b/c'."""
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w./-]+)?", ref)) and not ref.startswith(".")
-
-
-def locate(key: str, ref: Optional[str] = None, cache_dir: Optional[Path] = None) -> Located:
-    """Find model `key` (as named by `ref`, default the table's default) on this machine, without network.
-
-    Args:
-        key: a `SOURCES` key.
-        ref: a hub id ("org/name", "org/name:file") or a local path; None = the default.
-        cache_dir: hub cache folder; default `hub_cache_dir()`.
-
-    Returns:
-        `Located` with status local / cached / missing / incomplete / gone, the path when present, and a fix.
-    """
-    source = SOURCES[key]
-    ref = str(ref) if ref not in (None, "") else (
-        f"{source.default}:{source.filename}" if source.filename else source.default)
-    repo_like = looks_like_repo_id(ref)
-    repo_id, filename = _split_ref(source, ref) if repo_like else (ref, None)
-    if repo_like and repo_id in KNOWN_GONE:
-        replacement = KNOWN_GONE[repo_id] or source.default
-        return Located(key, ref, "gone", None, f"{repo_id} no longer exists on the Hugging Face hub",
-                       f"use {replacement} (or a local copy: {source.local})")
-    local = Path(ref).expanduser()
-    if not repo_like or local.exists():
-        if not local.exists():
-            return Located(key, ref, "missing", None, f"local path {local} does not exist",
-                           f"fix the path, or use the hub id {source.default}")
-        if local.is_dir() and source.filename is None:
-            missing = _missing_files(local, source.files)
-            if missing:
-                return Located(key, ref, "incomplete", local, f"{local} lacks {', '.join(missing)}",
-                               f"point at {source.local}")
-        return Located(key, ref, "local", local, f"local {'directory' if local.is_dir() else 'file'} {local}")
-    root = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
-    size = f"{source.download_bytes / GB:.2f} GB"
-    download_fix = (f"run once online, or `{download_command(key, repo_id, filename)}` ({size}); "
-                    f"or a local copy: {source.local}")
-    if filename is not None:
-        path = cached_file(repo_id, filename, cache_dir=root)
-        if path is None:
-            return Located(key, ref, "missing", None, f"{repo_id}/{filename} not in the cache {root}", download_fix)
-        return Located(key, ref, "cached", path, f"in cache: {path}")
-    snapshot = snapshot_dir(repo_id, cache_dir=root)
-    if snapshot is None:
-        return Located(key, ref, "missing", None, f"{repo_id} not in the cache {root}", download_fix)
-    missing = _missing_files(snapshot, source.files)
-    if missing:
-        return Located(key, ref, "incomplete", snapshot, f"cached {repo_id} lacks {', '.join(missing)}",
-                       download_fix)
-    return Located(key, ref, "cached", snapshot, f"in cache: {snapshot}")
-
-
-def download_command(key: str, repo_id: Optional[str] = None, filename: Optional[str] = None) -> str:
-    """The shell command that fills the cache with exactly what model `key` needs (`hf` or `huggingface-cli`)."""
-    source = SOURCES[key]
-    repo_id = repo_id or source.default
-    try:
-        from importlib.metadata import version
-
-        new_cli = int(version("huggingface_hub").split(".")[0]) >= 1
-    except Exception:  # noqa: BLE001 - not installed: name the current CLI
-        new_cli = True
-    cli = "hf download" if new_cli else "huggingface-cli download"
-    if filename or source.filename:
-        return f"{cli} {repo_id} {filename or source.filename}"
-    patterns = " ".join(f'"{p}"' for p in source.include)
-    return f"{cli} {repo_id} --include {patterns}"
 
 
 def _walk(node: Any, prefix: str = "") -> Iterable[Tuple[str, Any]]:

@@ -1,0 +1,158 @@
+"""The configuration of stage 3: every stage's settings in one `RegistrationConfig`, the presets, and how to build one.
+
+    cfg = make_config("fast", overrides=["refine.steps=300", "search.top_k=2"])
+    extractor = build_configured_extractor(cfg, torch.device("cpu"))
+    cfg == config_from_dict(config_to_dict(cfg))            # what register.json stores
+
+Presets: `paper` (the paper's sizes: 3x16x16 grid, 1000 refinement steps, 4000 mapping steps, DINOv2 features)
+and `fast` (CPU-friendly settings for synthetic benchmarks). Any field can be overridden with `overrides`
+(a dict or "key=value" dot-list strings).
+"""
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence, Union
+
+import torch
+
+from congeal.common.errors import InputError
+from congeal.features.extractors import FeatureExtractor, build_extractor
+from congeal.geometry.candidates import CandidateGridConfig
+from congeal.registration.mapping import MappingConfig
+from congeal.registration.refine import RefineConfig
+from congeal.registration.search import SearchConfig
+
+
+@dataclass
+class FeatureConfig:
+    """Which feature extractor the search (and the mapping) uses."""
+
+    name: str = "rgb"
+    """"rgb" or "dinov2"."""
+    dinov2_model: str = "facebook/dinov2-giant"
+    """model id or local folder for DINOv2."""
+    layer: int = -1
+    """DINOv2 layer (-1 = final normed output, i = hidden state i)."""
+    input_size: int = 224
+    """DINOv2 input side (multiple of 14)."""
+    rgb_grid: int = 16
+    """RGB feature grid side."""
+    batch_size: int = 64
+    """images per extractor call."""
+
+
+@dataclass
+class RegistrationConfig:
+    """Everything that determines a registration run (serialises with omegaconf; stored in register.json)."""
+
+    working_size: int = 64
+    """S, the side of the photos' working crops and of the final renders."""
+    margin: float = 0.1
+    """crop margin around the object (fraction of its longer bbox side, each side), photos and renders."""
+    mask: str = "auto"
+    """mask source for the photos ("auto", "alpha", "file", "white-background", "sam")."""
+    final_samples: int = 64
+    """ray-marching samples of the final renders (selection, mapping, pictures)."""
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    """the feature extractor of search, selection and mapping."""
+    grid: CandidateGridConfig = field(default_factory=CandidateGridConfig)
+    """the candidate poses of the exhaustive search (FoVs x azimuths x elevations)."""
+    search: SearchConfig = field(default_factory=SearchConfig)
+    """candidate scoring and the hypotheses kept."""
+    refine: RefineConfig = field(default_factory=RefineConfig)
+    """the soft-IoU pose refinement."""
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    """the per-photo coordinate-map fit."""
+
+
+PRESETS: Dict[str, Dict[str, Any]] = {
+    # the paper's sizes; meant for a GPU
+    "paper": {
+        "working_size": 224, "final_samples": 96,
+        "features": {"name": "dinov2", "input_size": 224, "batch_size": 64},
+        "grid": {"fovy_deg": [25.0, 40.0, 55.0], "n_azimuth": 16, "n_elevation": 16},
+        "search": {"render_size": 224, "render_samples": 96, "chunk": 128, "top_k": 3},
+        "refine": {"steps": 1000, "resolution": 64, "samples": 64, "patience": 100},
+        "mapping": {"steps": 4000},
+    },
+    # CPU-friendly: the same 768-candidate grid at low resolution, short refinement and mapping
+    "fast": {
+        "working_size": 64, "final_samples": 48,
+        "features": {"name": "rgb", "rgb_grid": 16},
+        "search": {"render_size": 96, "render_samples": 32, "chunk": 128, "top_k": 2, "mask_size": 64},
+        # the colour term settles what silhouettes leave ambiguous (FoV vs distance vs rotation)
+        "refine": {"steps": 150, "resolution": 32, "samples": 24, "patience": 25, "lr_rotation": 0.03,
+                   "feature_weight": 1.0},
+        "mapping": {"steps": 150, "loss_resolution": 32},
+    },
+}
+
+
+def make_config(preset: str = "fast", features: Optional[str] = None, dinov2: Optional[str] = None,
+                mask: Optional[str] = None, overrides: Union[None, Dict[str, Any], Sequence[str]] = None
+                ) -> RegistrationConfig:
+    """Build a RegistrationConfig: defaults <- preset <- explicit arguments <- overrides.
+
+    Args:
+        preset: "fast" or "paper".
+        features: "rgb" / "dinov2" (None keeps the preset's).
+        dinov2: DINOv2 id or folder (None keeps the preset's).
+        mask: mask source (None keeps the preset's).
+        overrides: dict (nested or dotted keys) or ["key=value", ...].
+    Returns:
+        RegistrationConfig.
+    Raises:
+        InputError for an unknown preset, key or badly typed value.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if preset not in PRESETS:
+        raise InputError(None, f"unknown preset {preset!r}", f"use one of {', '.join(PRESETS)}")
+    base = OmegaConf.structured(RegistrationConfig)
+    explicit: Dict[str, Any] = {}
+    if features is not None:
+        explicit.setdefault("features", {})["name"] = features
+    if dinov2 is not None:
+        explicit.setdefault("features", {})["dinov2_model"] = str(dinov2)
+    if mask is not None:
+        explicit["mask"] = mask
+    try:
+        merged = OmegaConf.merge(base, OmegaConf.create(PRESETS[preset]), OmegaConf.create(explicit))
+        if overrides:
+            if isinstance(overrides, dict):
+                extra = OmegaConf.create({})
+                for key, value in overrides.items():
+                    OmegaConf.update(extra, key, value, force_add=True)
+            else:
+                extra = OmegaConf.from_dotlist(list(overrides))
+            merged = OmegaConf.merge(merged, extra)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise InputError(None, f"bad registration setting: {str(error).splitlines()[0]}",
+                         "check the key against RegistrationConfig (e.g. --set refine.steps=300)") from error
+    if cfg.features.name not in ("rgb", "dinov2"):
+        raise InputError(None, f"unknown features {cfg.features.name!r}", "use rgb or dinov2")
+    if cfg.search.top_k < 1 or cfg.working_size < 16 or cfg.refine.steps < 0:
+        raise InputError(None, "search.top_k must be >= 1, working_size >= 16 and refine.steps >= 0",
+                         "fix the --set values")
+    return cfg
+
+
+def config_to_dict(cfg: RegistrationConfig) -> Dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def config_from_dict(data: Dict[str, Any]) -> RegistrationConfig:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RegistrationConfig), OmegaConf.create(data)))
+
+
+def build_configured_extractor(cfg: RegistrationConfig, device: torch.device) -> FeatureExtractor:
+    """The feature extractor `cfg.features` names, on `device`."""
+    fc = cfg.features
+    if fc.name == "rgb":
+        return build_extractor("rgb", grid=fc.rgb_grid, batch_size=fc.batch_size)
+    return build_extractor("dinov2", device=device, model=fc.dinov2_model, layer=fc.layer,
+                           input_size=fc.input_size, batch_size=fc.batch_size)

@@ -1,0 +1,163 @@
+"""Every photo's camera: search -> refine -> select, batched over photos and hypotheses.
+
+    renderers = PoseRenderers.from_canonical(canonical, cfg)
+    estimates = estimate_poses(photos, masks, bank, extractor, renderers, cfg, StageTimer(device))
+    estimates.best            # [N] index of each photo's chosen hypothesis (h = n*k + j)
+
+Search scores the N photos against the K framed candidates of the bank and keeps k hypotheses per photo; refinement
+optimises all N*k hypotheses at once (soft IoU, optional colour term); selection renders every refined hypothesis at the
+working size and ranks a photo's hypotheses by feature distance + iou_weight * (1 - IoU). The others stay alternatives.
+"""
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from congeal.common.stage_timer import StageTimer
+from congeal.features.extractors import FeatureExtractor
+from congeal.registration.config import RegistrationConfig
+from congeal.registration.framing import render_in_frame
+from congeal.registration.losses import binary_iou, masked_feature_distance
+from congeal.registration.refine import PoseParameters, RefineResult, refine_poses
+from congeal.registration.search import CandidateBank, score_candidates, score_grid, top_k_hypotheses
+
+
+@dataclass
+class PoseRenderers:
+    """The renderers of each step: search (candidate bank), refine (mask loss), feature (colour term), final."""
+
+    search: Any
+    """renders the candidate bank."""
+    refine: Any
+    """renders opacity for the mask loss (the closed-form silhouette renderer when the canonical is a grid)."""
+    feature: Optional[Any]
+    """renders colour for the refinement's feature term (None when `refine.feature_weight` is 0)."""
+    final: Any
+    """renders every refined hypothesis at the working size (selection, mapping, pictures)."""
+
+    @classmethod
+    def from_canonical(cls, canonical: Any, cfg: RegistrationConfig) -> "PoseRenderers":
+        """Grid renderers over a baked canonical, each with its step's sample count."""
+        from congeal.canonical.render import GridRenderer
+        from congeal.canonical.silhouette import SilhouetteRenderer
+
+        # the mask loss needs opacity alone: the closed-form silhouette renderer is several times cheaper; the
+        # optional colour term gets a full renderer at its own resolution
+        return cls(search=GridRenderer(canonical, num_samples=cfg.search.render_samples),
+                   refine=SilhouetteRenderer(canonical, num_samples=cfg.refine.samples),
+                   feature=(GridRenderer(canonical, num_samples=cfg.refine.samples)
+                            if cfg.refine.feature_weight > 0 else None),
+                   final=GridRenderer(canonical, num_samples=cfg.final_samples))
+
+    @classmethod
+    def shared(cls, renderer: Any, cfg: RegistrationConfig) -> "PoseRenderers":
+        """One external renderer (e.g. a threestudio renderer through the protocol) for every step."""
+        return cls(search=renderer, refine=renderer, feature=renderer if cfg.refine.feature_weight > 0 else None,
+                   final=renderer)
+
+
+@dataclass
+class PoseEstimates:
+    """Search, refinement and selection results of N photos with k hypotheses each (hypothesis h = n*k + j)."""
+
+    candidates: Int[Tensor, "NK"]
+    """the grid candidate each hypothesis started from."""
+    search_scores: Float[Tensor, "N K"]
+    """every photo's search score against every candidate (lower is better)."""
+    score_grid: Float[Tensor, "N E A"]
+    """the best search score over FoVs at each (elevation, azimuth)."""
+    refined: RefineResult
+    """refined working-frame cameras of all hypotheses, with their loss and step count."""
+    iou: Float[Tensor, "NK"]
+    """binary IoU of each refined hypothesis' final render with its photo's mask."""
+    feature_distance: Float[Tensor, "NK"]
+    """masked feature distance of each final render to its photo."""
+    score: Float[Tensor, "NK"]
+    """selection score: feature_distance + iou_weight * (1 - iou) (lower is better)."""
+    order: Int[Tensor, "N k"]
+    """each photo's hypotheses, best first (indices j into its k)."""
+    best: Int[Tensor, "N"]
+    """each photo's chosen hypothesis h."""
+    image_feats: Float[Tensor, "N C h w"]
+    """the photos' features."""
+    render: Dict[str, Tensor]
+    """final renders of the chosen hypotheses: rgb [N,S,S,3], opacity [N,S,S,1], xyz [N,S,S,3]."""
+    render_feats: Float[Tensor, "N C h w"]
+    """features of the chosen hypotheses' final renders."""
+
+    @property
+    def k(self) -> int:
+        """Hypotheses per photo."""
+        return self.order.shape[1]
+
+    def scores_of(self, photo: int, h: int) -> Dict[str, float]:
+        """Photo `photo`'s scores of hypothesis `h`, JSON-ready."""
+        values = {"iou": self.iou[h], "feature_distance": self.feature_distance[h], "score": self.score[h],
+                  "search_score": self.search_scores[photo, self.candidates[h]], "refine_loss": self.refined.loss[h],
+                  "refine_steps": self.refined.steps[h]}
+        return {key: float(v) for key, v in values.items()}
+
+
+def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S S"], bank: CandidateBank,
+                   extractor: FeatureExtractor, renderers: PoseRenderers, cfg: RegistrationConfig,
+                   timer: StageTimer, progress: bool = False) -> PoseEstimates:
+    """Search, refine and select every photo's camera.
+
+    Args:
+        photos: working crops composited on black outside their masks (like the premultiplied renders).
+        masks: the photos' masks in [0,1].
+        bank: the framed candidate renders and their features (`search.build_candidate_bank`).
+        extractor: the bank's feature extractor.
+        renderers: each step's renderer.
+        cfg: the stages' settings.
+        timer: times the "search", "refine" and "select" stages.
+        progress: tqdm bar for the refinement.
+    Returns:
+        PoseEstimates.
+    """
+    n, device = photos.shape[0], photos.device
+    k = min(cfg.search.top_k, len(bank))
+
+    def search():
+        with torch.no_grad():
+            feats = extractor.extract(photos)
+            scores = score_candidates(feats, masks, bank, cfg.search)["score"]
+            top = top_k_hypotheses(scores, bank, k, cfg.search.nms_deg)  # [N,k]
+        return feats, scores, top
+
+    image_feats, search_scores, top = timer.run("search", search)
+    candidates = top.reshape(-1)
+    photo_of = torch.arange(n, device=device).repeat_interleave(k)
+
+    def refine():
+        init = PoseParameters.from_cameras(bank.cameras[candidates])
+        return refine_poses(renderers.refine, init, masks[photo_of], cfg.refine, image_feats=image_feats[photo_of],
+                            extractor=extractor, progress=progress, feature_renderer=renderers.feature)
+
+    refined = timer.run("refine", refine)
+
+    def select():
+        chunk = cfg.search.chunk
+        with torch.no_grad():
+            outs = [render_in_frame(renderers.final, cameras, cfg.working_size)
+                    for cameras in refined.cameras.split(chunk)]
+            out = {key: torch.cat([o[key] for o in outs]) for key in ("rgb", "opacity", "xyz")}
+            opacity = out["opacity"].permute(0, 3, 1, 2)
+            rgb = out["rgb"].permute(0, 3, 1, 2).clamp(0, 1)
+            iou = binary_iou(opacity, masks[photo_of])
+            render_feats = extractor.extract(rgb)
+            weight = F.adaptive_avg_pool2d(opacity * masks[photo_of], render_feats.shape[-2:])
+            fdist = masked_feature_distance(render_feats, image_feats[photo_of], weight)
+            score = fdist + cfg.search.iou_weight * (1.0 - iou)
+            order = score.view(n, k).argsort(dim=1)  # best hypothesis first
+        return out, render_feats, iou, fdist, score, order
+
+    out, render_feats, iou, fdist, score, order = timer.run("select", select)
+    best = torch.arange(n, device=device) * k + order[:, 0]
+    return PoseEstimates(candidates=candidates, search_scores=search_scores,
+                         score_grid=score_grid(search_scores, cfg.grid), refined=refined, iou=iou,
+                         feature_distance=fdist, score=score, order=order, best=best, image_feats=image_feats,
+                         render={key: value[best] for key, value in out.items()}, render_feats=render_feats[best])

@@ -1,0 +1,77 @@
+"""`congeal propagate RUN --labels labels.json`: files, summary line, and clear errors for bad input."""
+import argparse
+import json
+import shutil
+import sys
+
+import pytest
+
+from congeal.common.errors import InputError
+
+
+def cli(*argv) -> int:
+    """`congeal <argv>`: through congeal.cli when the command is registered there, else the same steps by hand."""
+    from congeal import cli as congeal_cli
+
+    name = argv[0]
+    if name in congeal_cli.COMMANDS:
+        return congeal_cli.main([str(a) for a in argv])
+    import importlib
+
+    module = importlib.import_module(f"congeal.commands.{name}")
+    parser = argparse.ArgumentParser(prog=f"congeal {name}")
+    module.add_arguments(parser)
+    try:
+        return int(module.run(parser.parse_args([str(a) for a in argv[1:]])) or 0)
+    except InputError as error:
+        print(f"congeal {name}: error: {error}", file=sys.stderr)
+        return 2
+
+
+@pytest.fixture(scope="module")
+def run_and_truth(synthetic_run, tmp_path_factory):
+    collection, run_dir = synthetic_run("same")
+    copy = shutil.copytree(run_dir, tmp_path_factory.mktemp("propagate") / "run",
+                           ignore=shutil.ignore_patterns("cache"))
+    return copy, json.loads((collection / "ground_truth.json").read_text())
+
+
+def test_propagate_writes_labels_coco_and_grid(run_and_truth, tmp_path, capsys):
+    run, truth = run_and_truth
+    first = truth["images"][0]
+    points = {k: kp["xy"] for k, kp in first["keypoints"].items() if kp["visible"]}
+    labels = tmp_path / "my-labels.json"
+    labels.write_text(json.dumps({"photos": {first["name"]: {"points": points}}}))
+    assert cli("propagate", run, "--labels", labels) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = run / "labels" / "my-labels"
+    assert summary["out"] == str(out) and summary["photos"] == len(truth["images"])
+    assert summary["points_placed"] >= 0.5 * summary["points_propagated"] > 0
+    for file in ("labels.json", "coco.json", "grid.png"):
+        assert (out / file).is_file()
+    assert cli("propagate", run, "--labels", labels, "--out", tmp_path / "elsewhere") == 0
+    assert (tmp_path / "elsewhere" / "coco.json").is_file()
+
+
+def test_propagate_refuses_bad_input(run_and_truth, tmp_path, capsys):
+    run, truth = run_and_truth
+    name = truth["images"][0]["name"]
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"photos": {name: {"points": {"a": [1e5, 3.0]}}}}))
+    assert cli("propagate", run, "--labels", outside) == 2
+    assert "lies outside the photo" in capsys.readouterr().err
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"photos": {"not-a-photo": {"points": {"a": [1.0, 3.0]}}}}))
+    assert cli("propagate", run, "--labels", unknown) == 2
+    err = capsys.readouterr().err
+    assert "not-a-photo" in err and name in err  # names the photos it has
+    assert cli("propagate", run, "--labels", tmp_path / "missing.json") == 2
+    assert "label file not found" in capsys.readouterr().err
+    old = shutil.copytree(run, tmp_path / "old-run")
+    register = json.loads((old / "register.json").read_text())
+    register["format"] = "congeal-register-v0"
+    (old / "register.json").write_text(json.dumps(register))
+    assert cli("propagate", old, "--labels", outside) == 2
+    assert "congeal-register-v1" in capsys.readouterr().err
+    assert cli("propagate", tmp_path / "nowhere", "--labels", outside) == 2
+    assert "no such run folder" in capsys.readouterr().err
