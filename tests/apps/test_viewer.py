@@ -215,7 +215,11 @@ def test_viewer_in_a_real_browser(run_copy, chromium, not_blank):
         if got is not None:
             assert np.allclose(got, expected[0], atol=1e-3)
         assert viewer.server.scene.get_handle_by_name("/correspondence/markers") is not None
-        assert sum(t["xy"] is not None for t in shown["targets"].values()) >= len(run.names) // 2
+        # every other photo shows exactly what `Correspondence` transfers (a point there, or none where it is hidden)
+        for other in run.names[1:]:
+            _xy, ok = run.transfer(run.names[0], other, np.array([pixel], np.float32))
+            assert (shown["targets"][other]["xy"] is None) == (not ok[0]), other
+        assert any(t["xy"] is not None for t in shown["targets"].values())
     finally:
         viewer.stop()
 

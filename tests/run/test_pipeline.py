@@ -48,7 +48,7 @@ def test_cross_instance_accuracy(synthetic_run):
 def test_run_folder_contents(synthetic_run):
     collection, run = synthetic_run("same")
     doc = json.loads((run / "poses.json").read_text())
-    assert doc["format"] == "congeal-poses-v1" and "z-up" in doc["convention"]
+    assert doc["format"] == "congeal-poses-v2" and "z-up" in doc["convention"]
     poses = read_poses(run / "poses.json")
     names = sorted(p.stem for p in (collection / "images").glob("*.png"))
     assert sorted(poses) == names
@@ -57,6 +57,9 @@ def test_run_folder_contents(synthetic_run):
         assert record["width"] == 192 and record["height"] == 192
         # fovy_deg is the vertical FoV of the ORIGINAL grid: 2·atan(H / (2·fl_y))
         assert record["fovy_deg"] == pytest.approx(np.degrees(2 * np.arctan(192 / (2 * record["fl_y"]))), rel=1e-6)
+        # a real pinhole camera: the principal point is the photo's centre; the focal length was estimated (no EXIF)
+        assert (record["cx"], record["cy"]) == pytest.approx((96.0, 96.0), abs=1e-3)
+        assert record["principal_source"] == "image-centre" and record["focal_source"] == "estimated"
         position = np.array(record["c2w"])[:3, 3]
         assert record["distance"] == pytest.approx(np.linalg.norm(position), rel=1e-6)
         assert len(record["alternatives"]) == PRESETS["fast"]["search"]["top_k"] - 1
@@ -204,3 +207,37 @@ def test_bench_tiny_smoke(tmp_path, capsys):
     total = lines[-1]
     assert total["stage"] == "total" and total["search_plus_refine_seconds"] > 0 and total["peak_memory_mb"] > 0
     assert (tmp_path / "run" / "poses.json").is_file()
+
+
+def test_python_api_defaults_are_the_commands():
+    """`register_collection(preset="paper")` means what `congeal register --preset paper` means (DINOv2 features)."""
+    import argparse
+    import inspect
+
+    from congeal.commands import register as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    parameters = inspect.signature(register_collection).parameters
+    for name in ("preset", "features", "device", "seed", "mask"):
+        assert parameters[name].default == parser.get_default(name), name
+    assert make_config("paper").features.name == "dinov2"
+
+
+@pytest.mark.slow
+def test_known_focal_length_is_kept(synthetic_collection, tmp_path):
+    """`--fovy` (or EXIF) fixes every photo's focal length: poses.json reports it exactly and says where it came from."""
+    collection = synthetic_collection("same")
+    truth = json.loads((collection / "ground_truth.json").read_text())["images"]
+    fovy_deg = float(truth[0]["fovy_deg"])
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for entry in truth[:2]:
+        (photos / f"{entry['name']}.png").write_bytes((collection / entry["file"]).read_bytes())
+    result = register_collection(collection / "canonical.safetensors", photos, tmp_path / "run", preset="fast",
+                                 features="rgb", device="cpu", progress=False,
+                                 overrides=[f"intrinsics.fovy_deg={fovy_deg}", "mapping.steps=2", "refine.steps=20"])
+    for record in result.records:
+        assert record["focal_source"] == "given"
+        assert record["fovy_deg"] == pytest.approx(fovy_deg, abs=1e-3)
+        assert record["fl_y"] == pytest.approx(96.0 / np.tan(np.radians(fovy_deg) / 2), rel=1e-4)

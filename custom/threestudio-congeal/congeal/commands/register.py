@@ -32,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the photos' object masks come from (default auto)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set refine.steps=300 --set search.top_k=2 (repeatable)")
+    known = parser.add_mutually_exclusive_group()
+    known.add_argument("--fovy", type=float, metavar="DEG", default=None,
+                       help="every photo's vertical field of view, when you know the camera (else EXIF, else estimated)")
+    known.add_argument("--focal", type=float, metavar="PX", default=None,
+                       help="every photo's focal length in pixels of the photos (else EXIF, else estimated)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -54,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(None, f"missing {' '.join(missing)}",
                              "use: congeal register --canonical canonical.safetensors --images DIR --out OUT")
         features = args.features or ("dinov2" if args.dinov2 else None)  # --dinov2 alone implies dinov2 features
+        if args.fovy is not None:
+            args.overrides = [f"intrinsics.fovy_deg={args.fovy}"] + list(args.overrides)
+        if args.focal is not None:
+            args.overrides = [f"intrinsics.focal_px={args.focal}"] + list(args.overrides)
         result = register_collection(args.canonical, args.images, args.out, preset=args.preset,
                                      features=features, device=device, seed=args.seed,
                                      overrides=args.overrides or None, progress=not args.quiet, mask=args.mask,

@@ -40,6 +40,18 @@ class FeatureConfig:
 
 
 @dataclass
+class IntrinsicsConfig:
+    """What is known about the photos' cameras. The principal point is always the photo's centre."""
+
+    fovy_deg: Optional[float] = None
+    """Every photo's vertical field of view in degrees, when the camera is known (`congeal register --fovy`)."""
+    focal_px: Optional[float] = None
+    """Every photo's focal length in pixels of the original photos (`congeal register --focal`); wins over fovy_deg."""
+    exif: bool = True
+    """Read each photo's focal length from its EXIF tags (`congeal.io.exif`) when neither of the above is set."""
+
+
+@dataclass
 class RegistrationConfig:
     """Everything that determines a registration run (serialises with omegaconf; stored in register.json)."""
 
@@ -51,6 +63,8 @@ class RegistrationConfig:
     """mask source for the photos ("auto", "alpha", "file", "white-background", "sam")."""
     final_samples: int = 64
     """ray-marching samples of the final renders (selection, mapping, pictures)."""
+    intrinsics: IntrinsicsConfig = field(default_factory=IntrinsicsConfig)
+    """known focal lengths (given, or from EXIF); how refinement uses them is `refine.known_focal`."""
     features: FeatureConfig = field(default_factory=FeatureConfig)
     """the feature extractor of search, selection and mapping."""
     grid: CandidateGridConfig = field(default_factory=CandidateGridConfig)
@@ -78,9 +92,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "working_size": 64, "final_samples": 48,
         "features": {"name": "rgb", "rgb_grid": 16},
         "search": {"render_size": 96, "render_samples": 32, "chunk": 128, "top_k": 2, "mask_size": 64},
-        # the colour term settles what silhouettes leave ambiguous (FoV vs distance vs rotation)
-        "refine": {"steps": 150, "resolution": 32, "samples": 24, "patience": 25, "lr_rotation": 0.03,
-                   "feature_weight": 1.0},
+        # the colour term settles what silhouettes leave ambiguous (FoV vs distance vs rotation); the silhouette at
+        # 64 px (colour at 32 px) halves the rotation error of 32 px (benchmark sets, tuning seeds: median 2.1° -> 0.6°)
+        "refine": {"steps": 200, "resolution": 64, "feature_resolution": 32, "samples": 24, "patience": 25,
+                   "lr_rotation": 0.03, "feature_weight": 1.0},
         "mapping": {"steps": 150, "loss_resolution": 32},
     },
 }
@@ -131,6 +146,8 @@ def make_config(preset: str = "fast", features: Optional[str] = None, dinov2: Op
                          "check the key against RegistrationConfig (e.g. --set refine.steps=300)") from error
     if cfg.features.name not in ("rgb", "dinov2"):
         raise InputError(None, f"unknown features {cfg.features.name!r}", "use rgb or dinov2")
+    if cfg.refine.known_focal not in ("fixed", "prior"):
+        raise InputError(None, f"unknown refine.known_focal {cfg.refine.known_focal!r}", "use fixed or prior")
     if cfg.search.top_k < 1 or cfg.working_size < 16 or cfg.refine.steps < 0:
         raise InputError(None, "search.top_k must be >= 1, working_size >= 16 and refine.steps >= 0",
                          "fix the --set values")

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from congeal.common.stage_timer import StageTimer
 from congeal.features.extractors import FeatureExtractor
+from congeal.geometry.cameras import turned_to_principal
 from congeal.registration.config import RegistrationConfig
 from congeal.registration.framing import render_in_frame
 from congeal.registration.losses import binary_iou, masked_feature_distance
@@ -101,14 +102,20 @@ class PoseEstimates:
         return {key: float(v) for key, v in values.items()}
 
 
-def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S S"], bank: CandidateBank,
-                   extractor: FeatureExtractor, renderers: PoseRenderers, cfg: RegistrationConfig,
-                   timer: StageTimer, progress: bool = False) -> PoseEstimates:
+def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S S"],
+                   principals: Float[Tensor, "N 2"], known_fovy: Float[Tensor, "N"], bank: CandidateBank,
+                   extractor: FeatureExtractor,
+                   renderers: PoseRenderers, cfg: RegistrationConfig, timer: StageTimer,
+                   progress: bool = False) -> PoseEstimates:
     """Search, refine and select every photo's camera.
 
     Args:
         photos: working crops composited on black outside their masks (like the premultiplied renders).
         masks: the photos' masks in [0,1].
+        principals: each photo's principal point in its working frame (its centre, or its known intrinsics, mapped
+            into its crop).
+        known_fovy: each photo's vertical FoV in its working frame where its focal length is known (EXIF or given),
+            NaN where it is estimated.
         bank: the framed candidate renders and their features (`search.build_candidate_bank`).
         extractor: the bank's feature extractor.
         renderers: each step's renderer.
@@ -133,9 +140,14 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
     photo_of = torch.arange(n, device=device).repeat_interleave(k)
 
     def refine():
-        init = PoseParameters.from_cameras(bank.cameras[candidates])
+        # candidates are look-at cameras framed like the photo; turned about their centres to the photo's own
+        # principal point, they see the object from the same side at the same place in the frame
+        init = PoseParameters.from_cameras(turned_to_principal(bank.cameras[candidates], principals[photo_of]))
+        known = ~torch.isnan(known_fovy[photo_of])
+        init = init.with_fovy(torch.nan_to_num(known_fovy[photo_of], nan=1.0), known)
         return refine_poses(renderers.refine, init, masks[photo_of], cfg.refine, image_feats=image_feats[photo_of],
-                            extractor=extractor, progress=progress, feature_renderer=renderers.feature)
+                            extractor=extractor, progress=progress, feature_renderer=renderers.feature,
+                            known_fovy=known)
 
     refined = timer.run("refine", refine)
 

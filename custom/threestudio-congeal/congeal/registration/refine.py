@@ -4,11 +4,12 @@
     result = refine_poses(SilhouetteRenderer(canonical), poses, masks, RefineConfig(steps=200))  # masks [M,1,S,S]
     result.cameras, result.loss                             # the refined S×S `Cameras`, the best loss [M]
 
-Camera model (a photo's S×S working frame): rotation R = R0 · exp(ω) (ω ∈ so(3), 3 numbers); camera centre
-C = R · (0, 0, d) (R0's lateral offset, 0 for grid cameras, is kept), so rotating R orbits the camera around the
-canonical origin; the vertical FoV of the frame; and an explicit principal point (the object need not be centred
-on the origin's projection: a crop moves the principal point). Parameters are log d, principal / S and
-log tan(fovy/2), so every step size is scale-free.
+Camera model (a photo's S×S working frame): a real pinhole camera with 6 DoF and a known principal point.
+Rotation R = R0 · exp(ω) (ω ∈ so(3), 3 numbers); camera centre C = R · (l·d, d) with the lateral offset l (2 numbers,
+where the object sits in the photo) and the distance d, so changing ω orbits the camera around the canonical origin
+without moving the object in the frame; the vertical FoV of the frame (the focal length). The principal point is the
+photo's own (its centre mapped into the crop) and stays fixed unless `free_principal`. Parameters are ω, l, log d and
+log tan(fovy/2) (and principal / S), so every step size is scale-free.
 
 Every hypothesis has its own parameters and its own loss term, and Adam is element-wise, so a hypothesis's
 trajectory does not depend on which others share the batch. Early stopping is per hypothesis too: one that has not
@@ -20,7 +21,7 @@ from typing import Any, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from congeal.features.extractors import FeatureExtractor
@@ -44,7 +45,18 @@ class RefineConfig:
     lr_distance: float = 0.01
     """Adam step for log d."""
     lr_principal: float = 0.005
-    """Adam step for the principal point (fraction of the frame)."""
+    """Adam step for the principal point (fraction of the frame); used only with `free_principal`."""
+    lr_lateral: float = 0.005
+    """Adam step for the camera's offset parallel to its image plane (fraction of its distance): where the object
+    sits in the photo."""
+    known_focal: str = "fixed"
+    """How a photo's known focal length (EXIF or given) is used: "fixed" (not optimised) or "prior" (the start, and a
+    penalty `focal_prior_weight` * (log f - log f_known)^2 pulls towards it)."""
+    focal_prior_weight: float = 1.0
+    """Weight of the focal-length prior (with known_focal = "prior")."""
+    free_principal: bool = False
+    """Also optimise the principal point (for photos that were themselves cropped from larger ones). Off: a photo's
+    principal point is known (its centre, or given intrinsics) and stays fixed, so the pose keeps all 6 DoF."""
     lr_fov: float = 0.01
     """Adam step for log tan(fovy/2)."""
     lr_final_fraction: float = 0.1
@@ -73,7 +85,7 @@ class PoseParameters:
     rotation0: Float[Tensor, "M 3 3"]
     """Initial rotation R0 (fixed)."""
     lateral: Float[Tensor, "M 2"]
-    """Fixed lateral camera offset / distance (0 for look-at cameras)."""
+    """Camera offset parallel to its image plane / distance (0 for look-at cameras)."""
     omega: Float[Tensor, "M 3"]
     """Rotation update ω ∈ so(3): R = R0 · exp(ω)."""
     log_distance: Float[Tensor, "M"]
@@ -100,6 +112,13 @@ class PoseParameters:
             log_tan_half_fov=torch.tan(0.5 * cameras.fovy.float()).log(), size=int(size),
         )
 
+    def with_fovy(self, fovy: Float[Tensor, "M"], known: Bool[Tensor, "M"]) -> "PoseParameters":
+        """The hypotheses with a known vertical FoV where `known`; the distance scales with the focal length so the
+        object keeps its size in the frame."""
+        log_tan = torch.where(known, torch.tan(0.5 * fovy.float()).log(), self.log_tan_half_fov)
+        return PoseParameters(self.rotation0, self.lateral, self.omega,
+                              self.log_distance + (self.log_tan_half_fov - log_tan), self.principal, log_tan, self.size)
+
     def cameras(self) -> Cameras:
         """The S×S working-frame cameras, differentiable in the trainable tensors."""
         rotation = self.rotation0 @ so3_exp(self.omega)
@@ -113,8 +132,8 @@ class PoseParameters:
         return Cameras(torch.cat([top, bottom], dim=1), fovy, self.principal * self.size, self.size, self.size)
 
     def trainable(self) -> List[Tensor]:
-        """The tensors Adam updates."""
-        return [self.omega, self.log_distance, self.principal, self.log_tan_half_fov]
+        """Every tensor refinement may update (what a best-so-far copy must hold)."""
+        return [self.omega, self.log_distance, self.lateral, self.principal, self.log_tan_half_fov]
 
     def subset(self, part: Union[slice, Tensor]) -> "PoseParameters":
         """The hypotheses at `part` (views of the same tensors: gradients reach the full set)."""
@@ -142,7 +161,8 @@ class RefineResult:
 
 def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 S S"], cfg: RefineConfig,
                  image_feats: Optional[Float[Tensor, "M C h w"]] = None, extractor: Optional[FeatureExtractor] = None,
-                 progress: bool = False, feature_renderer: Any = None) -> RefineResult:
+                 progress: bool = False, feature_renderer: Any = None,
+                 known_fovy: Optional[Bool[Tensor, "M"]] = None) -> RefineResult:
     """Optimise M hypotheses at once against their photos' masks.
 
     Args:
@@ -156,14 +176,14 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
         feature_renderer: renders the colour for the feature term at `feature_resolution` (e.g. a `GridRenderer`
             beside a `SilhouetteRenderer`); None = take "rgb" from `renderer`.
         progress: tqdm bar.
+        known_fovy: hypotheses whose FoV in `init` is a photo's known focal length (kept or pulled towards it, see
+            `RefineConfig.known_focal`); None = every FoV is estimated.
     Returns:
         RefineResult with the best parameters each hypothesis reached.
     """
     from tqdm.auto import tqdm
 
     params = init.detached()
-    for tensor in params.trainable():
-        tensor.requires_grad_(True)
     m = params.omega.shape[0]
     device = params.omega.device
     res = cfg.resolution
@@ -172,11 +192,18 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
     groups = [
         {"params": [params.omega], "lr": cfg.lr_rotation},
         {"params": [params.log_distance], "lr": cfg.lr_distance},
-        {"params": [params.principal], "lr": cfg.lr_principal},
+        {"params": [params.lateral], "lr": cfg.lr_lateral},
         {"params": [params.log_tan_half_fov], "lr": cfg.lr_fov},
     ]
+    if cfg.free_principal:
+        groups.append({"params": [params.principal], "lr": cfg.lr_principal})
+    for group in groups:
+        group["params"][0].requires_grad_(True)
     optimiser = torch.optim.Adam(groups)
     base_lrs = [g["lr"] for g in optimiser.param_groups]
+    known = torch.zeros(m, dtype=torch.bool, device=device) if known_fovy is None else known_fovy.to(device)
+    known_log_tan = params.log_tan_half_fov.detach().clone()
+    prior = cfg.focal_prior_weight if cfg.known_focal == "prior" else 0.0
     best = params.detached()
     best_loss = torch.full((m,), float("inf"), device=device)
     reference = torch.full((m,), float("inf"), device=device)  # loss at the last significant improvement
@@ -210,6 +237,9 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
                 weight = F.adaptive_avg_pool2d(opacity * target[part], feats.shape[-2:])
                 distance = masked_feature_distance(feats, F.normalize(feats_img, dim=1), weight)
                 loss = loss + cfg.feature_weight * distance
+            if prior > 0:
+                gap = params.log_tan_half_fov[part] - known_log_tan[part]
+                loss = loss + prior * known[part].float() * gap.square()
             # frozen hypotheses contribute no gradient
             (loss * active[part].float()).sum().backward()
             losses.append(loss.detach())
@@ -230,6 +260,8 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
         with torch.no_grad():  # Adam momentum must not drift frozen hypotheses (they are restored from `best`)
             for dst, src in zip(params.trainable(), best.trainable()):
                 dst[~active] = src[~active]
+            if cfg.known_focal == "fixed":
+                params.log_tan_half_fov[known] = known_log_tan[known]
         if progress:
             bar.set_postfix(loss=f"{float(best_loss.mean()):.4f}", active=int(active.sum()))
     bar.close()

@@ -98,7 +98,8 @@ class ChunkedRegistration:
         self.register_kwargs = register_kwargs
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        cfg = make_config(register_kwargs.get("preset", "fast"), features=register_kwargs.get("features", "rgb"),
+        # the same defaults as `register_collection` (which registers each chunk)
+        cfg = make_config(register_kwargs.get("preset", "paper"), features=register_kwargs.get("features"),
                           dinov2=register_kwargs.get("dinov2"), mask=register_kwargs.get("mask"),
                           overrides=register_kwargs.get("overrides"))
         self.collection = load_images(images, cfg)

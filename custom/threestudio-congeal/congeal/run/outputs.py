@@ -5,10 +5,9 @@
     poses = read_poses(out / "poses.json")        # {"mug": {...}}, validated; InputError on a bad file
 
 Every camera is the camera of the ORIGINAL photo (its pixel grid), in threestudio's convention (see
-`congeal.geometry.cameras.CONVENTION`): `c2w` 4×4, pinhole intrinsics `fl_x`, `fl_y`, `cx`, `cy` in original pixels
-(the principal point is estimated: cameras look at the canonical origin, and wherever the origin projects, the
-principal point need not be the photo centre),
-`width`, `height`, `fovy_deg = 2·atan(height / (2·fl_y))`. transforms.json holds the same numbers: nerfstudio uses
+`congeal.geometry.cameras.CONVENTION`): `c2w` 4×4 (6 DoF), pinhole intrinsics `fl_x`, `fl_y`, `cx`, `cy` in original
+pixels (v2: `cx, cy` is the photo's centre; `focal_source` and `principal_source` say where the intrinsics came
+from), `width`, `height`, `fovy_deg = 2·atan(height / (2·fl_y))`. transforms.json holds the same numbers: nerfstudio uses
 the same OpenGL camera axes, so `transform_matrix` is `c2w` unchanged.
 """
 import math
@@ -24,7 +23,8 @@ from congeal.geometry.cameras import CONVENTION
 from congeal.common.errors import InputError
 from congeal.common.json_files import read_json
 
-POSES_FORMAT = "congeal-poses-v1"
+POSES_FORMAT = "congeal-poses-v2"  # v2: real pinhole cameras (cx, cy = the photo's centre), focal/principal sources
+READABLE_POSES_FORMATS = ("congeal-poses-v1", POSES_FORMAT)
 CAMERA_FIELDS = ("c2w", "fovy_deg", "fl_x", "fl_y", "cx", "cy", "width", "height", "azimuth_deg", "elevation_deg",
                  "distance")
 
@@ -92,8 +92,9 @@ def read_poses_document(path: Union[str, Path]) -> Dict[str, Any]:
     path = Path(path)
     doc = read_json(path, fix="re-run `congeal register`", missing="poses.json not found",
                     missing_fix="pass the --out folder of a finished `congeal register` run")
-    if not isinstance(doc, dict) or doc.get("format") != POSES_FORMAT or not isinstance(doc.get("images"), list):
-        raise InputError(path, f"is not a {POSES_FORMAT} file", "re-run `congeal register` to write it")
+    if not isinstance(doc, dict) or doc.get("format") not in READABLE_POSES_FORMATS or not isinstance(doc.get("images"), list):
+        raise InputError(path, f"is not a {' or '.join(READABLE_POSES_FORMATS)} file",
+                         "re-run `congeal register` to write it")
     for entry in doc["images"]:
         missing = [k for k in ("name",) + CAMERA_FIELDS if k not in entry]
         if missing:

@@ -11,12 +11,14 @@ Stages (each timed; `on_stage` receives `{"stage", "seconds", "peak_memory_mb", 
   `congeal.run.folder.RunFolder`; the settings and presets live in `congeal.registration.config`.
 """
 import hashlib
+import math
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
@@ -28,6 +30,7 @@ from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
 from congeal.common.stage_timer import StageTimer
 from congeal.features.extractors import FeatureExtractor
+from congeal.io.exif import KnownFocal, exif_focal
 from congeal.registration.config import (RegistrationConfig, build_configured_extractor, config_from_dict,
                                          config_to_dict, make_config)
 from congeal.registration.mapping import fit_warps
@@ -125,6 +128,32 @@ def _composited(collection: Any, device: torch.device) -> Float[Tensor, "N 3 S S
     return (collection.images.to(device).float() * collection.masks.to(device).float()).clamp(0, 1)
 
 
+def _photo_principals(collection: Any) -> Float[Tensor, "N 2"]:
+    """Each photo's principal point (its centre: a real photo's camera) in its working frame."""
+    centres = [crop.to_working(np.array([0.5 * width, 0.5 * height]))
+               for crop, (height, width) in zip(collection.crops, collection.original_sizes)]
+    return torch.tensor(np.stack(centres), dtype=torch.float32)
+
+
+def _known_focals(collection: Any, cfg: RegistrationConfig) -> List[Optional[KnownFocal]]:
+    """Each photo's known focal length (given for all, else from its EXIF tags), None where it is estimated."""
+    known: List[Optional[KnownFocal]] = []
+    for path, (height, _width) in zip(collection.paths, collection.original_sizes):
+        if cfg.intrinsics.focal_px:
+            known.append(KnownFocal(float(cfg.intrinsics.focal_px), "given"))
+        elif cfg.intrinsics.fovy_deg:
+            known.append(KnownFocal(0.5 * height / math.tan(0.5 * math.radians(cfg.intrinsics.fovy_deg)), "given"))
+        else:
+            known.append(exif_focal(path) if cfg.intrinsics.exif else None)
+    return known
+
+
+def _working_fovy(collection: Any, known: List[Optional[KnownFocal]]) -> Float[Tensor, "N"]:
+    """The vertical FoV each photo's square crop spans where its focal length is known; NaN elsewhere."""
+    return torch.tensor([math.nan if k is None else 2.0 * math.atan(0.5 * crop.side / k.focal_px)
+                         for k, crop in zip(known, collection.crops)], dtype=torch.float32)
+
+
 def _records(collection: Any, estimates: PoseEstimates) -> List[Dict[str, Any]]:
     """poses.json entries: each photo's chosen camera (in its original pixel grid) with the others as alternatives."""
     refined, k = estimates.refined, estimates.k
@@ -216,9 +245,15 @@ def _register(folder: RunFolder, session: _Session, collection: Any, timer: Stag
     unchanged)."""
     bank = timer.run("candidates", lambda: session.candidate_bank(folder))
     masks = collection.masks.to(session.device).float()
-    estimates = estimate_poses(_composited(collection, session.device), masks, bank, session.extractor,
+    known = _known_focals(collection, session.cfg)
+    estimates = estimate_poses(_composited(collection, session.device), masks,
+                               _photo_principals(collection).to(session.device),
+                               _working_fovy(collection, known).to(session.device), bank, session.extractor,
                                session.renderers, session.cfg, timer, session.progress)
     new_records = _records(collection, estimates)
+    for record, focal in zip(new_records, known):  # where each camera's intrinsics came from
+        record["principal_source"] = "image-centre"
+        record["focal_source"] = focal.source if focal is not None else "estimated"
     timer.run("mapping", lambda: _fit_maps(session, collection, estimates, new_records, folder))
 
     def outputs():
@@ -232,8 +267,8 @@ def _register(folder: RunFolder, session: _Session, collection: Any, timer: Stag
     return timer.run("outputs", outputs)
 
 
-def register_collection(canonical: Any, images: Any, out_dir: PathLike, preset: str = "fast",
-                        features: Optional[str] = "rgb", device: Union[str, torch.device] = "cpu", seed: int = 0,
+def register_collection(canonical: Any, images: Any, out_dir: PathLike, preset: str = "paper",
+                        features: Optional[str] = None, device: Union[str, torch.device] = "auto", seed: int = 0,
                         overrides: Union[None, Dict[str, Any], Sequence[str]] = None, progress: bool = True,
                         mask: Optional[str] = None, dinov2: Optional[str] = None,
                         extractor: Optional[FeatureExtractor] = None,
@@ -245,7 +280,8 @@ def register_collection(canonical: Any, images: Any, out_dir: PathLike, preset: 
         canonical: path of canonical.safetensors or a `Canonical`.
         images: photo folder or `ImageCollection`.
         out_dir: run folder (created; an existing run there is overwritten file by file).
-        preset: "fast" or "paper".
+        preset: "paper" or "fast" (the defaults are `congeal register`'s: paper preset, its DINOv2 features, cuda when
+            available).
         features: "rgb" / "dinov2" (None = the preset's).
         device: "cpu" / "cuda" / "auto".
         seed: torch seed (the pipeline is deterministic given the seed).
