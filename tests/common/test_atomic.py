@@ -56,3 +56,21 @@ def test_kill_minus_nine_during_a_write_loop_leaves_only_whole_files(tmp_path):
     for path in finals:  # each is a complete, loadable archive with one constant value
         data = np.load(path)["data"]
         assert data.shape == (256, 256) and (data == data.flat[0]).all()
+
+
+def test_written_files_get_the_umask_mode_not_mkstemps(tmp_path):
+    """Outputs are readable by the group/others the umask allows (mkstemp alone would leave 0600)."""
+    import os
+    import stat
+
+    from congeal.common.atomic import write_json
+
+    previous = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+        os.umask(0o027)
+        write_json(tmp_path / "b.json", {"x": 1})
+        assert stat.S_IMODE((tmp_path / "b.json").stat().st_mode) == 0o640
+    finally:
+        os.umask(previous)

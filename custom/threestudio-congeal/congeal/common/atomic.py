@@ -18,6 +18,13 @@ import numpy as np
 from congeal.common.paths import PathLike
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it: the only portable way)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
@@ -30,6 +37,9 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        # mkstemp creates 0600 files; outputs get the mode a plain open() would give (0666 minus the umask), so a
+        # lab's shared run folder or a web server can read them
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
