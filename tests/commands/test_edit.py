@@ -1,5 +1,4 @@
 """`congeal edit RUN --decal ... | --texture ...`: RUN/edits/<edit>/ (photos + grid + edit.json), clear errors."""
-import argparse
 import json
 import shutil
 import sys
@@ -8,26 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from congeal.common.errors import InputError
 
 
 def cli(*argv) -> int:
-    """`congeal <argv>`: through congeal.cli when the command is registered there, else the same steps by hand."""
-    from congeal import cli as congeal_cli
+    """`congeal <argv>` as the command line runs it."""
+    from congeal.cli import main
 
-    name = argv[0]
-    if name in congeal_cli.COMMANDS:
-        return congeal_cli.main([str(a) for a in argv])
-    import importlib
-
-    module = importlib.import_module(f"congeal.commands.{name}")
-    parser = argparse.ArgumentParser(prog=f"congeal {name}")
-    module.add_arguments(parser)
-    try:
-        return int(module.run(parser.parse_args([str(a) for a in argv[1:]])) or 0)
-    except InputError as error:
-        print(f"congeal {name}: error: {error}", file=sys.stderr)
-        return 2
+    return main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")

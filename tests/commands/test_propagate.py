@@ -1,31 +1,17 @@
 """`congeal propagate RUN --labels labels.json`: files, summary line, and clear errors for bad input."""
-import argparse
 import json
 import shutil
 import sys
 
 import pytest
 
-from congeal.common.errors import InputError
 
 
 def cli(*argv) -> int:
-    """`congeal <argv>`: through congeal.cli when the command is registered there, else the same steps by hand."""
-    from congeal import cli as congeal_cli
+    """`congeal <argv>` as the command line runs it."""
+    from congeal.cli import main
 
-    name = argv[0]
-    if name in congeal_cli.COMMANDS:
-        return congeal_cli.main([str(a) for a in argv])
-    import importlib
-
-    module = importlib.import_module(f"congeal.commands.{name}")
-    parser = argparse.ArgumentParser(prog=f"congeal {name}")
-    module.add_arguments(parser)
-    try:
-        return int(module.run(parser.parse_args([str(a) for a in argv[1:]])) or 0)
-    except InputError as error:
-        print(f"congeal {name}: error: {error}", file=sys.stderr)
-        return 2
+    return main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """`congeal view RUN`: serves the viewer (and stops when told), `--export FILE` writes a self-contained page."""
-import argparse
 import importlib.util
 import json
 import shutil
@@ -7,29 +6,16 @@ import sys
 
 import pytest
 
-from congeal.common.errors import InputError
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("viser") is None,
                                 reason="`congeal view` needs the [viewer] extra (pip install viser)")
 
 
 def cli(*argv) -> int:
-    """`congeal <argv>`: through congeal.cli when the command is registered there, else the same steps by hand."""
-    from congeal import cli as congeal_cli
+    """`congeal <argv>` as the command line runs it."""
+    from congeal.cli import main
 
-    name = argv[0]
-    if name in congeal_cli.COMMANDS:
-        return congeal_cli.main([str(a) for a in argv])
-    import importlib
-
-    module = importlib.import_module(f"congeal.commands.{name}")
-    parser = argparse.ArgumentParser(prog=f"congeal {name}")
-    module.add_arguments(parser)
-    try:
-        return int(module.run(parser.parse_args([str(a) for a in argv[1:]])) or 0)
-    except InputError as error:
-        print(f"congeal {name}: error: {error}", file=sys.stderr)
-        return 2
+    return main([str(a) for a in argv])
 
 
 def test_view_serves_and_exports(synthetic_run, tmp_path, capsys):

@@ -38,7 +38,7 @@ from congeal.common.paths import PathLike
 from congeal.geometry.cameras import CONVENTION, Cameras, project
 from congeal.synthetic.catalogue import get_family
 from congeal.synthetic.families import Family, Subject
-from congeal.synthetic.generator import AMBIENT_RANGE, DEFORMATION_STRENGTH, FORMAT, MODES, _shade
+from congeal.synthetic.generator import DEFORMATION_STRENGTH, FORMAT, MODES, shaded_photo
 from congeal.synthetic.photo_framing import FRAMINGS, Framing, sample_view
 
 __all__ = ["make_family_collection", "observe_keypoints"]
@@ -73,24 +73,6 @@ def observe_keypoints(keypoints: Dict[str, np.ndarray], subject: Subject, camera
         name: {"xyz": [float(v) for v in keypoints[name]], "xy": [float(v) for v in xy[k]], "visible": bool(visible[k])}
         for k, name in enumerate(keypoints)
     }
-
-
-def _shaded_photo(subject: Subject, render: Dict[str, Tensor], c2w: Float[Tensor, "1 4 4"],
-                  rng: np.random.Generator) -> Dict[str, Any]:
-    """Light and shade a render (3 + 1 + 3 draws, as `congeal synth`): {"rgba" [H,W,4] numpy, light, ambient,
-    background}."""
-    rgb, opacity, xyz = render["rgb"][0], render["opacity"][0], render["xyz"][0]
-    # A directional light from the camera's side of the object, tilted up to 60° each way.
-    light_cam = F.normalize(torch.tensor([rng.uniform(-0.8, 0.8), rng.uniform(-0.2, 0.9), 1.0]), dim=0)
-    light = (c2w[0, :3, :3] @ light_cam.to(c2w)).float()
-    ambient = float(rng.uniform(*AMBIENT_RANGE))
-    background = torch.tensor(rng.uniform(0.05, 0.95, size=3), dtype=torch.float32)
-    normals = torch.zeros_like(xyz)
-    covered = opacity[..., 0] > 1e-4
-    normals[covered] = subject.normals(xyz[covered])
-    photo = _shade(rgb, opacity, normals, light, ambient, background)
-    return {"rgba": torch.cat([photo, opacity], dim=-1).numpy(), "light": light.tolist(), "ambient": ambient,
-            "background": background.tolist()}
 
 
 def make_family_collection(
@@ -163,7 +145,7 @@ def make_family_collection(
         cameras = view.cameras
         with torch.no_grad():
             render = renderer.render(cameras, view.height, view.width)
-        shaded = _shaded_photo(subject, render, view.c2w, rng)
+        shaded = shaded_photo(subject.normals, render, view.c2w, rng)
         name = f"img_{index:03d}"
         save_image(out / "images" / f"{name}.png", shaded.pop("rgba"))
         # The grid blurs the surface: keypoint vs rendered depth within 3 cells counts as unoccluded.

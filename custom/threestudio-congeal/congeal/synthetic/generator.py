@@ -15,7 +15,7 @@ colour jitter) while `canonical.safetensors` holds the undeformed mean shape.
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -266,6 +266,24 @@ def _normals(sdf: Callable[[Tensor], Tensor], points: Float[Tensor, "N 3"]) -> F
     return F.normalize(gradient, dim=-1)
 
 
+def shaded_photo(normals_of: Callable[[Tensor], Tensor], render: Dict[str, Tensor], c2w: Float[Tensor, "1 4 4"],
+                 rng: np.random.Generator) -> Dict[str, Any]:
+    """Light and shade a render with 3 + 1 + 3 draws from `rng`: {"rgba" [H,W,4] numpy, "light", "ambient",
+    "background"} (the last three JSON-ready). `normals_of` maps surface points [P,3] to unit normals [P,3]."""
+    rgb, opacity, xyz = render["rgb"][0], render["opacity"][0], render["xyz"][0]
+    # A directional light from the camera's side of the object, tilted up to 60° each way.
+    light_cam = F.normalize(torch.tensor([rng.uniform(-0.8, 0.8), rng.uniform(-0.2, 0.9), 1.0]), dim=0)
+    light = (c2w[0, :3, :3] @ light_cam.to(c2w)).float()
+    ambient = float(rng.uniform(*AMBIENT_RANGE))
+    background = torch.tensor(rng.uniform(0.05, 0.95, size=3), dtype=torch.float32)
+    normals = torch.zeros_like(xyz)
+    covered = opacity[..., 0] > 1e-4
+    normals[covered] = normals_of(xyz[covered])
+    photo = _shade(rgb, opacity, normals, light, ambient, background)
+    return {"rgba": torch.cat([photo, opacity], dim=-1).numpy(), "light": light.tolist(), "ambient": ambient,
+            "background": background.tolist()}
+
+
 def make_synthetic_collection(
     out_dir: PathLike,
     mode: str = "same",
@@ -328,20 +346,12 @@ def make_synthetic_collection(
         cameras = Cameras.centred(c2w, fovy, image_size, image_size)
         with torch.no_grad():
             render = renderer.render(cameras, image_size, image_size)
-        rgb, opacity, xyz = render["rgb"][0], render["opacity"][0], render["xyz"][0]
-        # Lighting: a directional light from the camera's side of the object, tilted up to 60° each way.
-        light_cam = F.normalize(torch.tensor([rng.uniform(-0.8, 0.8), rng.uniform(-0.2, 0.9), 1.0]), dim=0)
-        light = (c2w[0, :3, :3] @ light_cam.to(c2w)).float()
-        ambient = float(rng.uniform(*AMBIENT_RANGE))
-        background = torch.tensor(rng.uniform(0.05, 0.95, size=3), dtype=torch.float32)
-        normals = torch.zeros_like(xyz)
-        covered = opacity[..., 0] > 1e-4
+        opacity = render["opacity"][0]
         sdf = creature_sdf(parts)
-        normals[covered] = _normals(sdf, xyz[covered])
-        photo = _shade(rgb, opacity, normals, light, ambient, background)
-        rgba = torch.cat([photo, opacity], dim=-1).numpy()
+        shaded = shaded_photo(lambda points: _normals(sdf, points), render, c2w, rng)
+        light, ambient, background = shaded["light"], shaded["ambient"], shaded["background"]
         name = f"img_{index:03d}"
-        save_image(out / "images" / f"{name}.png", rgba)
+        save_image(out / "images" / f"{name}.png", shaded["rgba"])
 
         keypoints = keypoints_of(parts)
         points = torch.tensor(np.stack(list(keypoints.values())), dtype=torch.float32)[None]
@@ -367,9 +377,9 @@ def make_synthetic_collection(
             "distance": distance,
             "image_offset": [float(offset[0]), float(offset[1])],
             "fill": fill,
-            "light_dir": light.tolist(),
+            "light_dir": light,
             "ambient": ambient,
-            "background": background.tolist(),
+            "background": background,
             "keypoints": {
                 key: {"xyz": [float(v) for v in keypoints[key]], "xy": [float(v) for v in xy[k]],
                       "visible": bool(visible[k])}
