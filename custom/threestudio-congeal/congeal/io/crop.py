@@ -20,6 +20,19 @@ from torch import Tensor
 ArrayLike = Union[Tensor, np.ndarray, Sequence]
 
 
+def square_window(bbox: Float[Tensor, "*batch 4"], margin: float) -> Float[Tensor, "*batch 3"]:
+    """`(x0, y0, side)` of the square window centred on each box `(x_min, y_min, x_max, y_max)`, `margin` of the box's
+    longer side (at least 1 pixel) added on every side.
+
+    The one framing rule for photos (`Crop.from_bbox`) and renders (`registration.framing.square_boxes`): both must
+    be framed alike for a photo and a render to be compared without searching translation or scale.
+    """
+    centre = 0.5 * (bbox[..., :2] + bbox[..., 2:])
+    longer = torch.maximum(bbox[..., 2] - bbox[..., 0], bbox[..., 3] - bbox[..., 1]).clamp_min(1.0)
+    side = longer * (1.0 + 2.0 * margin)
+    return torch.stack([centre[..., 0] - 0.5 * side, centre[..., 1] - 0.5 * side, side], dim=-1)
+
+
 @dataclass(frozen=True)
 class Crop:
     """A square window of the original image, resampled to `size` x `size` working pixels.
@@ -52,10 +65,9 @@ class Crop:
         Returns:
             The crop.
         """
-        x_min, y_min, x_max, y_max = (float(v) for v in bbox)
-        side = max(x_max - x_min, y_max - y_min, 1.0) * (1.0 + 2.0 * float(margin))
-        cx, cy = 0.5 * (x_min + x_max), 0.5 * (y_min + y_max)
-        return cls(cx - 0.5 * side, cy - 0.5 * side, side, int(size))
+        box = torch.tensor([float(v) for v in bbox], dtype=torch.float64)
+        x0, y0, side = square_window(box, float(margin)).tolist()
+        return cls(x0, y0, side, int(size))
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

@@ -20,6 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from congeal.geometry.cameras import Cameras, get_rays
+from congeal.io.crop import square_window
 
 
 @dataclass
@@ -79,11 +80,8 @@ def square_boxes(opacity: Union[Float[Tensor, "B H W 1"], Float[Tensor, "B H W"]
     Returns:
         Boxes with x0, y0, side [B] (render pixels); windows may extend past the render (zero padding).
     """
-    box = bounding_boxes(opacity, threshold)
-    centre = 0.5 * (box[:, :2] + box[:, 2:])
-    longer = torch.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]).clamp_min(1.0)
-    side = longer * (1.0 + 2.0 * margin)
-    return Boxes(centre[:, 0] - 0.5 * side, centre[:, 1] - 0.5 * side, side)
+    x0, y0, side = square_window(bounding_boxes(opacity, threshold), margin).unbind(-1)
+    return Boxes(x0, y0, side)
 
 
 def crop_resize(images: Float[Tensor, "B C H W"], boxes: Boxes, size: int,
