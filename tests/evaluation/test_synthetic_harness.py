@@ -12,6 +12,7 @@ from congeal.cli import main
 from congeal.run.correspondence import Correspondence
 from congeal.common.errors import InputError
 from congeal.evaluation.synthetic_harness import evaluate_synthetic
+from congeal.run.folder import RunFolder
 from helpers.mini_run import make_mini_run
 
 CAMERA = {"fl_x": 1.0, "fl_y": 1.0, "cx": 0.0, "cy": 0.0, "azimuth_deg": 0.0, "elevation_deg": 0.0, "distance": 3.0,
@@ -62,7 +63,7 @@ def _fake_collection(tmp_path):
 def _camera(run, name):
     from congeal.registration.state import load_image_state
 
-    return load_image_state(run, name).camera
+    return load_image_state(RunFolder(run).state_path(name)).camera
 
 
 def test_scores_are_the_known_numbers(tmp_path):

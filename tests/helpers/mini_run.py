@@ -19,6 +19,7 @@ from congeal.io.crop import Crop
 from congeal.registration.mapping import from_norm, pixel_centres, to_norm
 from congeal.registration.queries import write_forward_map
 from congeal.registration.state import write_image_state
+from congeal.run.folder import RunFolder
 
 S = 64
 
@@ -56,7 +57,7 @@ def make_mini_run(out_dir: Path) -> Dict[str, dict]:
         mask = F.grid_sample(op.permute(2, 0, 1)[None], grid, align_corners=False)[0, 0]
         crop = Crop(x0=x0, y0=y0, side=side, size=S)
         camera = {"c2w": c2w[i].tolist()} if i == 0 else {"c2w": c2w[i].tolist(), "width": w, "height": h}
-        state = write_image_state(out_dir, name, crop, (h, w), warp, out["xyz"][i], op, mask, camera)
-        write_forward_map(out_dir, state)
+        state = write_image_state(RunFolder(out_dir).state_path(name), name, crop, (h, w), warp, out["xyz"][i], op, mask, camera)
+        write_forward_map(RunFolder(out_dir).map_path(name), state)
         info[name] = {"crop": crop, "warp": warp, "mask": mask, "opacity": op, "xyz": out["xyz"][i], "size": (w, h)}
     return info

@@ -5,6 +5,7 @@ import torch
 from congeal.registration.mapping import MappingConfig
 from congeal.registration.queries import forward_points, reverse_points
 from congeal.registration.state import load_image_state
+from congeal.run.folder import RunFolder
 from helpers.mini_run import make_mini_run
 
 
@@ -23,7 +24,7 @@ def test_maps_file_format_and_forward_values(tmp_path):
         ys, xs = np.nonzero(valid)
         assert xs.min() + 0.5 >= crop.x0 and xs.max() + 0.5 <= crop.x0 + crop.side
         # a valid pixel maps to the render's xyz at the warped working pixel
-        state = load_image_state(tmp_path, name)
+        state = load_image_state(RunFolder(tmp_path).state_path(name))
         p = torch.tensor([[xs[len(xs) // 2] + 0.5, ys[len(ys) // 2] + 0.5]])
         col, row = crop.to_working(p)[0].floor().long().tolist()
         q = item["warp"][row, col]  # render working pixel this pixel is warped to (to within a pixel)
@@ -37,7 +38,7 @@ def test_reverse_of_forward_returns_to_the_pixel(tmp_path):
     """reverse(forward(p)) lands within 2 % of the object bbox's longer side for >= 95 % of object pixels."""
     make_mini_run(tmp_path)
     for name in ("a", "b"):
-        state = load_image_state(tmp_path, name)
+        state = load_image_state(RunFolder(tmp_path).state_path(name))
         with np.load(tmp_path / "maps" / f"{name}.npz") as data:
             valid = data["valid"]
         ys, xs = np.nonzero(valid)
@@ -52,7 +53,7 @@ def test_reverse_of_forward_returns_to_the_pixel(tmp_path):
 
 def test_reverse_reports_far_points_invalid(tmp_path):
     make_mini_run(tmp_path)
-    state = load_image_state(tmp_path, "a")
+    state = load_image_state(RunFolder(tmp_path).state_path("a"))
     far = torch.tensor([[5.0, 5.0, 5.0], [float("nan"), 0.0, 0.0]])
     pts, ok = reverse_points(state, far)
     assert not ok.any() and torch.isnan(pts).all()

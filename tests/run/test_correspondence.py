@@ -10,6 +10,7 @@ from congeal.run.correspondence import Correspondence
 from congeal.common.errors import InputError
 from congeal.registration.queries import forward_points, reverse_points
 from congeal.registration.state import load_image_state
+from congeal.run.folder import RunFolder
 from helpers.mini_run import make_mini_run
 
 
@@ -102,7 +103,7 @@ def test_round_trip_on_a_registered_run(synthetic_run):
     """On a real registration run: reverse(forward(p)) within 2 % of the bbox side for >= 95 % of object pixels."""
     _, run = synthetic_run("cross")
     for name in Correspondence(run).names[:3]:
-        state = load_image_state(run, name)
+        state = load_image_state(RunFolder(run).state_path(name))
         with np.load(run / "maps" / f"{name}.npz") as data:
             ys, xs = np.nonzero(data["valid"])
         side = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)

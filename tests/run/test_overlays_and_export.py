@@ -3,6 +3,7 @@ import numpy as np
 
 from congeal.run.export import reexport_run
 from congeal.run.overlays import rerender_overlays, working_cameras
+from congeal.run.folder import RunFolder
 
 
 def test_working_cameras_round_trip_the_selected_poses(synthetic_run):
@@ -10,7 +11,7 @@ def test_working_cameras_round_trip_the_selected_poses(synthetic_run):
 
     _collection, run = synthetic_run("same")
     names, c2w, fovy, principal, _entries = working_cameras(run)
-    state = load_image_state(run, names[0])
+    state = load_image_state(RunFolder(run).state_path(names[0]))
     # rendering the canonical at the stored working camera reproduces the render the mapping was fitted to
     from congeal.canonical.grid import load_canonical
     from congeal.registration.framing import render_in_frame

@@ -1,9 +1,9 @@
 """Per-image coordinate maps, the queries: original pixels -> canonical xyz (forward) and back (reverse).
 
-    state = load_image_state("out/run", "cat")
+    state = load_image_state(RunFolder("out/run").state_path("cat"))
     xyz, ok = forward_points(state, torch.tensor([[120.0, 80.0]]))   # original pixels [P,2] -> xyz [P,3], valid [P]
     pixels, ok = reverse_points(state, xyz)                           # canonical xyz [P,3] -> original pixels [P,2]
-    write_forward_map("out/run", state)                               # OUT/maps/cat.npz: xyz [H,W,3], valid [H,W]
+    write_forward_map(RunFolder("out/run").map_path("cat"), state)   # OUT/maps/cat.npz: xyz [H,W,3], valid [H,W]
 
 Forward map: original pixel -> working pixel (Crop) -> φ -> render xyz (bilinear, opacity-weighted, only where the
 render is opaque). Reverse map: xyz -> its projection with the image's camera where that lands on the opaque render
@@ -91,10 +91,11 @@ def forward_map(state: ImageState, cfg: Optional[MappingConfig] = None,
     return torch.cat(xyz_rows).cpu(), torch.cat(valid_rows).cpu()
 
 
-def write_forward_map(out_dir: PathLike, state: ImageState, cfg: Optional[MappingConfig] = None) -> None:
-    """Write OUT/maps/<name>.npz (public): `xyz` float32 [H,W,3] (NaN outside the object), `valid` bool [H,W]."""
+def write_forward_map(path: PathLike, state: ImageState, cfg: Optional[MappingConfig] = None) -> None:
+    """Write the public map file (`RunFolder.map_path(name)`): `xyz` float32 [H,W,3] (NaN outside the object),
+    `valid` bool [H,W]."""
     xyz_map, valid = forward_map(state, cfg or MappingConfig())
-    atomic.write_npz(Path(out_dir) / "maps" / f"{state.name}.npz", xyz=xyz_map.numpy().astype(np.float32),
+    atomic.write_npz(path, xyz=xyz_map.numpy().astype(np.float32),
                      valid=valid.numpy().astype(bool))
 
 

@@ -1,7 +1,9 @@
-"""The run's per-image state file: what the coordinate maps of one photo need, `OUT/state/<name>.safetensors`.
+"""The per-image state file: what the coordinate maps of one photo need (a run keeps it at
+`RunFolder(out).state_path(name)`, `OUT/state/<name>.safetensors`).
 
-    state = write_image_state(out, "cat", crop, (H, W), warps[0], xyz[0], opacity[0], masks[0, 0], camera)
-    state = load_image_state(out, "cat")              # ImageState: warp, render xyz/opacity, mask, crop, camera
+    state = write_image_state(run.state_path("cat"), "cat", crop, (H, W), warps[0], xyz[0], opacity[0], masks[0, 0],
+                              camera)
+    state = load_image_state(run.state_path("cat"))   # ImageState: warp, render xyz/opacity, mask, crop, camera
     working = state.to_working(torch.tensor([[120.0, 80.0]]))   # original pixels -> working pixels
 
 File format ("congeal-state-v1", internal): safetensors with `warp` [S,S,2] (working pixel -> render working
@@ -89,14 +91,14 @@ def _original_wh(original_size: Sequence[int], camera: Dict[str, Any]) -> Tuple[
     return w, h
 
 
-def write_image_state(out_dir: PathLike, name: str, crop: Crop, original_size: Sequence[int],
+def write_image_state(path: PathLike, name: str, crop: Crop, original_size: Sequence[int],
                       warp: Float[Tensor, "S S 2"], render_xyz: Float[Tensor, "S S 3"],
                       render_opacity: Union[Float[Tensor, "S S 1"], Float[Tensor, "S S"]],
                       image_mask: Float[Tensor, "S S"], camera: Dict[str, Any]) -> ImageState:
-    """Write OUT/state/<name>.safetensors atomically; the public map is `queries.write_forward_map`'s.
+    """Write a photo's state file atomically; the public map is `queries.write_forward_map`'s.
 
     Args:
-        out_dir: the run directory.
+        path: the state file (`RunFolder.state_path(name)`).
         name: image name (file stem).
         crop: the image's crop (original <-> working pixels).
         original_size: (height, width) of the original image, as `ImageCollection.original_sizes` (the camera's
@@ -124,7 +126,7 @@ def write_image_state(out_dir: PathLike, name: str, crop: Crop, original_size: S
     }
     meta = {"format": STATE_FORMAT, "name": name, "width": str(width), "height": str(height),
             "camera": json.dumps(_jsonable(camera))}
-    atomic.write_safetensors(Path(out_dir) / "state" / f"{name}.safetensors", tensors, metadata=meta)
+    atomic.write_safetensors(path, tensors, metadata=meta)
     return _state_from(name, tensors, meta)
 
 
@@ -157,17 +159,18 @@ def _state_from(name: str, tensors: Dict[str, Tensor], meta: Dict[str, str],
     )
 
 
-def load_image_state(run_dir: PathLike, name: str, device: Optional[Union[str, torch.device]] = None) -> ImageState:
-    """Read OUT/state/<name>.safetensors.
+def load_image_state(path: PathLike, device: Optional[Union[str, torch.device]] = None) -> ImageState:
+    """Read a photo's state file (`RunFolder.state_path(name)`; the photo's name is the file's stem).
 
     Raises:
         InputError: the run has no state for that name, or the file has another format.
     """
     from safetensors import safe_open
 
-    path = Path(run_dir) / "state" / f"{name}.safetensors"
+    path = Path(path)
+    name = path.stem
     if not path.is_file():
-        known = sorted(p.stem for p in (Path(run_dir) / "state").glob("*.safetensors"))
+        known = sorted(p.stem for p in path.parent.glob("*.safetensors"))
         raise InputError(path, f"no registered image named {name!r} in this run",
                          f"use one of: {', '.join(known[:20]) or '(none: run `congeal register` first)'}")
     with safe_open(str(path), framework="pt") as handle:

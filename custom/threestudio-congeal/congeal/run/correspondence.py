@@ -66,7 +66,7 @@ class Correspondence:
     def state(self, name: str) -> ImageState:
         """The image's ImageState (identity warp when the object was built with identity_warp=True)."""
         if name not in self._states:
-            state = load_image_state(self.run_dir, name, self.device)
+            state = load_image_state(self.run.state_path(name), self.device)
             self._states[name] = state.with_identity_warp() if self.identity_warp else state
         return self._states[name]
 

@@ -26,7 +26,7 @@ def reexport_run(run_dir: PathLike) -> List[str]:
     poses = run.read_poses()
     paths = {entry["name"]: Path(entry["path"]) for entry in doc["images"]}
     for name in poses:
-        xyz, valid = forward_map(load_image_state(run.root, name), cfg)
+        xyz, valid = forward_map(load_image_state(run.state_path(name)), cfg)
         write_npz(run.map_path(name), xyz=xyz.cpu().numpy().astype("float32"), valid=valid.cpu().numpy().astype(bool))
     write_transforms(run.transforms, list(poses.values()), [paths[n] for n in poses])
     return list(poses)

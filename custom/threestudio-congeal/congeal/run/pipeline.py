@@ -181,9 +181,9 @@ def _fit_maps(session: _Session, collection: Any, estimates: PoseEstimates, reco
         warps = fit_warps(estimates.image_feats, estimates.render_feats, masks, opacity, session.cfg.mapping,
                           progress=session.progress)
     for i, name in enumerate(collection.names):
-        state = write_image_state(folder.root, name, collection.crops[i], collection.original_sizes[i], warps[i],
+        state = write_image_state(folder.state_path(name), name, collection.crops[i], collection.original_sizes[i], warps[i],
                                   estimates.render["xyz"][i], estimates.render["opacity"][i], masks[i, 0], records[i])
-        write_forward_map(folder.root, state, session.cfg.mapping)
+        write_forward_map(folder.map_path(name), state, session.cfg.mapping)
 
 
 def _write_pictures(folder: RunFolder, cfg: RegistrationConfig, collection: Any, estimates: PoseEstimates,
