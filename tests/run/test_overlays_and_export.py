@@ -16,7 +16,6 @@ def test_working_cameras_round_trip_the_selected_poses(synthetic_run):
     from congeal.canonical.grid import load_canonical
     from congeal.registration.framing import render_in_frame
     from congeal.registration.config import config_from_dict
-    from congeal.run.folder import RunFolder
     from congeal.canonical.render import GridRenderer
 
     cfg = config_from_dict(RunFolder(run).read_register()["config"])
