@@ -10,6 +10,11 @@ model) or `congeal.inversion.mvdream_denoiser.MVDreamDenoiser` (MVDream's UNet i
 `congeal.inversion.config.TextualInversionConfig`. Only the placeholder rows
 are trained (AdamW); the text encoder and denoiser stay frozen. A dedicated random generator drives every random
 choice (images, timesteps, noise, templates), so a run resumed from a checkpoint continues the same trajectory.
+
+Data-parallel training (`set_shard(rank, world_size)`): every process draws the random numbers of the *whole*
+batch (`world_size` x its own) from the same generator and keeps its own slice, so the processes' generators stay
+in step and the union of their batches is exactly the batch one process would train on; averaging the rows'
+gradients over processes (mean of per-process means) then gives one process's gradient of the whole batch.
 """
 import math
 from dataclasses import asdict
@@ -80,6 +85,9 @@ class TextualInversion:
         # fp16 gradients through a 23-layer encoder underflow without loss scaling; bf16/fp32 need none
         self.scaler = _grad_scaler(self.device, enabled=self.weight_dtype == torch.float16)
         self.generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        self.shard = (0, 1)  # (rank, world size): see set_shard
+        self.images_digest: Optional[str] = None  # sha256 of the encoded collection (set_images)
+        self._expected_images: Optional[str] = None  # the digest a loaded checkpoint was trained on
         self.step_count = 0
         self._losses: List[float] = []
         self._pending: List[Tensor] = []  # per-step losses still on the device: no host sync inside the loop
@@ -97,6 +105,22 @@ class TextualInversion:
                 denoiser.to(self.weight_dtype)
         self.denoiser = denoiser
         self.latent_mean = self.latent_std = None
+
+    def set_shard(self, rank: int, world_size: int) -> None:
+        """Train as process `rank` of `world_size` data-parallel processes (see the module docstring).
+
+        Each call's batch is this process's slice; random draws are made for all `world_size` slices.
+        """
+        if not 0 <= int(rank) < int(world_size):
+            raise InputError(None, f"shard rank {rank} of world size {world_size}", "use 0 <= rank < world_size")
+        self.shard = (int(rank), int(world_size))
+
+    def _sliced(self, draw: Callable[[int], Tensor], n: int) -> Tensor:
+        """`draw(n * world)` (leading dim) and keep this shard's `n` rows: identical generator use on every rank."""
+        rank, world = self.shard
+        if world == 1:
+            return draw(n)
+        return draw(n * world)[rank * n:(rank + 1) * n]
 
     def _require_denoiser(self) -> Denoiser:
         if self.denoiser is None:
@@ -147,12 +171,24 @@ class TextualInversion:
             means.append(mean.float())
             stds.append(std.float())
         self.latent_mean, self.latent_std = torch.cat(means), torch.cat(stds)
+        self.images_digest = _digest(images)
+        if self._expected_images is not None and self._expected_images != self.images_digest:
+            raise InputError(None, "these photos (or their masks, size, background) are not the ones the resumed "
+                             "checkpoint was trained on", "resume with the same photos and settings, or start over")
 
     def _weights(self, x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
         return x if self.weight_dtype is None else x.to(self.weight_dtype)
 
-    def _randint(self, high: int, n: int, low: int = 0) -> Int[Tensor, " n"]:
-        return torch.randint(low, high, (n,), generator=self.generator, device=self.device)
+    def _randint(self, high: int, n: int, low: int = 0, generator: Optional[torch.Generator] = None
+                 ) -> Int[Tensor, " n"]:
+        g = generator or self.generator
+        return self._sliced(lambda m: torch.randint(low, high, (m,), generator=g, device=self.device), n)
+
+    def _randn(self, shape: Sequence[int], generator: Optional[torch.Generator] = None,
+               dtype: torch.dtype = torch.float32) -> Float[Tensor, "..."]:
+        g = generator or self.generator
+        return self._sliced(lambda m: torch.randn((m, *shape[1:]), generator=g, device=self.device, dtype=dtype),
+                            shape[0])
 
     def sample_latents(self, batch_size: int) -> Float[Tensor, "B C h w"]:
         """Latents drawn from the cached posteriors of `batch_size` random collection images."""
@@ -160,7 +196,7 @@ class TextualInversion:
             raise InputError(None, "no images set", "call set_images(images) before training")
         index = self._randint(self.latent_mean.shape[0], batch_size)
         mean, std = self.latent_mean[index], self.latent_std[index]
-        return mean + std * torch.randn(mean.shape, generator=self.generator, device=self.device)
+        return mean + std * self._randn(mean.shape)
 
     # ---- loss ---------------------------------------------------------------------------------------------
     def text_embeddings(self, template_index: Int[Tensor, " B"]) -> Float[Tensor, "B L D"]:
@@ -172,9 +208,9 @@ class TextualInversion:
         """Denoising loss for clean latents with random timesteps, noise and templates."""
         g = generator or self.generator
         b = latents.shape[0]
-        t = torch.randint(self.config.min_timestep, self.config.max_timestep, (b,), generator=g, device=self.device)
-        noise = torch.randn(latents.shape, generator=g, device=self.device, dtype=latents.dtype)
-        template = torch.randint(0, self.template_ids.shape[0], (b,), generator=g, device=self.device)
+        t = self._randint(self.config.max_timestep, b, low=self.config.min_timestep, generator=g)
+        noise = self._randn(latents.shape, generator=g, dtype=latents.dtype)
+        template = self._randint(self.template_ids.shape[0], b, generator=g)
         schedule = self._require_denoiser().schedule
         noisy = schedule.add_noise(latents, noise, t)
         prediction = self.denoiser(self._weights(noisy), t, self.text_embeddings(template))
@@ -190,11 +226,11 @@ class TextualInversion:
         with torch.no_grad():
             images = self.prepare_images(images, masks)
             if self.config.flip:
-                mirror = torch.rand(images.shape[0], generator=self.generator, device=self.device) < 0.5
+                mirror = self._sliced(lambda m: torch.rand(m, generator=self.generator, device=self.device),
+                                      images.shape[0]) < 0.5
                 images = torch.where(mirror[:, None, None, None], images.flip(-1), images)
             mean, std = self._require_denoiser().encode(self._weights(images))
-            latents = mean.float() + std.float() * torch.randn(mean.shape, generator=self.generator,
-                                                                device=self.device)
+            latents = mean.float() + std.float() * self._randn(mean.shape)
         return self.loss_on_latents(latents)
 
     def optimizer_step(self, loss: Optional[Float[Tensor, ""]] = None) -> None:
@@ -293,6 +329,7 @@ class TextualInversion:
             "generator": self.generator.get_state(),
             "step": self.step_count,
             "losses": list(self.losses),
+            "images": self.images_digest,
         }
 
     def load_state_dict(self, state: Dict[str, Any], path: Optional[PathLike] = None) -> None:
@@ -307,6 +344,11 @@ class TextualInversion:
             raise InputError(path, f"checkpoint is for tokens {state['tokens']} with rows {tuple(state['rows'].shape)}, "
                              f"this run has {self.slots.tokens} with {tuple(self.rows.rows.shape)}",
                              "use the same --token/--n-vectors/--model, or a fresh --out folder")
+        # a resumed run continues the same trajectory only with the same settings (more steps are fine)
+        changed = _changed_settings(state.get("config", {}), asdict(self.config))
+        if changed:
+            raise InputError(path, "checkpoint was trained with other settings: " + ", ".join(changed),
+                             "resume with the same settings (only --steps may change), or start over")
         with torch.no_grad():
             self.rows.rows.copy_(state["rows"].to(self.device))
         self.optimizer.load_state_dict(state["optimizer"])
@@ -314,6 +356,10 @@ class TextualInversion:
         self.generator.set_state(state["generator"].cpu())
         self.step_count = int(state["step"])
         self._losses, self._pending = list(state["losses"]), []
+        self._expected_images = state.get("images")
+        if self.images_digest is not None and self._expected_images not in (None, self.images_digest):
+            raise InputError(path, "checkpoint was trained on other photos (or masks, size, background)",
+                             "resume with the same photos and settings, or start over")
         self.rows.sync_()
 
     def save_checkpoint(self, path: PathLike) -> Path:
@@ -332,6 +378,20 @@ class TextualInversion:
             raise InputError(path, f"cannot be read as a checkpoint ({type(error).__name__})",
                              "delete it to start over") from error
         self.load_state_dict(state, path)
+
+
+def _digest(images: Float[Tensor, "..."]) -> str:
+    """sha256 of a float tensor's values (the photos a run trains on, as prepared)."""
+    import hashlib
+
+    return hashlib.sha256(images.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()
+
+
+def _changed_settings(saved: Dict[str, Any], current: Dict[str, Any]) -> List[str]:
+    """'name: saved -> current' for every setting except `steps` that differs."""
+    plain = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731 - tuples come back as lists
+    return [f"{key}: {saved[key]!r} -> {current.get(key)!r}" for key in sorted(saved)
+            if key != "steps" and plain(saved[key]) != plain(current.get(key))]
 
 
 def loss_summary(losses: Sequence[float], window: Optional[int] = None) -> Dict[str, float]:
