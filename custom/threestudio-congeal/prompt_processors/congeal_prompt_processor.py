@@ -9,6 +9,10 @@ View-dependent prompts ("a <congeal>, front view", ...) and negative prompts wor
 token is expanded as diffusers does ("<t>" -> "<t> <t>_1 ..."). The parent caches embeddings on disk under a key of
 model name + prompt text only, which a changed y* would not change; here every key also holds the sha256 of the
 learned embedding, so a new y* never returns stale embeddings.
+
+Several processes (DDP): rank 0 alone encodes and writes the cache files (atomically); every rank waits at a
+barrier, then reads them. A cache file that cannot be read as an embedding (truncated by a kill or a full disk) is
+encoded again, not used.
 """
 import gc
 import os
@@ -19,7 +23,7 @@ import torch
 import torch.multiprocessing as mp
 from pytorch_lightning.utilities.rank_zero import rank_zero_only  # threestudio's prompt processors import it too
 
-from congeal.inversion.prompt_encoding import cache_key, encode_prompts
+from congeal.inversion.prompt_encoding import cache_key, encode_prompts, read_cached_embedding
 
 import threestudio
 from threestudio.models.prompt_processors.stable_diffusion_prompt_processor import StableDiffusionPromptProcessor
@@ -87,7 +91,7 @@ class CongealPromptProcessor(StableDiffusionPromptProcessor):
         all_prompts = [self.prompt, self.negative_prompt] + self.prompts_vd + self.negative_prompts_vd
         todo = []
         for prompt in dict.fromkeys(all_prompts):  # unique, in order
-            if self.cfg.use_cache and os.path.exists(self._cache_path(prompt)):
+            if self.cfg.use_cache and read_cached_embedding(self._cache_path(prompt)) is not None:
                 continue
             todo.append(prompt)
         if not todo:
@@ -115,7 +119,9 @@ class CongealPromptProcessor(StableDiffusionPromptProcessor):
 
     def load_from_cache(self, prompt: str) -> torch.Tensor:
         path = self._cache_path(prompt)
-        if not os.path.exists(path):
+        value = read_cached_embedding(path, self.device)
+        if value is None:
             raise FileNotFoundError(f"text embedding {path} for model {self.cfg.pretrained_model_name_or_path}, "
-                                    f"y* {self.embeds_digest[:12]} and prompt [{prompt}] not found")
-        return torch.load(path, map_location=self.device)
+                                    f"y* {self.embeds_digest[:12]} and prompt [{prompt}] is missing or unreadable: "
+                                    "rank 0 writes it before the barrier; delete the file and run again")
+        return value

@@ -5,12 +5,17 @@
 
 Used by the `congeal-prompt-processor` threestudio adapter. It lives in the core (no threestudio import) so that
 threestudio's "spawn" mode can run `encode_prompts` in a fresh process, which imports it by its module name.
+Cache files are written atomically (a kill mid-write leaves no file, never a truncated one), and
+`read_cached_embedding` returns None for a file that is not a [L, dim] float tensor (e.g. truncated by an older
+version or a full disk), so callers re-encode it instead of crashing or using it.
 """
 import hashlib
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 
 def cache_key(model: str, prompt: str, embeds_digest: str) -> str:
@@ -44,6 +49,22 @@ def encode_prompts(model: str, embeds: Dict[str, torch.Tensor], prompts: List[st
         ids = tokenizer(expanded, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                         return_tensors="pt").input_ids.to(device)
         hidden = text_encoder(ids)[0]  # [P, 77, dim]
+    from congeal.common.atomic import atomic_path
+
     for key, embedding in zip(keys, hidden):
-        torch.save(embedding.cpu().clone(), os.path.join(cache_dir, f"{key}.pt"))
+        with atomic_path(os.path.join(cache_dir, f"{key}.pt")) as tmp:
+            torch.save(embedding.cpu().clone(), tmp)
     del text_encoder
+
+
+def read_cached_embedding(path: str, device: Optional[torch.device] = None) -> Optional[Float[Tensor, "L D"]]:
+    """The cached prompt embedding at `path`, or None when it is missing or not a readable [L, dim] float tensor."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        value = torch.load(path, map_location=device or "cpu", weights_only=True)
+    except Exception:  # truncated / foreign bytes: the caller re-encodes
+        return None
+    if not torch.is_tensor(value) or value.dim() != 2 or not value.is_floating_point() or value.numel() == 0:
+        return None
+    return value
