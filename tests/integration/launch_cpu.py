@@ -35,11 +35,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
     parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--threestudio-extensions", action="store_true",
+                        help="also load THREESTUDIO_ROOT/custom/* (threestudio-mvdream) with get_device on the CPU")
     group = parser.add_mutually_exclusive_group(required=True)
     for mode in ("train", "test", "export"):
         group.add_argument(f"--{mode}", action="store_true")
     args, extras = parser.parse_known_args()
     _setup_imports()
+    if args.threestudio_extensions:
+        load_threestudio_extensions_on_cpu()
 
     import pytorch_lightning as pl
     import threestudio
@@ -71,6 +75,42 @@ def main() -> None:
         trainer.test(system, datamodule=dm, ckpt_path=cfg.resume)
     else:
         trainer.predict(system, datamodule=dm, ckpt_path=cfg.resume)
+
+
+def load_threestudio_extensions_on_cpu() -> None:
+    """TEST-ONLY (--threestudio-extensions, for congeal-system runs): load every other extension in
+    THREESTUDIO_ROOT/custom the way launch.py does (threestudio-mvdream registers the SDS guidance), make `import
+    mvdream` work as tests/helpers/mvdream.py does, and route threestudio's get_device() (hard-coded cuda:<rank>)
+    to the CPU in every module that imported it."""
+    import importlib.util as util
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers.mvdream import _pkg_resources_stand_in
+
+    if "pkg_resources" not in sys.modules and util.find_spec("pkg_resources") is None:
+        sys.modules["pkg_resources"] = _pkg_resources_stand_in()
+    root = Path(os.environ["THREESTUDIO_ROOT"]).resolve()
+    spec = util.spec_from_file_location("threestudio_launch", root / "launch.py")
+    launch = util.module_from_spec(spec)
+    spec.loader.exec_module(launch)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for entry in sorted(os.listdir("custom")):
+            path = os.path.join("custom", entry)
+            if entry != "threestudio-congeal" and entry not in sys.modules and os.path.isfile(
+                    os.path.join(path, "__init__.py")):
+                if not launch.load_custom_module(path):
+                    raise RuntimeError(f"cannot load the threestudio extension {path}")
+    finally:
+        os.chdir(cwd)
+    import threestudio.utils.misc as misc
+    import torch
+
+    original = misc.get_device
+    for module in list(sys.modules.values()):
+        if getattr(module, "get_device", None) is original:
+            module.get_device = lambda: torch.device("cpu")
 
 
 if __name__ == "__main__":

@@ -5,15 +5,26 @@
     # train batch: {"images" [B,3,S,S], "masks" [B,1,S,S], "image_index" [B], ...camera keys when `camera_data_type`}
 
 Built on `congeal.io.collection.load_collection` (alpha / mask files / automatic masks, square crops at the working size).
-Train batches are sampled at random with replacement from a seeded generator (an endless iterable, like
-threestudio's camera data modules). With `camera_data_type` set (e.g. `mvdream-random-multiview-camera-datamodule`,
+Train batches are sampled at random with replacement (an endless iterable, like threestudio's camera data modules).
+Batch number k is a function of (seed, k) alone: its photos come from a generator seeded with (seed, k), and the
+camera module's batch is drawn with the host's random generators (torch CPU, python, numpy) set from (seed, k) and
+put back afterwards. So:
+* resume is exact: the checkpoint holds the number of batches used (`state_dict`), and Lightning's prefetching of
+  the next batch draws nothing from the generators the training step uses;
+* several processes (DDP): every rank draws the whole batch of all ranks (data.batch_size and camera batch_size
+  are per process, as in threestudio) and keeps its own slice, so the union over ranks is the batch one process
+  with `world_size` x those batch sizes trains on. With `camera_data_type` set (e.g. `mvdream-random-multiview-camera-datamodule`,
 configured by `camera`), every train batch also carries that module's camera batch and validation/test use its
 turntable views: the congealing system needs photos for textual inversion and cameras for SDS from one loader.
 Tensors are made on the CPU; Lightning moves the batch to the trainer's device (no device is hard-coded here).
 """
+import contextlib
+import hashlib
+import random
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Optional
 
+import numpy as np
 import torch
 from jaxtyping import Int
 from torch import Tensor
@@ -48,25 +59,51 @@ class ImageCollectionDataModuleConfig:
     """That data module's config."""
 
 
+def batch_seed(seed: int, index: int, stream: str) -> int:
+    """A 63-bit seed for batch `index` of `stream` ("photos", "cameras"): independent streams, no shared state."""
+    digest = hashlib.sha256(f"congeal:{int(seed)}:{stream}:{int(index)}".encode("ascii")).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+@contextlib.contextmanager
+def seeded_host_generators(seed: int) -> Iterator[None]:
+    """Run a block with torch's CPU generator, python's `random` and numpy's global generator seeded from `seed`,
+    and put all three back afterwards (CUDA generators are not touched: camera batches are made on the CPU)."""
+    torch_state, python_state, numpy_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    torch.default_generator.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 class ImageBatchSampler:
     """Draws random photo batches from an `ImageCollection` held in memory.
 
     Args:
         collection: `ImageCollection` with `names`, `images` [N,3,S,S], `masks` [N,1,S,S].
-        batch_size: photos per batch.
-        seed: generator seed.
+        batch_size: photos per batch (per process).
+        seed: seed of the batch stream.
     """
 
     def __init__(self, collection: Any, batch_size: int, seed: int = 0) -> None:
         self.collection = collection
         self.batch_size = int(batch_size)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seed = int(seed)
 
-    def sample(self) -> Dict[str, Any]:
-        """Returns {"images" [B,3,S,S] float in [0,1], "masks" [B,1,S,S] float {0,1}, "image_index" [B] long}."""
+    def sample_at(self, index: int, rank: int = 0, world_size: int = 1) -> Dict[str, Any]:
+        """Batch number `index` (rank `rank`'s slice of the whole batch of `world_size` ranks).
+
+        Returns {"images" [B,3,S,S] float in [0,1], "masks" [B,1,S,S] float {0,1}, "image_index" [B] long}.
+        """
         n = self.collection.images.shape[0]
-        index = torch.randint(0, n, (self.batch_size,), generator=self.generator)
-        return self.take(index)
+        generator = torch.Generator().manual_seed(batch_seed(self.seed, index, "photos"))
+        index_all = torch.randint(0, n, (self.batch_size * world_size,), generator=generator)
+        return self.take(index_all[rank * self.batch_size:(rank + 1) * self.batch_size])
 
     def take(self, index: Int[Tensor, " B"]) -> Dict[str, Any]:
         """The batch of photos `index`."""
@@ -82,14 +119,18 @@ class CongealTrainDataset(IterableDataset, Updateable):
 
     `include_images` lets the system drop the photos once textual inversion is over (they are not used by SDS).
     Step updates are forwarded to the camera dataset (the system passes its SDS-local step, so camera resolution
-    milestones count SDS steps).
+    milestones count SDS steps). `next_batch` is the number of the batch the next `collate` makes; with
+    `world_size` > 1 the camera dataset draws the whole batch of all ranks and this rank keeps its slice.
     """
 
-    def __init__(self, sampler: ImageBatchSampler, camera_dataset: Optional[Any] = None) -> None:
+    def __init__(self, sampler: ImageBatchSampler, camera_dataset: Optional[Any] = None, rank: int = 0,
+                 world_size: int = 1) -> None:
         super().__init__()
         self.sampler = sampler
         self.camera_dataset = camera_dataset
         self.include_images = True
+        self.next_batch = 0
+        self.rank, self.world_size = int(rank), int(world_size)
 
     def __iter__(self) -> Iterator[dict]:
         while True:
@@ -103,12 +144,26 @@ class CongealTrainDataset(IterableDataset, Updateable):
         update_end_if_possible(self.camera_dataset, epoch, global_step)
 
     def collate(self, _batch: Any) -> Dict[str, Any]:
+        index, self.next_batch = self.next_batch, self.next_batch + 1
         out: Dict[str, Any] = {}
         if self.camera_dataset is not None:
-            out.update(self.camera_dataset.collate(_batch))
+            with seeded_host_generators(batch_seed(self.sampler.seed, index, "cameras")):
+                cameras = self.camera_dataset.collate(_batch)
+            out.update(self._own_slice(cameras))
         if self.include_images or self.camera_dataset is None:
-            out.update(self.sampler.sample())
+            out.update(self.sampler.sample_at(index, self.rank, self.world_size))
         return out
+
+    def _own_slice(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        """This rank's rows of every tensor whose leading dim is the whole batch (ints like height stay)."""
+        if self.world_size == 1:
+            return batch
+        whole = int(self.camera_dataset.batch_size)
+        if whole % self.world_size:
+            raise RuntimeError(f"camera batch of {whole} does not split over {self.world_size} processes")
+        n = whole // self.world_size
+        return {k: v[self.rank * n:(self.rank + 1) * n] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == whole
+                else v for k, v in batch.items()}
 
 
 class ImageEvalDataset(Dataset):
@@ -161,14 +216,38 @@ class ImageCollectionDataModule(pl.LightningDataModule):
             )
         return self.collection
 
+    def _rank_and_world(self) -> tuple:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
     def setup(self, stage: Optional[str] = None) -> None:
         sampler = ImageBatchSampler(self.load(), self.cfg.batch_size, self.cfg.seed)
+        rank, world = self._rank_and_world()
         if self.camera_module is not None:
+            # every rank draws the cameras of all ranks (and keeps its slice): the per-process batch size x world
+            per_process = self.cfg.camera.get("batch_size", getattr(self.camera_module.cfg, "batch_size", 1))
+            self.camera_module.cfg.batch_size = ([int(b) * world for b in per_process]
+                                                 if isinstance(per_process, (list, tuple)) or
+                                                 hasattr(per_process, "__len__") else int(per_process) * world)
             self.camera_module.setup(stage)
         if stage in (None, "fit"):
             camera_train = getattr(self.camera_module, "train_dataset", None)
-            self.train_dataset = CongealTrainDataset(sampler, camera_train)
+            self.train_dataset = CongealTrainDataset(sampler, camera_train, rank, world)
         self.eval_dataset = ImageEvalDataset(sampler)
+
+    # ---- exact resume: the number of train batches used so far ---------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not hasattr(self, "train_dataset"):
+            return {}
+        # batches used = optimizer steps x accumulation (the dataset's own counter runs ahead: Lightning prefetches)
+        return {"congeal_batches_used": int(trainer.global_step) * int(trainer.accumulate_grad_batches)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if "congeal_batches_used" in state and hasattr(self, "train_dataset"):
+            self.train_dataset.next_batch = int(state["congeal_batches_used"])
 
     def prepare_data(self) -> None:
         pass

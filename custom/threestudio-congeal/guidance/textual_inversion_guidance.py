@@ -66,7 +66,7 @@ class TextualInversionGuidance(BaseObject):
         max_step_percent: float = 1.0
         """See min_step_percent."""
         seed: int = 0
-        """Seed of the trainer generator (photos, timesteps, noise, templates)."""
+        """Seed of the trainer generator (flips, timesteps, noise, templates); saved in congeal-system checkpoints."""
 
     cfg: Config
 
@@ -126,6 +126,11 @@ class TextualInversionGuidance(BaseObject):
         self.set_denoiser(denoiser)
 
     # ---- the threestudio-facing calls ---------------------------------------------------------------------------
+    def set_shard(self, rank: int, world_size: int) -> None:
+        """Process `rank` of `world_size` (DDP): each call's photos are this rank's slice of the whole batch, and
+        the random draws (flips, noise, timesteps, templates) are made for the whole batch, this slice kept."""
+        self.trainer.set_shard(rank, world_size)
+
     def trainable_parameters(self) -> List[torch.nn.Parameter]:
         """[y*'s rows]: one float32 [n_vectors, dim] parameter."""
         return [self.trainer.rows.rows]

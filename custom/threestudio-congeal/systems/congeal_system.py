@@ -23,20 +23,34 @@ Why not two runs: the user asked for one command with progress for both; one run
 resume story. Why not two optimizers (manual optimisation): threestudio's mixed precision, gradient clipping and
 schedulers all assume automatic optimisation.
 
+Several processes (DDP) and exact resume:
+* y*'s rows stay out of the nn.Module (its frozen text encoder and UNet must not go into checkpoints), so DDP does
+  not see them: during stage 1 DDP's own gradient sync is off (nothing it holds trains then) and y*'s gradient is
+  averaged over ranks explicitly after each backward. The TI guidance draws the random numbers of every rank's
+  photos from one generator and keeps its slice, and the data module does the same for photos and cameras, so N
+  processes train exactly what one process with N x the batch would (see `sds_noise_by_group` for stage 2's noise).
+* Rank 0 alone writes learned_embeds.safetensors (and the prompt cache); the others wait at a barrier, then read.
+* Checkpoints hold every rank's random generators (torch CPU/CUDA, python, numpy), the TI generator, and (through
+  the data module) the number of batches used, so a resumed run draws what the uninterrupted run would have drawn.
+
 Missing pieces are explained at start (`dependencies.require_registered`): no threestudio-mvdream in `custom/`, no
 `mvdream` package, a `ckpt_path` that names no file.
 """
 import math
 import os
+import random
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
+import torch.distributed as dist
 
 import threestudio
 from threestudio.systems.base import BaseLift3DSystem
 from threestudio.utils.base import Updateable, update_end_if_possible, update_if_possible
 from threestudio.utils.misc import C as schedule_value
+from threestudio.utils.misc import barrier
 from threestudio.utils.ops import binary_cross_entropy, dot
 
 from ..dependencies import require_file, require_mvdream_package, require_registered
@@ -63,6 +77,12 @@ class CongealSystem(BaseLift3DSystem):
         sdf_beta: float = 0.01  # sdf geometries: density = max_density * LaplaceCDF(-sdf / beta)
         sdf_max_density: float = 100.0
         visualize_samples: bool = False
+        # stage 2 noise: False = the SDS guidance draws its timestep and noise from each process's torch generator
+        # (threestudio's way: N processes are statistically, not sample for sample, one process with N x the
+        # batch). True = one timestep per step and one noise draw per view group, seeded from (seed, step, group):
+        # N processes then train exactly what one process would, at the cost of one guidance call per view group
+        sds_noise_by_group: bool = False
+        seed: int = 0  # seed of the by-group SDS noise
 
     cfg: Config
 
@@ -88,6 +108,7 @@ class CongealSystem(BaseLift3DSystem):
         self._children: Optional[List[str]] = None
         self.sds_ready = False
         self._logged_stage: Optional[str] = None
+        self._pending_rng: Optional[Dict[str, Any]] = None  # generators to restore at the first resumed step
 
     def _share_mvdream_model(self) -> None:
         """Let textual inversion use the MVDream model the SDS guidance already loaded (single-view mode).
@@ -198,18 +219,25 @@ class CongealSystem(BaseLift3DSystem):
                 p.copy_(t.to(p.device, p.dtype))
 
     def enter_sds(self) -> None:
-        """Freeze y*, write learned_embeds.safetensors, build the prompt processor from it (once per process)."""
+        """Freeze y*, write learned_embeds.safetensors, build the prompt processor from it (once per process).
+
+        Rank 0 writes the file; every rank waits at a barrier and then reads y* back from it, so all ranks
+        condition SDS on the same bytes.
+        """
         if self.sds_ready:
             return
+        from congeal.inversion.embedding_files import load_learned_embeds, save_learned_embeds
+
         self._y_star = self.current_y_star()
         trial = self._trial_dir()
         path = self.cfg.learned_embeds_path
         if trial is not None or path is None:
-            from congeal.inversion.embedding_files import save_learned_embeds
-
             folder = trial if trial is not None else os.path.join(os.getcwd(), ".congeal")
             path = os.path.join(folder, "learned_embeds.safetensors")
-            save_learned_embeds(path, self._y_star)
+            if self.global_rank == 0:
+                save_learned_embeds(path, self._y_star)
+            barrier()
+            self._y_star = load_learned_embeds(path)
         pp_cfg = dict(self.cfg.prompt_processor)
         pp_cfg["learned_embeds_path"] = path
         self.prompt_processor = threestudio.find(self.cfg.prompt_processor_type)(pp_cfg)
@@ -263,11 +291,44 @@ class CongealSystem(BaseLift3DSystem):
         update_if_possible(self.ti_guidance, epoch, step)
 
     def on_train_batch_start(self, batch, batch_idx, unused=0):
+        if self._pending_rng is not None:  # here, not at load: starting the data loader draws from torch's generator
+            self._restore_generators(self._pending_rng)
+            self._pending_rng = None
         self.preprocess_data(batch, "train")
         self.dataset = self.trainer.train_dataloader.dataset
         self._update(self.dataset)
+        ddp = self._ddp_module()
+        if ddp is not None:
+            # stage 1 trains only y*, which DDP does not hold (its gradient is averaged in on_after_backward):
+            # DDP's sync would wait for NeRF gradients that never come
+            ddp.require_backward_grad_sync = self.stage != "ti"
         if self.stage == "sds":
             self.enter_sds()
+
+    # ---------------------------------------------------------------- several processes
+    def _world_size(self) -> int:
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    def _ddp_module(self) -> Optional[torch.nn.parallel.DistributedDataParallel]:
+        trainer = getattr(self, "_trainer", None)
+        model = getattr(getattr(trainer, "strategy", None), "model", None) if trainer is not None else None
+        return model if isinstance(model, torch.nn.parallel.DistributedDataParallel) else None
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        guidance = self.ti_guidance
+        if guidance is not None and hasattr(guidance, "set_shard"):
+            guidance.set_shard(self.global_rank, self._world_size())
+
+    def on_after_backward(self) -> None:
+        """Average y*'s gradient over ranks (DDP averages only the parameters it holds: the NeRF's)."""
+        world = self._world_size()
+        if world == 1 or self.stage != "ti":
+            return
+        for p in self.ti_parameters():
+            grad = p.grad if p.grad is not None else torch.zeros_like(p)  # every rank joins every all-reduce
+            dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+            p.grad = grad.div_(world)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.dataset = self.trainer.train_dataloader.dataset
@@ -293,9 +354,54 @@ class CongealSystem(BaseLift3DSystem):
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["congeal_y_star"] = self.current_y_star()
         checkpoint["congeal_ti_steps"] = int(self.cfg.ti_steps)
+        checkpoint["congeal_rng"] = self._gather_generators()
+        generator = getattr(getattr(self.ti_guidance, "trainer", None), "generator", None)
+        if generator is not None:  # the same on every rank: each draws the whole batch's numbers
+            checkpoint["congeal_ti_generator"] = generator.get_state()
+
+    def _gather_generators(self) -> Dict[str, Any]:
+        """{"ranks": [one dict of generator states per rank]}; a collective: every rank calls it (Lightning saves
+        checkpoints on every rank and writes rank 0's)."""
+        python_version, python_state, python_gauss = random.getstate()
+        numpy_name, numpy_keys, numpy_pos, numpy_has_gauss, numpy_gauss = np.random.get_state()
+        mine: Dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "python": [python_version, torch.tensor(python_state, dtype=torch.int64), python_gauss],
+            "numpy": [numpy_name, torch.from_numpy(numpy_keys.astype(np.int64)), int(numpy_pos),
+                      int(numpy_has_gauss), float(numpy_gauss)],
+        }
+        if self.device.type == "cuda":
+            mine["cuda"] = torch.cuda.get_rng_state(self.device)
+        world = self._world_size()
+        if world == 1:
+            return {"ranks": [mine]}
+        ranks: List[Any] = [None] * world
+        dist.all_gather_object(ranks, mine)
+        return {"ranks": [{k: v.cpu() if torch.is_tensor(v) else v for k, v in r.items()} for r in ranks]}
+
+    def _restore_generators(self, saved: Dict[str, Any]) -> None:
+        ranks = saved.get("ranks", [])
+        if len(ranks) != self._world_size():
+            threestudio.warn(f"congeal: the checkpoint holds the random generators of {len(ranks)} processes, this "
+                             f"run has {self._world_size()}: the resumed run's random draws differ from the "
+                             "uninterrupted run's")
+            return
+        mine = ranks[self.global_rank]
+        torch.set_rng_state(mine["torch"])
+        python_version, python_state, python_gauss = mine["python"]
+        random.setstate((python_version, tuple(int(v) for v in python_state.tolist()), python_gauss))
+        name, keys, pos, has_gauss, gauss = mine["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        if "cuda" in mine and self.device.type == "cuda":
+            torch.cuda.set_rng_state(mine["cuda"], self.device)
 
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
+        if "congeal_rng" in checkpoint:
+            self._pending_rng = checkpoint["congeal_rng"]
+        generator = getattr(getattr(self.ti_guidance, "trainer", None), "generator", None)
+        if generator is not None and "congeal_ti_generator" in checkpoint:
+            generator.set_state(checkpoint["congeal_ti_generator"].cpu())
         y_star = checkpoint.get("congeal_y_star")
         if y_star is None:
             return
@@ -346,7 +452,10 @@ class CongealSystem(BaseLift3DSystem):
     def _sds_step(self, batch: Dict[str, Any]) -> torch.Tensor:
         cameras = {k: v for k, v in batch.items() if k not in IMAGE_KEYS}
         out = self.renderer(**cameras)
-        guidance_out = self.guidance(out["comp_rgb"], self.prompt_utils, **cameras)
+        if self.cfg.sds_noise_by_group:
+            guidance_out = self._guidance_by_group(out["comp_rgb"], cameras)
+        else:
+            guidance_out = self.guidance(out["comp_rgb"], self.prompt_utils, **cameras)
         loss = 0.0
         for name, value in guidance_out.items():
             self.log(f"train/{name}", value, prog_bar=name == "loss_sds")
@@ -359,6 +468,45 @@ class CongealSystem(BaseLift3DSystem):
             if name != "lambda_ti":  # a stage-1 weight: its (constant) value is in configs/parsed.yaml
                 self.log(f"train_params/{name}", self.C(value))
         return loss
+
+    def _guidance_by_group(self, rgb: torch.Tensor, cameras: Dict[str, Any]) -> Dict[str, Any]:
+        """The guidance once per view group, with one timestep for the step and each group's noise seeded from
+        (seed, step, the group's number in the whole batch of all ranks); outputs averaged over groups.
+
+        The guidance's loss is a per-view mean, so the mean over groups is the loss of the whole local batch.
+        """
+        from ..data.image_collection import batch_seed
+
+        n_view = int(getattr(self.guidance.cfg, "n_view", 1))
+        batch = rgb.shape[0]
+        if batch % n_view:
+            raise ValueError(f"sds_noise_by_group: camera batch {batch} is not a multiple of n_view {n_view}")
+        groups = batch // n_view
+        step = self.true_global_step
+        low, high = int(self.guidance.min_step), int(self.guidance.max_step)
+        pick = torch.Generator().manual_seed(batch_seed(self.cfg.seed, step, "sds-timestep"))
+        timestep = int(torch.randint(low, high + 1, (1,), generator=pick))
+        devices = [self.device] if self.device.type == "cuda" else []
+        outs = []
+        for g in range(groups):
+            rows = slice(g * n_view, (g + 1) * n_view)
+            part = {k: v[rows] if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == batch else v
+                    for k, v in cameras.items()}
+            with torch.random.fork_rng(devices=devices):
+                seed = batch_seed(self.cfg.seed, step, f"sds-noise-{self.global_rank * groups + g}")
+                torch.default_generator.manual_seed(seed)
+                if devices:
+                    torch.cuda.manual_seed(seed)
+                outs.append(self.guidance(rgb[rows], self.prompt_utils, timestep=timestep, **part))
+        merged: Dict[str, Any] = {}
+        for name, value in outs[0].items():
+            if torch.is_tensor(value) and value.numel() == 1:
+                merged[name] = torch.stack([o[name].reshape(()) for o in outs]).mean()
+            elif isinstance(value, (int, float)):
+                merged[name] = sum(o[name] for o in outs) / len(outs)
+            else:
+                merged[name] = value
+        return merged
 
     def _regularisers(self, out: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         """The SDS-stage regularisers whose weight in `system.loss` is > 0 (the ones threestudio-mvdream offers)."""
@@ -416,6 +564,8 @@ class CongealSystem(BaseLift3DSystem):
         if os.path.isdir(folder) and any(name.endswith(".png") for name in os.listdir(folder)):
             self.save_img_sequence(f"it{self.true_global_step}-test", f"it{self.true_global_step}-test",
                                    r"(\d+)\.png", save_format="mp4", fps=30, name="test", step=self.true_global_step)
+        if self.global_rank != 0:  # one writer; the others' copies are the same bytes
+            return
         self.export_canonical(os.path.join(self._save_dir, "canonical.safetensors"))
         if self.sds_ready or self._y_star is not None or self.ti_guidance is not None:
             from congeal.inversion.embedding_files import save_learned_embeds
