@@ -5,7 +5,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test test-integration venv clean
+.PHONY: demo test test-integration venv clean env-threestudio-latest env-threestudio-pinned \
+	test-integration-latest test-integration-pinned
+
+# Side environments for the threestudio integration tests (README "Testing"): one with today's releases, one with
+# threestudio's own pins. THREESTUDIO_ROOT names the threestudio checkout the tests import; the envs go under
+# THREESTUDIO_ENVS/<side>. MVDREAM_SRC (optional) is where the `mvdream` package comes from (see the build script).
+THREESTUDIO_ROOT ?=
+THREESTUDIO_ENVS ?= build/threestudio-envs
+TS_ENV_FILES := scripts/threestudio-env/build.sh scripts/threestudio-env/constraints.txt setup.py
+TS_ENV_VARS = THREESTUDIO_ROOT="$(THREESTUDIO_ROOT)" PYTHON="$(PYTHON)" \
+	$(if $(filter undefined,$(origin MVDREAM_SRC)),,MVDREAM_SRC="$(MVDREAM_SRC)")
+NEED_THREESTUDIO_ROOT = @test -n "$(THREESTUDIO_ROOT)" || \
+	{ echo "error: set THREESTUDIO_ROOT=/path/to/threestudio (README \"Testing\")" >&2; exit 2; }
+.SECONDARY: $(THREESTUDIO_ENVS)/latest/.installed $(THREESTUDIO_ENVS)/pinned/.installed
 
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,5 +45,18 @@ test: venv
 test-integration: venv
 	$(PY) -m pytest -q tests -m integration
 
+$(THREESTUDIO_ENVS)/%/.installed: scripts/threestudio-env/requirements-%.txt $(TS_ENV_FILES)
+	$(NEED_THREESTUDIO_ROOT)
+	$(TS_ENV_VARS) bash scripts/threestudio-env/build.sh $* $(THREESTUDIO_ENVS)/$*
+	touch $@
+
+env-threestudio-latest: $(THREESTUDIO_ENVS)/latest/.installed
+env-threestudio-pinned: $(THREESTUDIO_ENVS)/pinned/.installed
+
+# The whole integration suite (tests/integration) in one side environment
+test-integration-latest test-integration-pinned: test-integration-%: $(THREESTUDIO_ENVS)/%/.installed
+	$(NEED_THREESTUDIO_ROOT)
+	THREESTUDIO_ROOT="$(THREESTUDIO_ROOT)" $(THREESTUDIO_ENVS)/$*/bin/python -m pytest -q -p no:cacheprovider tests/integration
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache $(THREESTUDIO_ENVS)
