@@ -131,6 +131,10 @@ class CongealTrainDataset(IterableDataset, Updateable):
         self.include_images = True
         self.next_batch = 0
         self.rank, self.world_size = int(rank), int(world_size)
+        # set by congeal-system (its ti_steps): batch k then draws cameras at SDS step max(0, k - first_sds_step)
+        # and carries photos only while k < first_sds_step, whenever Lightning happens to fetch it
+        self.first_sds_step: Optional[int] = None
+        self._epoch = 0
 
     def __iter__(self) -> Iterator[dict]:
         while True:
@@ -138,6 +142,7 @@ class CongealTrainDataset(IterableDataset, Updateable):
 
     # explicit instead of Updateable's scan over every attribute: this runs before and after each step
     def do_update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
+        self._epoch = epoch
         update_if_possible(self.camera_dataset, epoch, global_step)
 
     def do_update_step_end(self, epoch: int, global_step: int) -> None:
@@ -146,6 +151,9 @@ class CongealTrainDataset(IterableDataset, Updateable):
     def collate(self, _batch: Any) -> Dict[str, Any]:
         index, self.next_batch = self.next_batch, self.next_batch + 1
         out: Dict[str, Any] = {}
+        if self.first_sds_step is not None:
+            self.include_images = index < self.first_sds_step
+            update_if_possible(self.camera_dataset, self._epoch, max(0, index - self.first_sds_step))
         if self.camera_dataset is not None:
             with seeded_host_generators(batch_seed(self.sampler.seed, index, "cameras")):
                 cameras = self.camera_dataset.collate(_batch)

@@ -111,6 +111,12 @@ class TextualInversionGuidance(BaseObject):
     def _ensure_denoiser(self) -> None:
         if self.trainer.denoiser is not None:
             return
+        # loaded on first use, i.e. at step 0 of a fresh run but at the resume step of a resumed one: the model's
+        # random init must not draw from the process's generators, or the resumed run's later draws would differ
+        with torch.random.fork_rng(devices=[self.device] if torch.device(self.device).type == "cuda" else []):
+            self._load_denoiser()
+
+    def _load_denoiser(self) -> None:
         if self.cfg.denoiser == "mvdream":
             from congeal.inversion.mvdream_denoiser import MVDreamDenoiser
 

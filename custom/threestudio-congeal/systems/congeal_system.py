@@ -36,11 +36,12 @@ Several processes (DDP) and exact resume:
 Missing pieces are explained at start (`dependencies.require_registered`): no threestudio-mvdream in `custom/`, no
 `mvdream` package, a `ckpt_path` that names no file.
 """
+import contextlib
 import math
 import os
 import random
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -240,8 +241,11 @@ class CongealSystem(BaseLift3DSystem):
             self._y_star = load_learned_embeds(path)
         pp_cfg = dict(self.cfg.prompt_processor)
         pp_cfg["learned_embeds_path"] = path
-        self.prompt_processor = threestudio.find(self.cfg.prompt_processor_type)(pp_cfg)
-        self.prompt_utils = self.prompt_processor()
+        # building it may load a text encoder (whose random init draws from torch's generator) or find the cache:
+        # which one must not change the SDS noise, or a resumed run (cache present) would leave the straight path
+        with self._preserved_generators():
+            self.prompt_processor = threestudio.find(self.cfg.prompt_processor_type)(pp_cfg)
+            self.prompt_utils = self.prompt_processor()
         self._children = None  # the prompt processor is a new Updateable attribute
         self.sds_ready = True
         threestudio.info(f"congeal: stage 2 (SDS) from step {self.true_global_step}; y* in {path}")
@@ -314,6 +318,14 @@ class CongealSystem(BaseLift3DSystem):
         model = getattr(getattr(trainer, "strategy", None), "model", None) if trainer is not None else None
         return model if isinstance(model, torch.nn.parallel.DistributedDataParallel) else None
 
+    def on_train_start(self) -> None:
+        # batch k's cameras are drawn with the camera module set to batch k's own SDS step (Lightning prefetches
+        # the next batch before this system's step hooks run, so the hooks alone would lag one batch behind, and
+        # differently right after a resume)
+        dataset = getattr(getattr(self.trainer, "train_dataloader", None), "dataset", None)
+        if hasattr(dataset, "first_sds_step"):
+            dataset.first_sds_step = int(self.cfg.ti_steps)
+
     def on_fit_start(self) -> None:
         super().on_fit_start()
         guidance = self.ti_guidance
@@ -378,6 +390,15 @@ class CongealSystem(BaseLift3DSystem):
         ranks: List[Any] = [None] * world
         dist.all_gather_object(ranks, mine)
         return {"ranks": [{k: v.cpu() if torch.is_tensor(v) else v for k, v in r.items()} for r in ranks]}
+
+    @contextlib.contextmanager
+    def _preserved_generators(self) -> Iterator[None]:
+        """Run a block without moving this process's random generators (torch CPU and CUDA, python, numpy)."""
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            yield
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
     def _restore_generators(self, saved: Dict[str, Any]) -> None:
         ranks = saved.get("ranks", [])
