@@ -56,7 +56,7 @@ env-threestudio-pinned: $(THREESTUDIO_ENVS)/pinned/.installed
 # The whole integration suite (tests/integration) in one side environment
 test-integration-latest test-integration-pinned: test-integration-%: $(THREESTUDIO_ENVS)/%/.installed
 	$(NEED_THREESTUDIO_ROOT)
-	THREESTUDIO_ROOT="$(THREESTUDIO_ROOT)" $(THREESTUDIO_ENVS)/$*/bin/python -m pytest -q -p no:cacheprovider tests/integration
+	THREESTUDIO_ROOT="$(THREESTUDIO_ROOT)" $(THREESTUDIO_ENVS)/$*/bin/python -m pytest -p no:cacheprovider -rfEs tests/integration
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache $(THREESTUDIO_ENVS)

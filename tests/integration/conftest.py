@@ -98,7 +98,22 @@ def pytest_report_header(config):
     if not THREESTUDIO_ROOT:
         return f"integration: skipped ({SKIP_REASON})"
     stand_ins = ", ".join(STAND_INS_INSTALLED) or "none"
-    return f"integration: THREESTUDIO_ROOT={THREESTUDIO_ROOT}; stand-in modules: {stand_ins}"
+    return [f"integration: THREESTUDIO_ROOT={THREESTUDIO_ROOT}; stand-in modules: {stand_ins}",
+            f"integration stack: {_stack_versions()}"]
+
+
+def _stack_versions() -> str:
+    """The versions that tell threestudio's pinned stack from today's releases (README "Testing")."""
+    from importlib import metadata
+
+    names = ("torch", "pytorch-lightning", "diffusers", "transformers", "huggingface-hub", "omegaconf", "numpy")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} -")
+    return ", ".join(found)
 
 
 @pytest.fixture(scope="session")
