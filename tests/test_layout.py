@@ -16,7 +16,7 @@ PACKAGE_ORDER = ["common", "models", "io", "geometry", "canonical", "features", 
                  "run", "apps", "evaluation", "synthetic", "setup", "commands"]
 # stage modules of `registration` in data-flow order, then the assembly (config of every stage, and poses =
 # search -> refine -> select); a listed module may import only modules listed before it
-REGISTRATION_ORDER = ["framing", "losses", "search", "refine", "mapping", "state", "queries", "config", "poses"]
+REGISTRATION_ORDER = ["framing", "losses", "search", "refine", "consensus", "mapping", "state", "queries", "config", "poses"]
 HOST_PACKAGES = ("threestudio", "lightning", "pytorch_lightning", "threestudio_congeal")
 
 

@@ -69,7 +69,9 @@ def test_ambiguity_rule():
     assert ambiguous_alternatives(_record(alternative_angle=3.0)) == []  # the same pose, refined twice
     assert ambiguous_alternatives(_record(ambiguity=False)) == []
     assert len(ambiguous_alternatives(_record(alternative_score=0.5, ambiguity=True))) == 1
-    assert len(ambiguous_alternatives(_record(alternative_score=0.5, ambiguity=0.9))) == 1
+    # congeal-poses-v3: the collection's `undecided` verdict wins over the score rule and over the ambiguity number
+    assert len(ambiguous_alternatives(_record(alternative_score=0.5, undecided=True, ambiguity=0.99))) == 1
+    assert ambiguous_alternatives(_record(undecided=False, ambiguity=0.99)) == []
     assert ambiguous_alternatives(_record(ambiguity={"ambiguous": False})) == []
     assert ambiguous_alternatives({"c2w": np.eye(4).tolist()}) == []  # no alternatives at all
 

@@ -48,7 +48,7 @@ def test_cross_instance_accuracy(synthetic_run):
 def test_run_folder_contents(synthetic_run):
     collection, run = synthetic_run("same")
     doc = json.loads((run / "poses.json").read_text())
-    assert doc["format"] == "congeal-poses-v2" and "z-up" in doc["convention"]
+    assert doc["format"] == "congeal-poses-v3" and "z-up" in doc["convention"]
     poses = read_poses(run / "poses.json")
     names = sorted(p.stem for p in (collection / "images").glob("*.png"))
     assert sorted(poses) == names

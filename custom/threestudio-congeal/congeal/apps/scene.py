@@ -12,8 +12,9 @@ OpenCV camera axes (x right, y down, looking down +z), so c2w_cv = c2w_gl · dia
 drawn as the rectangle where its pixels' rays meet the plane z_cv = depth — exact for any principal point — with
 the frustum's edges from the camera centre to its corners.
 
-Ambiguous photos: a poses.json entry may carry `ambiguity` (a later version of `congeal register`): true/false, a
-number (ambiguous when ≥ 0.5), or an object with a boolean "ambiguous". Without it, a photo is ambiguous when one of
+Ambiguous photos: a congeal-poses-v3 entry carries `undecided` (the collection could not choose between the photo's
+readings, `registration.consensus`), which decides. Older files: `ambiguity` as true/false or an object with a boolean
+"ambiguous" decides; without either, a photo is ambiguous when one of
 its `alternatives` is a genuinely different pose (rotation ≥ `min_rotation_deg` away) that scores nearly as well
 (score ≤ `score_ratio` × the chosen one's; lower is better). Those alternatives are drawn in another colour.
 """
@@ -152,8 +153,6 @@ def _rotation_deg(a: np.ndarray, b: np.ndarray) -> float:
 def _explicit_ambiguity(value: Any) -> Optional[bool]:
     if isinstance(value, bool):
         return value
-    if isinstance(value, (int, float)):
-        return float(value) >= 0.5
     if isinstance(value, dict) and isinstance(value.get("ambiguous"), bool):
         return value["ambiguous"]
     return None
@@ -165,7 +164,10 @@ def ambiguous_alternatives(record: Mapping[str, Any], min_rotation_deg: float = 
     alternatives = [a for a in record.get("alternatives") or [] if isinstance(a, dict) and "c2w" in a]
     chosen = np.asarray(record["c2w"], np.float64)
     distinct = [a for a in alternatives if _rotation_deg(chosen, np.asarray(a["c2w"], np.float64)) >= min_rotation_deg]
-    explicit = _explicit_ambiguity(record.get("ambiguity")) if "ambiguity" in record else None
+    if isinstance(record.get("undecided"), bool):
+        explicit: Optional[bool] = record["undecided"]
+    else:
+        explicit = _explicit_ambiguity(record.get("ambiguity")) if "ambiguity" in record else None
     if explicit is not None:
         return (distinct or alternatives) if explicit else []
     score = record.get("score")

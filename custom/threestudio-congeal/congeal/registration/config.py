@@ -16,6 +16,7 @@ import torch
 from congeal.common.errors import InputError
 from congeal.features.extractors import FeatureExtractor, build_extractor
 from congeal.geometry.candidates import CandidateGridConfig
+from congeal.registration.consensus import ConsensusConfig
 from congeal.registration.mapping import MappingConfig
 from congeal.registration.refine import RefineConfig
 from congeal.registration.search import SearchConfig
@@ -73,6 +74,8 @@ class RegistrationConfig:
     """candidate scoring and the hypotheses kept."""
     refine: RefineConfig = field(default_factory=RefineConfig)
     """the soft-IoU pose refinement."""
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    """the joint choice of one hypothesis per photo by the whole collection (flips, ambiguity)."""
     mapping: MappingConfig = field(default_factory=MappingConfig)
     """the per-photo coordinate-map fit."""
 

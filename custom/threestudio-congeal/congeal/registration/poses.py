@@ -6,7 +6,9 @@
 
 Search scores the N photos against the K framed candidates of the bank and keeps k hypotheses per photo; refinement
 optimises all N*k hypotheses at once (soft IoU, optional colour term); selection renders every refined hypothesis at the
-working size and ranks a photo's hypotheses by feature distance + iou_weight * (1 - IoU). The others stay alternatives.
+working size and scores each by feature distance + iou_weight * (1 - IoU); the collection then chooses one per photo
+jointly (`consensus.choose_jointly`: the photos' features must agree at the canonical points their hypotheses map them
+to), and reports each photo's ambiguity. The others stay alternatives.
 """
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
@@ -20,6 +22,7 @@ from congeal.common.stage_timer import StageTimer
 from congeal.features.extractors import FeatureExtractor
 from congeal.geometry.cameras import turned_to_principal
 from congeal.registration.config import RegistrationConfig
+from congeal.registration.consensus import ConsensusField, JointChoice, choose_jointly
 from congeal.registration.framing import render_in_frame
 from congeal.registration.losses import binary_iou, masked_feature_distance
 from congeal.registration.refine import PoseParameters, RefineResult, refine_poses
@@ -78,8 +81,11 @@ class PoseEstimates:
     """masked feature distance of each final render to its photo."""
     score: Float[Tensor, "NK"]
     """selection score: feature_distance + iou_weight * (1 - iou) (lower is better)."""
+    joint: JointChoice
+    """the collection's choice: each hypothesis' disagreement with the other photos, joint score, each photo's
+    ambiguity."""
     order: Int[Tensor, "N k"]
-    """each photo's hypotheses, best first (indices j into its k)."""
+    """each photo's hypotheses, best joint score first (indices j into its k)."""
     best: Int[Tensor, "N"]
     """each photo's chosen hypothesis h."""
     image_feats: Float[Tensor, "N C h w"]
@@ -97,6 +103,7 @@ class PoseEstimates:
     def scores_of(self, photo: int, h: int) -> Dict[str, float]:
         """Photo `photo`'s scores of hypothesis `h`, JSON-ready."""
         values = {"iou": self.iou[h], "feature_distance": self.feature_distance[h], "score": self.score[h],
+                  "disagreement": self.joint.disagreement[h], "joint_score": self.joint.joint_score[h],
                   "search_score": self.search_scores[photo, self.candidates[h]], "refine_loss": self.refined.loss[h],
                   "refine_steps": self.refined.steps[h]}
         return {key: float(v) for key, v in values.items()}
@@ -106,7 +113,7 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
                    principals: Float[Tensor, "N 2"], known_fovy: Float[Tensor, "N"], bank: CandidateBank,
                    extractor: FeatureExtractor,
                    renderers: PoseRenderers, cfg: RegistrationConfig, timer: StageTimer,
-                   progress: bool = False) -> PoseEstimates:
+                   progress: bool = False, prior: Optional[ConsensusField] = None) -> PoseEstimates:
     """Search, refine and select every photo's camera.
 
     Args:
@@ -122,6 +129,7 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
         cfg: the stages' settings.
         timer: times the "search", "refine" and "select" stages.
         progress: tqdm bar for the refinement.
+        prior: the consensus field of photos registered before (`--add`): they vote in the joint choice.
     Returns:
         PoseEstimates.
     """
@@ -164,12 +172,14 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
             weight = F.adaptive_avg_pool2d(opacity * masks[photo_of], render_feats.shape[-2:])
             fdist = masked_feature_distance(render_feats, image_feats[photo_of], weight)
             score = fdist + cfg.search.iou_weight * (1.0 - iou)
-            order = score.view(n, k).argsort(dim=1)  # best hypothesis first
-        return out, render_feats, iou, fdist, score, order
+            joint = choose_jointly(score.view(n, k), out["xyz"], out["opacity"], masks, image_feats, cfg.consensus,
+                                   prior)
+        return out, render_feats, iou, fdist, score, joint
 
-    out, render_feats, iou, fdist, score, order = timer.run("select", select)
+    out, render_feats, iou, fdist, score, joint = timer.run("select", select)
+    order = joint.order
     best = torch.arange(n, device=device) * k + order[:, 0]
     return PoseEstimates(candidates=candidates, search_scores=search_scores,
                          score_grid=score_grid(search_scores, cfg.grid), refined=refined, iou=iou,
-                         feature_distance=fdist, score=score, order=order, best=best, image_feats=image_feats,
+                         feature_distance=fdist, score=score, joint=joint, order=order, best=best, image_feats=image_feats,
                          render={key: value[best] for key, value in out.items()}, render_feats=render_feats[best])

@@ -11,7 +11,7 @@ Layout (README "Output formats"):
     canonical.safetensors                            the canonical the run used (the run is self-contained)
     register.json                                    config, inputs, image names, cache key        (internal)
     state/<name>.safetensors                         per-photo working-frame state (crop, warp, render)  (internal)
-    cache/                                           candidate bank, search score maps                  (internal)
+    cache/                                           candidate bank, search score maps, consensus field (internal)
     pictures/                                        overlays, score maps, NOCS maps, correspondences
     edits/, labels/                                  what `congeal edit` / `congeal propagate` write
 """
@@ -72,6 +72,11 @@ class RunFolder:
     @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
+
+    @property
+    def consensus_field(self) -> Path:
+        """What the registered photos' chosen poses put in the canonical (the votes of `--add`'s joint choice)."""
+        return self.cache_dir / "consensus.safetensors"
 
     def candidates_path(self, key: str) -> Path:
         """The cached candidate bank of cache key `key`."""

@@ -23,8 +23,10 @@ from congeal.geometry.cameras import CONVENTION
 from congeal.common.errors import InputError
 from congeal.common.json_files import read_json
 
-POSES_FORMAT = "congeal-poses-v2"  # v2: real pinhole cameras (cx, cy = the photo's centre), focal/principal sources
-READABLE_POSES_FORMATS = ("congeal-poses-v1", POSES_FORMAT)
+# v2: real pinhole cameras (cx, cy = the photo's centre), focal/principal sources; v3: the collection's joint choice
+# (per photo `ambiguity`, `undecided`; every hypothesis' `disagreement` and `joint_score`)
+POSES_FORMAT = "congeal-poses-v3"
+READABLE_POSES_FORMATS = ("congeal-poses-v1", "congeal-poses-v2", POSES_FORMAT)
 CAMERA_FIELDS = ("c2w", "fovy_deg", "fl_x", "fl_y", "cx", "cy", "width", "height", "azimuth_deg", "elevation_deg",
                  "distance")
 

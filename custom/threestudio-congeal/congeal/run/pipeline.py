@@ -14,7 +14,7 @@ import hashlib
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
@@ -33,6 +33,7 @@ from congeal.features.extractors import FeatureExtractor
 from congeal.io.exif import KnownFocal, exif_focal
 from congeal.registration.config import (RegistrationConfig, build_configured_extractor, config_from_dict,
                                          config_to_dict, make_config)
+from congeal.registration.consensus import load_field, save_field
 from congeal.registration.mapping import fit_warps
 from congeal.registration.poses import PoseEstimates, PoseRenderers, estimate_poses
 from congeal.registration.queries import write_forward_map
@@ -120,6 +121,9 @@ class _Session:
                                         self.cfg.search, self.cfg.working_size, self.cfg.margin, self.device,
                                         progress=self.progress)
             save_bank(path, bank, self.key)
+            # use the bank as every later reader gets it (features rounded to float16 like the cache file): a
+            # photo's result must not depend on whether its chunk, rank or relaunch built the bank or read it
+            bank = replace(bank, features=bank.features.to(torch.float16).float())
         return bank
 
 
@@ -167,6 +171,9 @@ def _records(collection: Any, estimates: PoseEstimates) -> List[Dict[str, Any]]:
     records = []
     for i, name in enumerate(collection.names):  # per-image bookkeeping (JSON), not tensor work
         main = record(i, int(estimates.best[i]), name)
+        # the collection's verdict: chosen joint score / runner-up's (1 = it cannot tell the two readings apart)
+        main["ambiguity"] = round(float(estimates.joint.ambiguity[i]), 4)
+        main["undecided"] = bool(estimates.joint.undecided[i])
         main["alternatives"] = [record(i, i * k + int(j), None) for j in estimates.order[i, 1:].tolist()]
         records.append(main)
     return records
@@ -189,7 +196,8 @@ def _fit_maps(session: _Session, collection: Any, estimates: PoseEstimates, reco
 def _write_pictures(folder: RunFolder, cfg: RegistrationConfig, collection: Any, estimates: PoseEstimates,
                     suffix: str = "") -> None:
     write_overlay_grid(folder.pictures_dir / f"overlay{suffix}.png", collection.images.float().cpu(),
-                       estimates.render["rgb"].cpu(), estimates.render["opacity"].cpu(), collection.names)
+                       estimates.render["rgb"].cpu(), estimates.render["opacity"].cpu(), collection.names,
+                       undecided=estimates.joint.undecided.tolist())
     best = estimates.candidates[estimates.best].cpu()
     el = (best // cfg.grid.n_azimuth) % cfg.grid.n_elevation
     az = best % cfg.grid.n_azimuth
@@ -217,6 +225,10 @@ def _summary(out_dir: Path, records: List[Dict[str, Any]], stages: List[Dict[str
                "mean_iou": round(float(ious.mean()), 4), "min_iou": round(float(ious.min()), 4),
                "stages": {s["stage"]: s["seconds"] for s in stages},
                "poses": str(out_dir / "poses.json"), "pictures": str(out_dir / "pictures")}
+    undecided = [r["name"] for r in records if r.get("undecided")]
+    summary["undecided"] = len(undecided)
+    if undecided:  # photos whose two readings neither they nor the collection could tell apart: check these first
+        summary["undecided_images"] = undecided
     if added:
         summary["added"] = added
     return summary
@@ -246,10 +258,12 @@ def _register(folder: RunFolder, session: _Session, collection: Any, timer: Stag
     bank = timer.run("candidates", lambda: session.candidate_bank(folder))
     masks = collection.masks.to(session.device).float()
     known = _known_focals(collection, session.cfg)
+    # photos registered before vote in the new photos' joint choice (their own choices stay)
+    prior = load_field(folder.consensus_field) if previous_records else None
     estimates = estimate_poses(_composited(collection, session.device), masks,
                                _photo_principals(collection).to(session.device),
                                _working_fovy(collection, known).to(session.device), bank, session.extractor,
-                               session.renderers, session.cfg, timer, session.progress)
+                               session.renderers, session.cfg, timer, session.progress, prior=prior)
     new_records = _records(collection, estimates)
     for record, focal in zip(new_records, known):  # where each camera's intrinsics came from
         record["principal_source"] = "image-centre"
@@ -260,6 +274,7 @@ def _register(folder: RunFolder, session: _Session, collection: Any, timer: Stag
         records = list(previous_records) + new_records
         _write_outputs(folder, session, records, list(previous_entries) + _image_entries(collection), extra)
         _save_score_grids(folder, collection.names, estimates)
+        save_field(folder.consensus_field, estimates.joint.field)
         _write_pictures(folder, session.cfg, collection, estimates, suffix=picture_suffix)
         write_map_pictures(folder.root)
         return records

@@ -123,7 +123,8 @@ def overlay(photo: AnyImage, render: AnyImage, opacity: AnyImage, alpha: float =
 
 
 def write_overlay_grid(path: PathLike, photos: Float[Tensor, "N 3 S S"], renders: Float[Tensor, "N S S 3"],
-                       opacities: Float[Tensor, "N S S 1"], names: Sequence[str], per_row: int = 2) -> Path:
+                       opacities: Float[Tensor, "N S S 1"], names: Sequence[str], per_row: int = 2,
+                       undecided: Optional[Sequence[bool]] = None) -> Path:
     """Every photo beside the canonical rendered at its estimated pose, and the two overlaid.
 
     Args:
@@ -133,17 +134,37 @@ def write_overlay_grid(path: PathLike, photos: Float[Tensor, "N 3 S S"], renders
         opacities: render opacities.
         names: N image names (labels).
         per_row: photos per row (each photo takes three tiles).
+        undecided: photos whose pose the collection could not decide between two readings: their tiles get an
+            orange frame and "UNDECIDED" in the label.
     Returns:
         the path.
     """
     tiles: List[np.ndarray] = []
     labels: List[str] = []
     for i, name in enumerate(names):
-        tiles += [to_hwc(photos[i]), to_hwc(renders[i]), overlay(photos[i], renders[i], opacities[i])]
+        row = [to_hwc(photos[i]), to_hwc(renders[i]), overlay(photos[i], renders[i], opacities[i])]
+        if undecided is not None and undecided[i]:
+            row = [_framed(tile, UNDECIDED_COLOUR) for tile in row]
+            name = f"{name} UNDECIDED"
+        tiles += row
         labels += [name, "render", "overlay"]
     scale = 2 if photos.shape[-1] >= 192 else 1
     save_image(path, image_grid(tiles, columns=3 * per_row, labels=labels, label_scale=scale))
     return Path(path)
+
+
+#: the frame colour of photos whose pose is undecided (also the viewer's colour of alternatives)
+UNDECIDED_COLOUR = (1.0, 0.55, 0.0)
+
+
+def _framed(tile: Float[np.ndarray, "H W 3"], colour: Tuple[float, float, float]) -> Float[np.ndarray, "H W 3"]:
+    """The tile with a frame of `colour`, 1/16 of its side thick (at least 2 px)."""
+    out = np.array(tile, dtype=np.float32, copy=True)
+    width = max(2, out.shape[0] // 16)
+    for edge in (np.s_[:width], np.s_[-width:]):
+        out[edge, :] = colour
+        out[:, edge] = colour
+    return out
 
 
 def colormap(values: Float[np.ndarray, "*shape"]) -> Float[np.ndarray, "*shape 3"]:

@@ -1,0 +1,244 @@
+"""Joint selection: choose one refined hypothesis per photo so that the whole collection agrees.
+
+    choice = choose_jointly(score, xyz, opacity, masks, image_feats, ConsensusConfig())
+    choice.order        # [N,k] each photo's hypotheses, best first, after the collection has voted
+    choice.ambiguity    # [N] best joint score / runner-up's: 1 = the collection cannot tell the two readings apart
+
+Why: a photo alone often cannot tell a symmetric object's two readings apart (front/back of a side view, a mirror
+view of a near-symmetric teapot); its silhouette fits both and the canonical's colour is only a weak witness, more
+so across instances. The other photos can: under the right reading, a photo's own features land on the canonical
+points where the rest of the collection put the same features. Each hypothesis h of photo n carries its photo's
+feature cells to canonical points (its final render's xyz); the points fall into a G³ grid of voxels over the
+canonical. The hypothesis' *disagreement* D_h is the weighted mean of (1 − cosine) between each of its cells and the
+mean feature the **other** photos' chosen hypotheses put in that voxel (a cell in a voxel nobody else saw counts the
+collection's typical disagreement: neither evidence for nor against). The joint score of a hypothesis is its own
+selection score + `weight` · D_h; choices are updated photo by photo (iterated conditional modes, from the
+per-photo best) until no photo changes. A global flip of the whole collection leaves every D unchanged, so the
+per-photo term (render vs photo) still decides the collection's overall orientation; the consensus decides the
+photos that disagree with it.
+
+The ambiguity of a photo is its chosen joint score over its runner-up's (∈ [0, 1]); a photo whose ambiguity reaches
+`undecided_ratio` is reported as undecided: neither the photo nor the collection separates the two readings.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from congeal.common.atomic import write_safetensors
+from congeal.common.paths import PathLike
+
+FIELD_FORMAT = "congeal-consensus-field-v1"
+
+
+@dataclass
+class ConsensusConfig:
+    """Joint selection settings."""
+
+    weight: float = 1.0
+    """Weight of the collection's disagreement in the joint score (0 = each photo chooses alone)."""
+    grid: int = 8
+    """Voxels per side of the canonical grid in which photos' features are compared."""
+    iterations: int = 10
+    """Maximum sweeps over the photos (a sweep that changes no photo ends the loop)."""
+    undecided_ratio: float = 0.95
+    """A photo whose chosen joint score is at least this fraction of its runner-up's is reported undecided."""
+    min_cell_weight: float = 0.25
+    """Feature cells less covered than this (mask × render opacity) do not vote."""
+
+
+@dataclass
+class ConsensusField:
+    """What a collection's chosen hypotheses put in the canonical: the summed weighted photo features per voxel, the
+    voxel grid's bounds and the collection's typical disagreement. Kept in the run, so photos added later
+    (`congeal register --add`) are chosen against every photo already registered."""
+
+    total: Float[Tensor, "V C"]
+    lo: Float[Tensor, "3"]
+    hi: Float[Tensor, "3"]
+    unseen: float
+    photos: int
+    """how many photos' chosen hypotheses `total` holds."""
+
+
+@dataclass
+class JointChoice:
+    """The collection's choice among N photos' k hypotheses (hypothesis h = n*k + j)."""
+
+    order: Int[Tensor, "N k"]
+    """each photo's hypotheses, best joint score first (indices j)."""
+    disagreement: Float[Tensor, "NK"]
+    """each hypothesis' disagreement with the other photos' chosen hypotheses (0 = full agreement)."""
+    joint_score: Float[Tensor, "NK"]
+    """selection score + weight · disagreement."""
+    ambiguity: Float[Tensor, "N"]
+    """chosen joint score / runner-up's joint score (1 = indistinguishable; 0 with a single hypothesis)."""
+    undecided: Bool[Tensor, "N"]
+    """ambiguity ≥ undecided_ratio."""
+    sweeps: int
+    """ICM sweeps run."""
+    field: ConsensusField
+    """the collection's field after the choice (the prior's photos included)."""
+
+
+@dataclass
+class _Cells:
+    """Every hypothesis' feature cells in canonical voxels."""
+
+    voxel: Int[Tensor, "NK L"]
+    feature: Float[Tensor, "NK L C"]
+    weight: Float[Tensor, "NK L"]
+
+
+def _cells(xyz: Float[Tensor, "NK S S 3"], opacity: Float[Tensor, "NK S S 1"], masks: Float[Tensor, "NK 1 S S"],
+           feats: Float[Tensor, "NK C h w"], cfg: ConsensusConfig,
+           bounds: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[_Cells, Tensor, Tensor]:
+    """Pool each hypothesis' render to the feature grid: one canonical point and one photo feature per cell."""
+    size = feats.shape[-2:]
+    cover = opacity.permute(0, 3, 1, 2).float() * masks.float()
+    weight = F.adaptive_avg_pool2d(cover, size)  # [NK,1,h,w]
+    point = F.adaptive_avg_pool2d(xyz.permute(0, 3, 1, 2).float() * cover, size) / weight.clamp_min(1e-6)
+    weight = torch.where(weight >= cfg.min_cell_weight, weight, torch.zeros_like(weight)).flatten(1)  # [NK,L]
+    point = point.flatten(2).transpose(1, 2)  # [NK,L,3]
+    valid = weight > 0
+    if bounds is not None:
+        lo, hi = bounds
+    elif bool(valid.any()):
+        lo, hi = point[valid].amin(0), point[valid].amax(0)
+    else:
+        lo, hi = point.new_zeros(3), point.new_ones(3)
+    span = (hi - lo).clamp_min(1e-6)
+    index = ((point - lo) / span * cfg.grid).long().clamp(0, cfg.grid - 1)
+    voxel = (index[..., 0] * cfg.grid + index[..., 1]) * cfg.grid + index[..., 2]
+    feature = F.normalize(feats.float().flatten(2).transpose(1, 2), dim=-1)  # [NK,L,C]
+    return _Cells(voxel=voxel, feature=feature, weight=weight), lo, hi
+
+
+def _scatter(cells: _Cells, rows: Int[Tensor, "R"], voxels: int) -> Float[Tensor, "V C"]:
+    """Sum of weighted features of hypotheses `rows` per voxel."""
+    feature = (cells.feature[rows] * cells.weight[rows, :, None]).flatten(0, 1)
+    total = feature.new_zeros(voxels, feature.shape[-1])
+    return total.index_add_(0, cells.voxel[rows].flatten(), feature)
+
+
+def _disagreement(cells: _Cells, rows: Int[Tensor, "R"], others: Float[Tensor, "V C"],
+                  unseen: float) -> Float[Tensor, "R"]:
+    """Weighted mean (1 − cos) of hypotheses `rows`' cells against the others' mean feature in their voxels. A cell
+    in a voxel nobody else saw neither agrees nor contradicts: it counts `unseen` (else a reading that carries the
+    photo to places no other photo saw, e.g. inside out, would look like perfect agreement)."""
+    reference = others[cells.voxel[rows]]  # [R,L,C]
+    support = reference.norm(dim=-1)  # ~ the others' summed weight there: 0 where nobody else looked
+    cosine = (cells.feature[rows] * F.normalize(reference, dim=-1)).sum(-1)
+    seen = support / (support + 1.0)
+    per_cell = seen * (1.0 - cosine) + (1.0 - seen) * unseen
+    weight = cells.weight[rows]
+    return (per_cell * weight).sum(-1) / weight.sum(-1).clamp_min(1e-6)
+
+
+def _typical_disagreement(cells: _Cells, rows: Int[Tensor, "N"], voxels: int, base: Tensor) -> float:
+    """The median disagreement of all photos' chosen hypotheses, seen cells only: the value of an unseen cell."""
+    total = base + _scatter(cells, rows, voxels)
+    values = []
+    for row in rows.tolist():
+        one = torch.tensor([row], device=rows.device)
+        reference = (total - _scatter(cells, one, voxels))[cells.voxel[one]]
+        support = reference.norm(dim=-1)
+        cosine = (cells.feature[one] * F.normalize(reference, dim=-1)).sum(-1)
+        vote = cells.weight[one] * support / (support + 1.0)
+        if float(vote.sum()) > 0:
+            values.append(float(((1.0 - cosine) * vote).sum() / vote.sum()))
+    return float(torch.tensor(values).median()) if values else 0.5
+
+
+def choose_jointly(score: Float[Tensor, "N k"], xyz: Float[Tensor, "NK S S 3"], opacity: Float[Tensor, "NK S S 1"],
+                   masks: Float[Tensor, "N 1 S S"], image_feats: Float[Tensor, "N C h w"],
+                   cfg: ConsensusConfig, prior: Optional[ConsensusField] = None) -> JointChoice:
+    """Choose each photo's hypothesis with the collection (see the module docstring).
+
+    Args:
+        score: each hypothesis' own selection score (lower is better).
+        xyz: canonical point under every pixel of every hypothesis' final render (photo n's hypotheses at n*k + j).
+        opacity: those renders' opacity.
+        masks: the photos' masks.
+        image_feats: the photos' features (unit length over C).
+        cfg: ConsensusConfig.
+        prior: the field of photos registered before (their choices stay; they vote for the new photos').
+    Returns:
+        JointChoice.
+    """
+    n, k = score.shape
+    device = score.device
+    photo_of = torch.arange(n, device=device).repeat_interleave(k)
+    voxels = cfg.grid ** 3
+    usable = prior is not None and prior.total.shape == (voxels, image_feats.shape[1])
+    bounds = (prior.lo.to(device), prior.hi.to(device)) if usable else None
+    cells, lo, hi = _cells(xyz, opacity, masks[photo_of], image_feats[photo_of], cfg, bounds)
+    base = prior.total.to(device).float() if usable else cells.feature.new_zeros(voxels, image_feats.shape[1])
+    voters = n + (prior.photos if usable else 0)
+    choice = score.argmin(dim=1)  # [N] index j
+    rows = torch.arange(n, device=device) * k
+    sweeps = 0
+    if usable:
+        unseen = prior.unseen
+    else:
+        unseen = _typical_disagreement(cells, rows + choice, voxels, base) if voters > 1 else 0.0
+    if cfg.weight > 0 and voters > 1 and k > 1:
+        total = base + _scatter(cells, rows + choice, voxels)
+        for sweeps in range(1, cfg.iterations + 1):
+            changed = False
+            for i in range(n):  # one photo at a time (ICM): bookkeeping per photo, tensor work per hypothesis
+                mine = rows[i] + torch.arange(k, device=device)
+                current = (rows[i] + choice[i]).reshape(1)
+                others = total - _scatter(cells, current, voxels)
+                joint = score[i] + cfg.weight * _disagreement(cells, mine, others, unseen)
+                best = int(joint.argmin())
+                if best != int(choice[i]):
+                    total = others + _scatter(cells, mine[best:best + 1], voxels)
+                    choice[i] = best
+                    changed = True
+            if not changed:
+                break
+    # final disagreements against the settled choices (leave-one-out per photo)
+    disagreement = torch.zeros(n * k, device=device)
+    total = base + _scatter(cells, rows + choice, voxels)
+    if voters > 1:
+        for i in range(n):
+            mine = rows[i] + torch.arange(k, device=device)
+            others = total - _scatter(cells, (rows[i] + choice[i]).reshape(1), voxels)
+            disagreement[mine] = _disagreement(cells, mine, others, unseen)
+    weight = cfg.weight if voters > 1 else 0.0
+    joint = score.reshape(-1) + weight * disagreement
+    order = joint.view(n, k).argsort(dim=1)
+    ranked = joint.view(n, k).gather(1, order)
+    if k > 1:
+        ambiguity = ranked[:, 0] / ranked[:, 1].clamp_min(1e-6)
+    else:
+        ambiguity = torch.zeros(n, device=device)
+    field = ConsensusField(total=total, lo=lo, hi=hi, unseen=float(unseen), photos=voters)
+    return JointChoice(order=order, disagreement=disagreement, joint_score=joint, ambiguity=ambiguity,
+                       undecided=ambiguity >= cfg.undecided_ratio, sweeps=sweeps, field=field)
+
+
+def save_field(path: PathLike, field: ConsensusField) -> None:
+    """Write a collection's field (safetensors, atomically)."""
+    write_safetensors(path, {"total": field.total.float().cpu().contiguous(), "lo": field.lo.float().cpu(),
+                             "hi": field.hi.float().cpu()},
+                      metadata={"format": FIELD_FORMAT, "unseen": repr(field.unseen), "photos": str(field.photos)})
+
+
+def load_field(path: PathLike) -> Optional[ConsensusField]:
+    """A saved field, or None when there is none (runs made before it existed) or it is of another format."""
+    from safetensors import safe_open
+
+    if not Path(path).is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != FIELD_FORMAT:
+            return None
+        return ConsensusField(total=f.get_tensor("total"), lo=f.get_tensor("lo"), hi=f.get_tensor("hi"),
+                              unseen=float(meta["unseen"]), photos=int(meta["photos"]))

@@ -1,0 +1,72 @@
+"""Joint selection: the collection overrules a photo that prefers a flipped reading, and says when it cannot decide."""
+import torch
+
+from congeal.registration.consensus import ConsensusConfig, choose_jointly
+
+S = 16
+
+
+def _collection(n: int, flipped_prefers: int):
+    """n photos of a two-coloured object (x < 0 red, x > 0 blue), each with two hypotheses: the true reading (j=0)
+    and its mirror x -> -x (j=1). Every photo's own score prefers the truth a little, except photo `flipped_prefers`,
+    whose own score prefers the mirror."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, S), torch.linspace(-1, 1, S), indexing="ij")
+    true_xyz = torch.stack([xs, ys, 0.3 * xs.square()], dim=-1)  # [S,S,3]: a surface symmetric in x
+    mirror = true_xyz * torch.tensor([-1.0, 1.0, 1.0])
+    xyz = torch.stack([true_xyz, mirror] * n)  # [2n,S,S,3], hypothesis h = 2i + j
+    opacity = torch.ones(2 * n, S, S, 1)
+    masks = torch.ones(n, 1, S, S)
+    red = (xs < 0).float()
+    feats = torch.stack([red, 1 - red, torch.full_like(red, 0.1)])  # photo features follow the true points
+    image_feats = torch.nn.functional.normalize(feats, dim=0)[None].repeat(n, 1, 1, 1)
+    score = torch.tensor([[0.30, 0.32]] * n)
+    score[flipped_prefers] = torch.tensor([0.33, 0.30])
+    return score, xyz, opacity, masks, image_feats
+
+
+def test_the_collection_overrules_a_photo_preferring_the_flip():
+    score, xyz, opacity, masks, feats = _collection(6, flipped_prefers=2)
+    alone = choose_jointly(score, xyz, opacity, masks, feats, ConsensusConfig(weight=0.0))
+    assert alone.order[2, 0] == 1  # on its own the photo takes the mirror
+    joint = choose_jointly(score, xyz, opacity, masks, feats, ConsensusConfig(weight=1.0))
+    assert joint.order[:, 0].tolist() == [0] * 6
+    # the mirror reading disagrees with the collection everywhere; the truth agrees
+    assert float(joint.disagreement[0::2].max()) < 0.05
+    assert float(joint.disagreement[1::2].min()) > 0.5
+    assert not bool(joint.undecided.any())
+    assert float(joint.ambiguity.max()) < 0.7
+
+
+def test_a_symmetric_photo_is_reported_undecided():
+    score, xyz, opacity, masks, feats = _collection(5, flipped_prefers=0)
+    # photo 4 sees only a uniform colour: both readings put the same features everywhere, and its own score ties
+    feats[4] = torch.nn.functional.normalize(torch.ones_like(feats[4]), dim=0)
+    score[4] = torch.tensor([0.30, 0.30])
+    joint = choose_jointly(score, xyz, opacity, masks, feats, ConsensusConfig())
+    assert bool(joint.undecided[4]) and float(joint.ambiguity[4]) > 0.99
+    assert not bool(joint.undecided[:4].any())
+
+
+def test_one_photo_or_one_hypothesis_keeps_the_per_photo_choice():
+    score, xyz, opacity, masks, feats = _collection(1, flipped_prefers=0)
+    joint = choose_jointly(score, xyz, opacity, masks, feats, ConsensusConfig())
+    assert joint.order[0].tolist() == [1, 0] and joint.sweeps == 0
+    assert torch.equal(joint.joint_score, score.reshape(-1))
+    single = choose_jointly(score[:, :1], xyz[:1], opacity[:1], masks, feats, ConsensusConfig())
+    assert single.order.tolist() == [[0]] and float(single.ambiguity[0]) == 0.0
+
+
+def test_photos_added_later_are_chosen_against_the_saved_field(tmp_path):
+    from congeal.registration.consensus import load_field, save_field
+
+    score, xyz, opacity, masks, feats = _collection(6, flipped_prefers=5)
+    first = choose_jointly(score[:5], xyz[:10], opacity[:10], masks[:5], feats[:5], ConsensusConfig())
+    save_field(tmp_path / "consensus.safetensors", first.field)
+    field = load_field(tmp_path / "consensus.safetensors")
+    assert field.photos == 5 and torch.allclose(field.total, first.field.total)
+    # the sixth photo alone prefers the mirror; with the five registered photos voting it takes the truth
+    alone = choose_jointly(score[5:], xyz[10:], opacity[10:], masks[5:], feats[5:], ConsensusConfig())
+    assert alone.order[0, 0] == 1
+    added = choose_jointly(score[5:], xyz[10:], opacity[10:], masks[5:], feats[5:], ConsensusConfig(), prior=field)
+    assert added.order[0, 0] == 0 and added.field.photos == 6
+    assert load_field(tmp_path / "missing.safetensors") is None
