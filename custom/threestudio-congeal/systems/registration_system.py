@@ -13,17 +13,17 @@ How the work maps onto Lightning: each training step registers one chunk of `dat
 chunk of this rank not yet on disk) into `save/chunks/chunk-XXXX`, committed by an atomic folder rename; at the end
 of fit, rank 0 merges all chunks into `save/` (poses.json, transforms.json, maps/, state/, pictures/). So:
 * progress bar = chunks; TensorBoard gets per-photo IoU, refinement loss and mean IoU per chunk, and the overlays;
-* DDP (`launch.py --gpu 0,1`): Lightning's sampler gives every rank its share of steps, chunk c is registered by
-  rank c % world_size, rank 0 merges after a barrier; results equal a single-process run (per-photo independence);
+* DDP (`launch.py --gpu 0,1`): Lightning's sampler gives every rank its share of steps; the chunks still pending
+  at the start are dealt to the ranks in turn (`share_pending`), each rank builds its feature extractor once and
+  publishes its chunks' files into `save/` as it commits them, and rank 0's merge after the barrier only writes the
+  JSON files and a bounded set of pictures; results equal a single-process run (per-photo independence);
 * kill -9 + relaunch with `resume=`: committed chunks are kept, a half-done chunk is redone, the merged outputs equal
   an uninterrupted run (the engine is deterministic);
 * `system.previous_run=<save dir of an earlier registration>` + `data.image_dir=<new photos>`: the earlier run is
   copied in and only photos it does not hold are registered (`congeal.run.pipeline.add_images`).
 `--test` re-renders the overlays from the saved cameras; `--export` writes maps/ and transforms.json again.
 """
-import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -122,27 +122,41 @@ class CongealRegistrationSystem(BaseSystem):
         return self.get_save_dir()
 
     def on_fit_start(self) -> None:
-        from congeal.run.chunked import ChunkedRegistration
+        from congeal.run.chunked import ChunkedRegistration, share_pending
 
         self._build_canonical()
         save = self._save_root()
         if self.cfg.previous_run:
             self._adopt_previous_run(save)
             return
-        self._runner = ChunkedRegistration(self._canonical, self._data_cfg().image_dir, save,
-                                           chunk_size=self._data_cfg().chunk_size, rank=self.global_rank,
-                                           world_size=self.trainer.world_size, **self._register_kwargs())
+        kwargs = self._register_kwargs()
+        runner = ChunkedRegistration(self._canonical, self._data_cfg().image_dir, save,
+                                     chunk_size=self._data_cfg().chunk_size, rank=self.global_rank,
+                                     world_size=self.trainer.world_size, **kwargs)
+        # every rank takes its turn over the chunks still pending (read by all ranks before anyone registers): a
+        # relaunch splits the leftovers of any rank evenly, so no rank registers the others' share while they wait
+        self.trainer.strategy.barrier()
+        runner.assigned = share_pending(save, len(runner.plan.chunks), self.global_rank, self.trainer.world_size)
+        self.trainer.strategy.barrier()
+        self._runner = runner
 
     def _adopt_previous_run(self, save: str) -> None:
-        """Copy an earlier registration's outputs into this run once (its files stay untouched)."""
+        """Bring an earlier registration's outputs into this run once (hard links where possible, else atomic
+        copies: the earlier run's files stay untouched, since every writer here replaces files, never edits them)."""
+        from pathlib import Path
+
+        from congeal.common.atomic import publish
         from congeal.run.folder import RunFolder
 
         if self.global_rank == 0 and not RunFolder(save).is_run():
-            for entry in os.listdir(self.cfg.previous_run):
-                src, dst = os.path.join(self.cfg.previous_run, entry), os.path.join(save, entry)
-                if entry == "chunks" or os.path.exists(dst):
+            previous = Path(self.cfg.previous_run)
+            for src in sorted(previous.rglob("*")):
+                relative = src.relative_to(previous)
+                if relative.parts[0] == "chunks" or not src.is_file():
                     continue
-                (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, dst)
+                dst = Path(save) / relative
+                if not dst.exists():
+                    publish(src, dst)
         self.trainer.strategy.barrier()
 
     def training_step(self, batch, batch_idx):
@@ -194,12 +208,11 @@ class CongealRegistrationSystem(BaseSystem):
 
         if self.cfg.previous_run:
             return
-        self._runner.run()  # chunks of this rank not reached by the steps (e.g. a resumed epoch)
+        self._runner.run()  # this rank's chunks not reached by the steps (e.g. a resumed epoch)
         self.trainer.strategy.barrier()
         if self.global_rank == 0:
-            everyone = type(self._runner)(self._canonical, self._runner.collection, self._save_root(),
-                                          chunk_size=self._data_cfg().chunk_size, **self._register_kwargs())
-            everyone.run()  # chunks a vanished rank left (a relaunch with fewer processes)
+            # cheap: each rank published its chunks' files when it committed them; the merge writes the JSON
+            # files and a bounded number of pictures
             merge_chunks(self._save_root())
             self._log_pictures()
             threestudio.info(f"congeal: registration written to {self._save_root()}")

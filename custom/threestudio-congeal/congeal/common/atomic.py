@@ -167,6 +167,27 @@ def write_safetensors(path: PathLike, tensors: Dict[str, Any], metadata: Optiona
     # by its message
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        _sort_safetensors_header(tmp)
+
+
+def _sort_safetensors_header(path: Path) -> None:
+    """Rewrite a safetensors header with its keys sorted, in place (same length, data untouched).
+
+    safetensors writes the metadata from a Rust hash map, whose order changes from process to process: the same
+    tensors gave different bytes in every run. Sorted, equal content means equal files (checksums, rsync, the
+    fault-injection comparisons).
+    """
+    import struct
+
+    with open(path, "r+b") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = handle.read(length)
+        doc = json.loads(header)
+        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) > length:
+            return  # another encoding of the same header: leave the file as safetensors wrote it
+        handle.seek(8)
+        handle.write(text + b" " * (length - len(text)))  # safetensors pads its header with spaces
 
 
 def save_torch(path: PathLike, obj: Any) -> None:

@@ -3,30 +3,51 @@
     register_in_chunks("canonical.safetensors", "photos/", "out/run", chunk_size=8)            # one process
     register_in_chunks(..., rank=r, world_size=w, merge=False); then on rank 0: merge_chunks("out/run")
 
-Each chunk of photos is registered with `congeal.run.pipeline.register_collection` into a temporary folder that
-is renamed to `OUT/chunks/chunk-XXXX` only when complete, so a chunk folder is either absent or whole. A relaunch
-(after `kill -9`, or with more processes) registers only the chunks that are missing. Every stage of the engine is
-per-photo independent (search scores, refinement and warps are batched but no photo's result depends on which
-others share the batch), so chunked, sharded and one-shot runs give the same numbers up to float round-off.
+Each chunk of photos is registered with `congeal.run.pipeline.register_collection` into a staging folder that is
+renamed to `OUT/chunks/chunk-XXXX` only when complete, so a chunk folder is either absent or whole. A relaunch
+(after `kill -9`, or with more or fewer processes) registers only the chunks that are missing. Every stage of the
+engine is per-photo independent (search scores, refinement and warps are batched but no photo's result depends on
+which others share the batch), so chunked, sharded and one-shot runs give the same numbers up to float round-off; a
+resumed run equals an uninterrupted one with the same chunk size bit for bit on CPU.
 
-Chunk `c` belongs to rank `c % world_size`. The candidate bank (renders + features of the pose grid) is built once
-into `OUT/cache/` and linked into every chunk, so chunks do not re-render the grid.
+Who does what:
+* **chunks**: chunk c belongs to rank `c % world_size`, or to the ranks in turn over the chunks still pending
+  (`share_pending`: what a relaunched DDP run does after a barrier, so no rank is left with the others' leftovers).
+* **feature extractor**: built once per process (`process_extractor`) and handed to every chunk: DINOv2-G is 4.5 GB.
+* **candidate bank** (renders + features of the pose grid): shared in `OUT/cache/`. A chunk links the shared bank in
+  when it is there; otherwise it builds one and the first process to finish publishes it (a hard link created only
+  if absent, else an atomic copy), so the shared file is always whole and never written over.
+* **merge** is versioned: each committed chunk carries a fresh `version` in its `chunk.json`, and its files are
+  published into the run folder (maps/, state/, pictures/chunks/, canonical) by the process that registered it, right
+  after the commit (a hard link renamed over the destination). `merge_chunks` republishes every chunk whose version
+  differs from the one recorded at the last merge (`chunks/merged.json`) — a redone chunk replaces the old files —
+  then writes poses.json, transforms.json, register.json and the (bounded) map pictures: its cost is a few JSON
+  files per chunk, never a copy of the collection.
 """
 import json
-import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from congeal.common.atomic import write_json
+import torch
+
+from congeal.common.atomic import publish, remove_temporaries, same_file, write_json
+from congeal.common.device import resolve_device
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
+from congeal.features.extractors import FeatureExtractor
+from congeal.registration.config import RegistrationConfig, build_configured_extractor, make_config
 from congeal.run.folder import RunFolder
 
 CHUNKS_DIR = "chunks"
 MANIFEST = "chunks.json"
 MANIFEST_FORMAT = "congeal-chunks-v1"
+CHUNK_FILE = "chunk.json"
+CHUNK_FORMAT = "congeal-chunk-v1"
+MERGED = "merged.json"
+MERGED_FORMAT = "congeal-chunks-merged-v1"
 
 
 @dataclass
@@ -59,14 +80,12 @@ def _plan(out_dir: Path, names: List[str], chunk_size: int) -> ChunkPlan:
     return ChunkPlan(names, chunk_size)
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        return
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+def _read_plan(out_dir: Path) -> ChunkPlan:
+    manifest = out_dir / MANIFEST
+    if not manifest.is_file():
+        raise InputError(out_dir, "has no chunks.json", "run `register_in_chunks` into this folder first")
+    doc = json.loads(manifest.read_text())
+    return ChunkPlan(list(doc["names"]), int(doc["chunk_size"]))
 
 
 def done_chunks(out_dir: PathLike) -> List[int]:
@@ -75,6 +94,89 @@ def done_chunks(out_dir: PathLike) -> List[int]:
     if not folder.is_dir():
         return []
     return sorted(int(p.name.split("-")[1]) for p in folder.glob("chunk-[0-9][0-9][0-9][0-9]") if p.is_dir())
+
+
+def share_pending(out_dir: PathLike, n_chunks: int, rank: int, world_size: int) -> List[int]:
+    """This rank's share of the chunks still pending: every `world_size`-th of them, starting at `rank`.
+
+    All ranks must call it on the same state of the folder (e.g. before a barrier, with nobody registering), so the
+    shares are disjoint and cover every pending chunk; then a relaunch splits the leftovers evenly whichever ranks
+    left them.
+    """
+    finished = set(done_chunks(out_dir))
+    return [i for i in range(n_chunks) if i not in finished][rank::world_size]
+
+
+# ---- one feature extractor per process -------------------------------------------------------------------------
+_EXTRACTOR: Dict[str, Tuple[Tuple[str, str], FeatureExtractor]] = {}
+
+
+def process_extractor(cfg: RegistrationConfig, device: torch.device) -> FeatureExtractor:
+    """The feature extractor `cfg` names on `device`, built once per process and reused by every chunk.
+
+    Only the latest one is kept (a process that switches models frees the previous one).
+    """
+    key = (json.dumps(_features_settings(cfg), sort_keys=True, default=str), str(device))
+    held = _EXTRACTOR.get("latest")
+    if held is not None and held[0] == key:
+        return held[1]
+    _EXTRACTOR.pop("latest", None)
+    extractor = build_configured_extractor(cfg, device)
+    _EXTRACTOR["latest"] = (key, extractor)
+    return extractor
+
+
+def _features_settings(cfg: RegistrationConfig) -> Dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(cfg.features)
+
+
+# ---- publishing a chunk into the run folder --------------------------------------------------------------------
+def _chunk_files(out_dir: Path, index: int) -> List[Tuple[Path, Path]]:
+    """(file in the chunk folder, where it goes in the run folder) for everything a chunk contributes."""
+    chunk = RunFolder(ChunkPlan([], 1).chunk_dir(out_dir, index))
+    run = RunFolder(out_dir)
+    pairs = [(p, run.maps_dir / p.name) for p in sorted(chunk.maps_dir.glob("*.npz"))]
+    pairs += [(p, run.state_dir / p.name) for p in sorted(chunk.state_dir.glob("*.safetensors"))]
+    pairs += [(p, _chunk_picture(run, index, p.name)) for p in sorted(chunk.pictures_dir.glob("*.png"))]
+    if chunk.canonical.is_file():
+        pairs.append((chunk.canonical, run.canonical))
+    return pairs
+
+
+def _chunk_picture(run: RunFolder, index: int, name: str) -> Path:
+    return run.pictures_dir / "chunks" / f"chunk-{index:04d}-{name}"
+
+
+def chunk_version(out_dir: PathLike, index: int) -> Optional[str]:
+    """The version a committed chunk was given (None for a chunk folder written before versions existed)."""
+    path = ChunkPlan([], 1).chunk_dir(Path(out_dir), index) / CHUNK_FILE
+    try:
+        return str(json.loads(path.read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def publish_chunk(out_dir: PathLike, index: int) -> int:
+    """Make the run folder's maps/, state/, chunk pictures and canonical those of committed chunk `index`.
+
+    Each destination is replaced atomically by a hard link of the chunk's file (a copy where links are not
+    available) unless it already is that file; a file of an earlier version of the chunk that the new one lacks is
+    removed. Returns the number of files replaced.
+    """
+    out_dir = Path(out_dir)
+    pairs = _chunk_files(out_dir, index)
+    changed = 0
+    for src, dst in pairs:
+        if not same_file(src, dst):
+            publish(src, dst)
+            changed += 1
+    wanted = {dst.name for _src, dst in pairs}
+    for stale in RunFolder(out_dir).pictures_dir.glob(f"chunks/chunk-{index:04d}-*.png"):
+        if stale.name not in wanted:
+            stale.unlink()
+    return changed
 
 
 class ChunkedRegistration:
@@ -86,27 +188,39 @@ class ChunkedRegistration:
         out_dir: the run folder.
         chunk_size: photos per chunk (the unit of resumption).
         rank, world_size: this process's shard (chunk c belongs to rank c % world_size).
-        **register_kwargs: passed to `register_collection` (preset, features, device, seed, overrides, ...).
+        chunks: the chunk indices of this process instead (e.g. `share_pending`'s; `rank`/`world_size` then only
+            name the staging folders).
+        **register_kwargs: passed to `register_collection` (preset, features, device, seed, overrides, ...); an
+            `extractor` given here is used as is, else the process's one (`process_extractor`).
     """
 
     def __init__(self, canonical: Any, images: Any, out_dir: PathLike, chunk_size: int = 8, rank: int = 0,
-                 world_size: int = 1, **register_kwargs: Any):
-        from congeal.registration.config import make_config
-        from congeal.run.pipeline import load_images
+                 world_size: int = 1, chunks: Optional[Sequence[int]] = None, **register_kwargs: Any):
+        from congeal.run.pipeline import _load_canonical, load_images
 
-        self.canonical, self.rank, self.world_size = canonical, rank, world_size
+        self.rank, self.world_size = rank, world_size
         self.register_kwargs = register_kwargs
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # the same defaults as `register_collection` (which registers each chunk)
-        cfg = make_config(register_kwargs.get("preset", "paper"), features=register_kwargs.get("features"),
-                          dinov2=register_kwargs.get("dinov2"), mask=register_kwargs.get("mask"),
-                          overrides=register_kwargs.get("overrides"))
-        self.collection = load_images(images, cfg)
+        self.cfg = make_config(register_kwargs.get("preset", "paper"), features=register_kwargs.get("features"),
+                               dinov2=register_kwargs.get("dinov2"), mask=register_kwargs.get("mask"),
+                               overrides=register_kwargs.get("overrides"))
+        self.device = resolve_device(register_kwargs.get("device", "auto"))
+        self.canonical = _load_canonical(canonical)  # once, not per chunk
+        self.collection = load_images(images, self.cfg)
         self.plan = _plan(self.out_dir, list(self.collection.names), chunk_size)
+        self.assigned = None if chunks is None else [int(c) for c in chunks]
+
+    def extractor(self) -> FeatureExtractor:
+        """The extractor every chunk of this process uses (built on first use, once per process)."""
+        given = self.register_kwargs.get("extractor")
+        return given if given is not None else process_extractor(self.cfg, self.device)
 
     def mine(self) -> List[int]:
         """All chunk indices of this rank."""
+        if self.assigned is not None:
+            return list(self.assigned)
         return [i for i in range(len(self.plan.chunks)) if i % self.world_size == self.rank]
 
     def pending(self) -> List[int]:
@@ -115,7 +229,10 @@ class ChunkedRegistration:
         return [i for i in self.mine() if i not in finished]
 
     def run_chunk(self, index: int) -> Path:
-        """Register chunk `index` into a staging folder and commit it by renaming; returns the chunk folder."""
+        """Register chunk `index` into a staging folder, commit it by renaming, publish its files; returns the chunk
+        folder."""
+        import os
+
         from congeal.run.pipeline import register_collection
 
         final = self.plan.chunk_dir(self.out_dir, index)
@@ -124,13 +241,28 @@ class ChunkedRegistration:
         staging = final.with_name(f".{final.name}.rank{self.rank}.tmp")
         shutil.rmtree(staging, ignore_errors=True)  # the leftovers of a killed attempt
         shared, staged = RunFolder(self.out_dir), RunFolder(staging)
-        for bank in shared.candidate_banks():
-            _link_or_copy(bank, staged.cache_dir / bank.name)
         names = self.plan.chunks[index]
-        register_collection(self.canonical, self.collection.subset(names), staging, **self.register_kwargs)
-        for bank in staged.candidate_banks():
-            _link_or_copy(bank, shared.cache_dir / bank.name)
-        os.replace(staging, final)  # the commit point: a chunk folder is whole or absent
+        try:
+            for bank in shared.candidate_banks():  # read the shared bank (a link: no copy of GBs)
+                publish(bank, staged.cache_dir / bank.name)
+            kwargs = dict(self.register_kwargs, extractor=self.extractor())
+            register_collection(self.canonical, self.collection.subset(names), staging, **kwargs)
+            for bank in staged.candidate_banks():  # first finisher wins; never written over
+                publish(bank, shared.cache_dir / bank.name, only_if_absent=True)
+            write_json(staging / CHUNK_FILE, {"format": CHUNK_FORMAT, "index": index, "names": names,
+                                              "version": uuid.uuid4().hex})
+        except BaseException:
+            # a failure (a full disk, a bad photo, Ctrl-C) leaves no half chunk behind; a kill leaves the staging
+            # folder, which the next attempt or the merge removes
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        try:
+            os.replace(staging, final)  # the commit point: a chunk folder is whole or absent
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # another process committed this chunk first
+        publish_chunk(self.out_dir, index)
         return final
 
     def run(self, on_chunk: Optional[Callable[[int, Path], None]] = None) -> List[int]:
@@ -163,8 +295,18 @@ def register_in_chunks(canonical: Any, images: Any, out_dir: PathLike, chunk_siz
     return registered
 
 
+def _clean_leftovers(out_dir: Path) -> None:
+    """What killed processes left: staging folders of chunks and temporary files of the atomic writer."""
+    for staging in (out_dir / CHUNKS_DIR).glob(".chunk-*.tmp"):
+        shutil.rmtree(staging, ignore_errors=True)
+    remove_temporaries(out_dir)
+
+
 def merge_chunks(out_dir: PathLike, pictures: bool = True) -> Dict[str, Any]:
     """Merge complete chunks into one run folder (poses.json, transforms.json, register.json, maps/, state/).
+
+    Call it when no process registers into `out_dir` any more (after the ranks' barrier): it also removes what
+    killed processes left behind (staging folders, temporary files).
 
     Args:
         out_dir: the run folder holding chunks.json and chunks/.
@@ -179,19 +321,26 @@ def merge_chunks(out_dir: PathLike, pictures: bool = True) -> Dict[str, Any]:
 
     out_dir = Path(out_dir)
     run = RunFolder(out_dir)
-    manifest = out_dir / MANIFEST
-    if not manifest.is_file():
-        raise InputError(out_dir, "has no chunks.json", "run `register_in_chunks` into this folder first")
-    doc = json.loads(manifest.read_text())
-    plan = ChunkPlan(list(doc["names"]), int(doc["chunk_size"]))
+    plan = _read_plan(out_dir)
     missing = [i for i in range(len(plan.chunks)) if not plan.chunk_dir(out_dir, i).is_dir()]
     if missing:
         raise InputError(out_dir, f"chunks {missing} are not finished", "relaunch to register the missing chunks")
+    _clean_leftovers(out_dir)
+    merged_path = out_dir / CHUNKS_DIR / MERGED
+    try:
+        merged_versions = dict(json.loads(merged_path.read_text())["versions"])
+    except (OSError, ValueError, KeyError, TypeError):
+        merged_versions = {}
+    versions: Dict[str, Optional[str]] = {}
     records: Dict[str, Dict[str, Any]] = {}
     entries: Dict[str, Dict[str, Any]] = {}
     merged: Dict[str, Any] = {}
     working_size = None
     for index in range(len(plan.chunks)):
+        key = f"{index:04d}"
+        versions[key] = chunk_version(out_dir, index)
+        if versions[key] is None or merged_versions.get(key) != versions[key]:
+            publish_chunk(out_dir, index)  # new or redone since the last merge (a no-op where already published)
         chunk = RunFolder(plan.chunk_dir(out_dir, index))
         register = chunk.read_register()
         if not merged:
@@ -199,12 +348,6 @@ def merge_chunks(out_dir: PathLike, pictures: bool = True) -> Dict[str, Any]:
         records.update(chunk.read_poses())
         working_size = read_poses_document(chunk.poses).get("working_size", working_size)
         entries.update({e["name"]: e for e in register["images"]})
-        for source, target in ((chunk.maps_dir, run.maps_dir), (chunk.state_dir, run.state_dir)):
-            for path in sorted(source.glob("*")):
-                _link_or_copy(path, target / path.name)
-        for path in sorted(chunk.pictures_dir.glob("*.png")):
-            _link_or_copy(path, run.pictures_dir / "chunks" / f"chunk-{index:04d}-{path.name}")
-        _link_or_copy(chunk.canonical, run.canonical)
     names = plan.names
     ordered = [records[n] for n in names]
     write_poses(run.poses, ordered, extra={"working_size": working_size})
@@ -214,4 +357,6 @@ def merge_chunks(out_dir: PathLike, pictures: bool = True) -> Dict[str, Any]:
     write_json(run.register, merged)
     if pictures:
         write_map_pictures(out_dir)
+    # last: a merge killed before this line is redone in full by the next one
+    write_json(merged_path, {"format": MERGED_FORMAT, "versions": versions})
     return merged
