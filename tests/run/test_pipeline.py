@@ -65,7 +65,10 @@ def test_run_folder_contents(synthetic_run):
         assert len(record["alternatives"]) == PRESETS["fast"]["search"]["top_k"] - 1
         for alternative in record["alternatives"]:
             assert {"c2w", "fovy_deg", "fl_x", "cx", "iou", "score"} <= set(alternative)
-            assert alternative["score"] >= record["score"]  # the best hypothesis won
+            assert alternative["joint_score"] >= record["joint_score"]  # the collection's best hypothesis won
+        # same instance, distinct readings: the collection is sure of every photo
+        assert 0.0 <= record["ambiguity"] < 0.95 and record["undecided"] is False
+        assert 0.0 <= record["disagreement"] <= 2.0
     transforms = read_transforms(run / "transforms.json")
     assert len(transforms["frames"]) == len(names)
     frame = transforms["frames"][0]
@@ -241,3 +244,31 @@ def test_known_focal_length_is_kept(synthetic_collection, tmp_path):
         assert record["focal_source"] == "given"
         assert record["fovy_deg"] == pytest.approx(fovy_deg, abs=1e-3)
         assert record["fl_y"] == pytest.approx(96.0 / np.tan(np.radians(fovy_deg) / 2), rel=1e-4)
+
+
+def test_undecided_photos_are_said_in_poses_summary_and_overlay(tmp_path):
+    """The plumbing of the collection's verdict: undecided_ratio 0 makes every photo undecided."""
+    from PIL import Image
+
+    from congeal.synthetic.family_collection import make_family_collection
+    from congeal.viz.pictures import UNDECIDED_COLOUR
+
+    collection = make_family_collection(tmp_path / "c", "creature", mode="same", framing="centred", n_images=3,
+                                        image_size=64, resolution=24, seed=1)
+    small = ["grid.n_azimuth=4", "grid.n_elevation=2", "refine.steps=3", "mapping.steps=3"]
+    result = register_collection(collection / "canonical.safetensors", collection / "images", tmp_path / "run",
+                                 preset="fast", features="rgb", device="cpu", progress=False,
+                                 overrides=small + ["consensus.undecided_ratio=0.0"])
+    assert result.summary["undecided"] == 3 and sorted(result.summary["undecided_images"]) == sorted(result.names)
+    poses = read_poses(tmp_path / "run" / "poses.json")
+    assert all(record["undecided"] is True for record in poses.values())
+    overlay = np.asarray(Image.open(tmp_path / "run" / "pictures" / "overlay.png").convert("RGB")).reshape(-1, 3)
+    orange = np.round(np.array(UNDECIDED_COLOUR) * 255)
+    assert (np.abs(overlay - orange).max(axis=1) <= 2).mean() > 0.01  # the frames are there
+
+    decided = register_collection(collection / "canonical.safetensors", collection / "images", tmp_path / "run2",
+                                  preset="fast", features="rgb", device="cpu", progress=False,
+                                  overrides=small + ["consensus.undecided_ratio=1.01"])
+    assert decided.summary["undecided"] == 0 and "undecided_images" not in decided.summary
+    overlay = np.asarray(Image.open(tmp_path / "run2" / "pictures" / "overlay.png").convert("RGB")).reshape(-1, 3)
+    assert (np.abs(overlay - orange).max(axis=1) <= 2).mean() < 0.001
