@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from congeal.common.atomic import append_line, write_text
 from congeal.common.errors import InputError
 
 NAME = "bench-sets"
@@ -110,21 +111,21 @@ def run(args: argparse.Namespace, out: Optional[io.TextIOBase] = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"results-{args.preset}-{args.features}"
     records = []
-    with open(f"{stem}.jsonl", "a") as log:
-        for spec in sets:
-            for seed in seeds:
-                record = run_one(spec, seed, args.out, preset=args.preset, features=args.features,
-                                 device=args.device, overrides=args.override, mesh_dir=args.mesh_dir)
-                records.append(record)
-                line = json.dumps({"kind": "run", **record})
-                print(line, file=out, flush=True)
-                print(line, file=log, flush=True)
-        summaries = summarise(records)
-        for summary in summaries:
-            line = json.dumps({"kind": "set", **summary})
-            print(line, file=out)
-            print(line, file=log)
+    log = Path(f"{stem}.jsonl")  # one line per record, each added atomically: a kill keeps the finished runs
+    for spec in sets:
+        for seed in seeds:
+            record = run_one(spec, seed, args.out, preset=args.preset, features=args.features,
+                             device=args.device, overrides=args.override, mesh_dir=args.mesh_dir)
+            records.append(record)
+            line = json.dumps({"kind": "run", **record})
+            print(line, file=out, flush=True)
+            append_line(log, line)
+    summaries = summarise(records)
+    for summary in summaries:
+        line = json.dumps({"kind": "set", **summary})
+        print(line, file=out)
+        append_line(log, line)
     table = markdown_table(summaries)
-    Path(f"{stem}.md").write_text(table + "\n")
+    write_text(Path(f"{stem}.md"), table + "\n")
     print(table, file=out)
     return 0

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from congeal.common.atomic import write_text
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
 
@@ -79,8 +80,9 @@ def clip_tokenizer_offline(out_dir: PathLike, model_max_length: int = 77):
         alphabet = list(_bytes_to_unicode().values())
         vocab = alphabet + [a + "</w>" for a in alphabet] + ["".join(m.split()) for m in merges]
         vocab += ["<|startoftext|>", "<|endoftext|>"]
-        vocab_path.write_text(json.dumps({v: i for i, v in enumerate(vocab)}), encoding="utf-8")
-        merges_path.write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+        # merges first, vocab last: the vocab's presence is what says the tokenizer files are complete
+        write_text(merges_path, "#version: 0.2\n" + "\n".join(merges) + "\n")
+        write_text(vocab_path, json.dumps({v: i for i, v in enumerate(vocab)}))
     return CLIPTokenizer(str(vocab_path), str(merges_path), pad_token="!", model_max_length=model_max_length)
 
 
