@@ -8,6 +8,8 @@ Presets: `paper` (the paper's sizes: 3x16x16 grid, 1000 refinement steps, 4000 m
 and `fast` (CPU-friendly settings for synthetic benchmarks). Any field can be overridden with `overrides`
 (a dict or "key=value" dot-list strings).
 """
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -87,7 +89,11 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "features": {"name": "dinov2", "input_size": 224, "batch_size": 64},
         "grid": {"fovy_deg": [25.0, 40.0, 55.0], "n_azimuth": 16, "n_elevation": 16},
         "search": {"render_size": 224, "render_samples": 96, "chunk": 128, "top_k": 3},
-        "refine": {"steps": 1000, "resolution": 64, "samples": 64, "patience": 100},
+        # up to the paper's 1000 steps and 3 hypotheses, with the fast preset's colour term and step size (cheap and
+        # worth it: see docs/performance.md "fast vs paper"); 32 silhouette samples (the closed-form silhouette
+        # renderer needs few) and per-hypothesis early stopping keep it near the fast preset's cost per hypothesis
+        "refine": {"steps": 1000, "resolution": 64, "feature_resolution": 32, "samples": 32, "patience": 50,
+                   "lr_rotation": 0.03, "feature_weight": 1.0},
         "mapping": {"steps": 4000},
     },
     # CPU-friendly: the same 768-candidate grid at low resolution, short refinement and mapping
@@ -143,7 +149,7 @@ def make_config(preset: str = "fast", features: Optional[str] = None, dinov2: Op
             else:
                 extra = OmegaConf.from_dotlist(list(overrides))
             merged = OmegaConf.merge(merged, extra)
-        cfg = OmegaConf.to_object(merged)
+        cfg = _to_config(merged)
     except OmegaConfBaseException as error:
         raise InputError(None, f"bad registration setting: {str(error).splitlines()[0]}",
                          "check the key against RegistrationConfig (e.g. --set refine.steps=300)") from error
@@ -166,7 +172,27 @@ def config_to_dict(cfg: RegistrationConfig) -> Dict[str, Any]:
 def config_from_dict(data: Dict[str, Any]) -> RegistrationConfig:
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RegistrationConfig), OmegaConf.create(data)))
+    return _to_config(OmegaConf.merge(OmegaConf.structured(RegistrationConfig), OmegaConf.create(data)))
+
+
+def _to_config(node: Any) -> RegistrationConfig:
+    """`OmegaConf.to_object(node)` with every `Tuple` field a tuple: omegaconf < 2.4 (threestudio pins 2.3.0) gives lists."""
+    from omegaconf import OmegaConf
+
+    return _dataclass_from_dict(RegistrationConfig, OmegaConf.to_container(node, resolve=True))
+
+
+def _dataclass_from_dict(cls: type, data: Dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for item in dataclasses.fields(cls):
+        value, hint = data[item.name], hints[item.name]
+        if dataclasses.is_dataclass(hint):
+            value = _dataclass_from_dict(hint, value)
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        values[item.name] = value
+    return cls(**values)
 
 
 def build_configured_extractor(cfg: RegistrationConfig, device: torch.device) -> FeatureExtractor:

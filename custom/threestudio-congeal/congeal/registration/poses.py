@@ -19,7 +19,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from congeal.common.stage_timer import StageTimer
-from congeal.features.extractors import FeatureExtractor
+from congeal.features.extractors import FeatureExtractor, RGBFeatures
 from congeal.geometry.cameras import turned_to_principal
 from congeal.registration.config import RegistrationConfig
 from congeal.registration.consensus import ConsensusField, JointChoice, choose_jointly
@@ -153,8 +153,12 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
         init = PoseParameters.from_cameras(turned_to_principal(bank.cameras[candidates], principals[photo_of]))
         known = ~torch.isnan(known_fovy[photo_of])
         init = init.with_fovy(torch.nan_to_num(known_fovy[photo_of], nan=1.0), known)
-        return refine_poses(renderers.refine, init, masks[photo_of], cfg.refine, image_feats=image_feats[photo_of],
-                            extractor=extractor, progress=progress, feature_renderer=renderers.feature,
+        # the refinement's feature term is a colour term whatever the search's features: it runs at every step for
+        # every hypothesis, where a DINOv2 forward and backward pass would cost more than all the rest
+        colour = RGBFeatures(grid=cfg.features.rgb_grid)
+        colour_feats = image_feats if extractor.identity == colour.identity else colour.extract(photos)
+        return refine_poses(renderers.refine, init, masks[photo_of], cfg.refine, image_feats=colour_feats[photo_of],
+                            extractor=colour, progress=progress, feature_renderer=renderers.feature,
                             known_fovy=known)
 
     refined = timer.run("refine", refine)

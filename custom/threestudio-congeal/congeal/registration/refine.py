@@ -16,7 +16,7 @@ trajectory does not depend on which others share the batch. Early stopping is pe
 improved for `patience` steps is frozen at its best parameters; the loop ends when all are frozen.
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, List, Optional, Union
 
 import torch
@@ -69,12 +69,9 @@ class RefineConfig:
     """The rendered opacity o enters the loss as sigmoid(k·(o − 0.5)) with this k (0 = raw o). Photo masks are
     binary (alpha ≥ 0.5); comparing them with a soft opacity biases the soft IoU towards poses that fit the soft
     fringe, while the sharpened opacity puts the edge on the same 0.5 contour."""
-    silhouette_scales: List[int] = field(default_factory=lambda: [1])
-    """The soft IoU is averaged over these pooling factors of the render and the mask (1 = full resolution, 4 =
-    4×4-pixel blocks). Coarse scales compare where the object's mass lies and tolerate the part-size differences of
-    another instance; fine scales place edges."""
     feature_weight: float = 0.0
-    """Weight of the optional feature term (needs a differentiable extractor); 0 = masks only."""
+    """Weight of the colour term: colour features (`features.extractors.RGBFeatures`) of the render vs the photo,
+    whatever features the search uses; 0 = masks only."""
     feature_resolution: int = 0
     """Render side for the feature term (0 = `resolution`); colour features are coarse, so a lower resolution than
     the silhouette's costs little accuracy and saves most of the colour render."""
@@ -163,14 +160,6 @@ class RefineResult:
     """Steps each hypothesis ran before it froze."""
 
 
-def _multiscale_soft_iou(opacity: Float[Tensor, "M 1 r r"], mask: Float[Tensor, "M 1 r r"],
-                         scales: List[int]) -> Float[Tensor, "M"]:
-    """Mean over `scales` of 1 − soft IoU of the block-averaged opacity and mask."""
-    losses = [soft_iou_loss(F.avg_pool2d(opacity, s) if s > 1 else opacity, F.avg_pool2d(mask, s) if s > 1 else mask)
-              for s in scales]
-    return torch.stack(losses).mean(0)
-
-
 def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 S S"], cfg: RefineConfig,
                  image_feats: Optional[Float[Tensor, "M C h w"]] = None, extractor: Optional[FeatureExtractor] = None,
                  progress: bool = False, feature_renderer: Any = None,
@@ -236,7 +225,7 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
             cameras = params.subset(part).cameras()
             out = render_in_frame(renderer, cameras, res)
             opacity = sharpen(out["opacity"].permute(0, 3, 1, 2), cfg.opacity_sharpness)
-            loss = _multiscale_soft_iou(opacity, target[part], cfg.silhouette_scales)
+            loss = soft_iou_loss(opacity, target[part])
             if use_features:
                 colour = out
                 if feature_renderer is not None:  # colour at its own (lower) resolution, silhouette above

@@ -1,0 +1,19 @@
+"""registration.config: presets and what a config holds, independent of the omegaconf version."""
+
+
+def test_tuple_fields_are_tuples_whatever_the_omegaconf_version():
+    """omegaconf < 2.4 (threestudio pins 2.3.0) turns Tuple fields into lists; the config must not depend on it."""
+    from congeal.registration.config import config_from_dict, config_to_dict, make_config
+
+    cfg = make_config("fast", overrides=["grid.fovy_deg=[30.0,45.0]"])
+    assert cfg.grid.fovy_deg == (30.0, 45.0) and isinstance(cfg.grid.fovy_deg, tuple)
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_the_refinement_colour_term_is_colour_whatever_the_search_features():
+    """The paper preset (DINOv2 search) refines with the same cheap colour term as the fast preset."""
+    from congeal.registration.config import make_config
+
+    paper, fast = make_config("paper"), make_config("fast")
+    assert paper.features.name == "dinov2" and paper.refine.feature_weight > 0
+    assert paper.refine.feature_resolution == fast.refine.feature_resolution
