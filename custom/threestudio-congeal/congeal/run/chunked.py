@@ -126,6 +126,11 @@ def process_extractor(cfg: RegistrationConfig, device: torch.device) -> FeatureE
     return extractor
 
 
+def release_process_extractor() -> None:
+    """Drop the process's extractor (a notebook that is done registering gets its GPU memory back)."""
+    _EXTRACTOR.clear()
+
+
 def _features_settings(cfg: RegistrationConfig) -> Dict[str, Any]:
     from dataclasses import asdict
 
