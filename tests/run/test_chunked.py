@@ -170,6 +170,30 @@ def test_merge_replaces_the_files_of_a_redone_chunk(synthetic_collection, tmp_pa
     merge_chunks(out)
     redone_chunk_equals_the_run("moved in")
 
+    # incremental: a merge with no redone chunk publishes nothing
+    import congeal.run.chunked as chunked
+
+    published = []
+    real = chunked.publish_chunk
+    chunked.publish_chunk = lambda out_dir, index: published.append(index) or real(out_dir, index)
+    try:
+        merge_chunks(out)
+    finally:
+        chunked.publish_chunk = real
+    assert published == []
+
+
+def test_pending_chunks_are_dealt_to_every_rank_in_turn(tmp_path):
+    """A relaunch after rank 1 of 2 died (every even chunk done): both ranks share the odd ones, none idles."""
+    from congeal.run.chunked import share_pending
+
+    for index in range(0, 10, 2):
+        (tmp_path / "chunks" / f"chunk-{index:04d}").mkdir(parents=True)
+    shares = [share_pending(tmp_path, 10, rank, 2) for rank in range(2)]
+    assert shares == [[1, 5, 9], [3, 7]]
+    assert sorted(shares[0] + shares[1]) == [1, 3, 5, 7, 9]
+    assert [share_pending(tmp_path, 10, rank, 3) for rank in range(3)] == [[1, 7], [3, 9], [5]]
+
 
 def test_two_processes_without_a_bank_then_merge_equal_one_process(synthetic_collection, tmp_path):
     """Two ranks start at once on an empty cache: both build the candidate bank, one publishes it (atomically, the
