@@ -174,8 +174,10 @@ def test_two_process_ddp_equals_single_process(world, single):
 
 
 def test_kill_minus_nine_then_resume_equals_uninterrupted(world, single):
+    # the same chunk size as `single` (3 photos, 2 chunks): since the photos of a chunk choose their hypotheses jointly
+    # (consensus), another chunk size may choose differently; test_registration_resume.py kills at random points
     args = ["--train", f"data.image_dir={world['collection'] / 'images'}",
-            f"system.canonical_run={world['congealing']}", "tag=killed", "data.chunk_size=2"]
+            f"system.canonical_run={world['congealing']}", "tag=killed"]
     save = _save(world["root"], "killed")
     proc = _launch(args, world["root"], wait=False)
     try:
@@ -190,11 +192,10 @@ def test_kill_minus_nine_then_resume_equals_uninterrupted(world, single):
         proc.wait()
     assert not (save / "poses.json").exists()  # killed before the merge
     done_before = sorted(p.name for p in (save / "chunks").glob("chunk-*"))
-    assert done_before and len(done_before) < 3
+    assert done_before and len(done_before) < 2
     resume = save.parent / "ckpts" / "last.ckpt"
     _launch(["--train", f"data.image_dir={world['collection'] / 'images'}",
-             f"system.canonical_run={world['congealing']}", "tag=killed", "data.chunk_size=2",
-             f"resume={resume}"], world["root"])
+             f"system.canonical_run={world['congealing']}", "tag=killed", f"resume={resume}"], world["root"])
     _assert_same_outputs(save, single["save"], tol=1e-4)
 
 
