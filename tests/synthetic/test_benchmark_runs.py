@@ -51,3 +51,8 @@ def test_register_and_score_a_tiny_collection(tmp_path):
     assert scored["n_points"] > 0  # keypoints both photos see were transferred
     assert 0.0 <= scored["pck@0.05"] <= scored["pck@0.1"] <= 1.0
     assert (tmp_path / "run" / "poses.json").is_file() and scored["seconds"] > 0
+    # the joint choice's effect: photos it overruled and what each photo alone would have chosen
+    assert 0 <= scored["overruled"] <= 2 and 0 <= scored["undecided"] <= 2
+    assert len(scored["rotation_errors_alone_deg"]) == 2
+    if scored["overruled"] == 0:
+        assert sorted(scored["rotation_errors_alone_deg"]) == pytest.approx(sorted(scored["rotation_errors_deg"]))

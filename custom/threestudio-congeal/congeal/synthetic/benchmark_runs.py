@@ -32,7 +32,8 @@ def score_run(run_dir: PathLike, collection: PathLike) -> Dict[str, Any]:
     Returns:
         {"rotation_errors_deg": [per photo, file order], "rotation_median_deg", "rotation_p95_deg",
         "rotation_max_deg", "fovy_error_median_deg", "pck@0.05", "pck@0.1" (mapped, per point), "n_points",
-        "pck@0.05_identity", "pck@0.1_identity"}.
+        "pck@0.05_identity", "pck@0.1_identity", "overruled", "undecided", "rotation_errors_alone_deg" (poses.json
+        order; see `_joint_choice_effect`)}.
     """
     from congeal.evaluation.synthetic_harness import evaluate_synthetic
 
@@ -52,7 +53,30 @@ def score_run(run_dir: PathLike, collection: PathLike) -> Dict[str, Any]:
         key = f"pck@{a:g}"
         out[key] = float(report["keypoints"]["mapped"][key]["per_point"])
         out[f"{key}_identity"] = float(report["keypoints"]["identity"][key]["per_point"])
+    out.update(_joint_choice_effect(run_dir, collection))
     return out
+
+
+def _joint_choice_effect(run_dir: PathLike, collection: PathLike) -> Dict[str, Any]:
+    """What the collection's joint choice did: photos it overruled (their own best hypothesis, the lowest own
+    `score`, was not chosen), photos left undecided, and every photo's rotation error had it chosen alone."""
+    import json
+
+    import torch
+
+    from congeal.geometry.cameras import rotation_angle_deg
+    from congeal.run.folder import RunFolder
+
+    truth = {e["name"]: e for e in json.loads((Path(collection) / "ground_truth.json").read_text())["images"]}
+    overruled, undecided, alone = 0, 0, []
+    for name, record in RunFolder(run_dir).read_poses().items():
+        hypotheses = [record] + list(record.get("alternatives") or [])
+        own = min(hypotheses, key=lambda h: h.get("score", float("inf")))
+        overruled += own is not record
+        undecided += bool(record.get("undecided"))
+        gt = torch.tensor(truth[name]["c2w"], dtype=torch.float64)[:3, :3]
+        alone.append(float(rotation_angle_deg(torch.tensor(own["c2w"], dtype=torch.float64)[:3, :3], gt)))
+    return {"overruled": overruled, "undecided": undecided, "rotation_errors_alone_deg": alone}
 
 
 def register_and_score(collection: PathLike, run: PathLike, preset: str = "fast", features: str = "rgb",
@@ -148,6 +172,12 @@ def summarise(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
             key = f"pck@{a:g}"
             hits = sum(r[key] * r["n_points"] for r in group if np.isfinite(r[key]))
             summary[key] = float(hits / points) if points else float("nan")
+        alone = np.array([e for r in group for e in r.get("rotation_errors_alone_deg", [])], dtype=np.float64)
+        summary["overruled"] = sum(r.get("overruled", 0) for r in group)
+        summary["undecided"] = sum(r.get("undecided", 0) for r in group)
+        if alone.size:  # what each photo's own best hypothesis would have scored
+            summary["rotation_median_alone_deg"] = float(np.median(alone))
+            summary["rotation_max_alone_deg"] = float(alone.max())
         summary["targets"] = meets(summary)
         summary["all_targets_met"] = all(summary["targets"].values())
         out.append(summary)
