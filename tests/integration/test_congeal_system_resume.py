@@ -82,10 +82,12 @@ def _kill_after_step(world, config: Path, tag: str, step: int, exact: bool = Fal
     return _newest_readable(trial)
 
 
-# kill points: explicit ones (step 1 = right after the first TI step, TI_STEPS + 1 = right after the first SDS
-# step) so they cannot hide behind a random pick, and one random step per stage. CONGEAL_RESUME_KILL_STEP=<n>
-# forces the step of the random cases (e.g. to replay a failure).
-KILL_POINTS = {"ti-first": 1, "sds-first": TI_STEPS + 1, "ti-random": None, "sds-random": None}
+# kill points: explicit ones so they cannot hide behind a random pick (step 1 = right after the first TI step, the
+# first step checkpoint of the run; TI_STEPS = after the last TI step, SDS not entered yet; TI_STEPS + 1 = right
+# after the first SDS step), and one random step per stage. CONGEAL_RESUME_KILL_STEP=<n> forces the step of the
+# random cases (e.g. to replay a failure).
+KILL_POINTS = {"ti-first": 1, "stage-switch": TI_STEPS, "sds-first": TI_STEPS + 1, "ti-random": None,
+               "sds-random": None}
 
 
 def _kill_step(point: str) -> int:
@@ -106,7 +108,11 @@ def test_kill_minus_nine_then_resume_equals_the_uninterrupted_run(world, uninter
     config = runs.write_config(world, tag, TI_STEPS, SDS_STEPS)
     resume = _kill_after_step(world, config, tag, step, exact=KILL_POINTS[point] is not None)
     resumed_at = int(resume.stem.split("step=")[1])
-    if step < TI_STEPS:
+    if KILL_POINTS[point] is not None:
+        assert resumed_at == step, resume.name
+    elif os.environ.get("CONGEAL_RESUME_KILL_STEP"):
+        assert 1 <= resumed_at < TI_STEPS + SDS_STEPS, resume.name
+    elif step < TI_STEPS:
         assert 1 <= resumed_at < TI_STEPS, resume.name  # resumes inside stage 1
     else:
         assert TI_STEPS < resumed_at < TI_STEPS + SDS_STEPS, resume.name  # inside stage 2, after SDS steps

@@ -318,13 +318,16 @@ class CongealSystem(BaseLift3DSystem):
         model = getattr(getattr(trainer, "strategy", None), "model", None) if trainer is not None else None
         return model if isinstance(model, torch.nn.parallel.DistributedDataParallel) else None
 
-    def on_train_start(self) -> None:
+    def _number_batches_by_stage(self, dataset: Any) -> None:
         # batch k's cameras are drawn with the camera module set to batch k's own SDS step (Lightning prefetches
         # the next batch before this system's step hooks run, so the hooks alone would lag one batch behind, and
         # differently right after a resume)
-        dataset = getattr(getattr(self.trainer, "train_dataloader", None), "dataset", None)
         if hasattr(dataset, "first_sds_step"):
             dataset.first_sds_step = int(self.cfg.ti_steps)
+
+    def on_train_start(self) -> None:
+        # for train loaders not from a data module (on_fit_start has set it on the data module's train set)
+        self._number_batches_by_stage(getattr(getattr(self.trainer, "train_dataloader", None), "dataset", None))
         self._keep_writing_last_ckpt()
 
     def _keep_writing_last_ckpt(self) -> None:
@@ -354,6 +357,10 @@ class CongealSystem(BaseLift3DSystem):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
+        # here, not only in on_train_start: Lightning >= 2.1 fetches the first batch before on_train_start, and
+        # a run resumed at the stage switch would draw its first SDS batch's cameras with the camera module left
+        # at its initial state instead of SDS step 0 (threestudio's progressive_view makes those differ)
+        self._number_batches_by_stage(getattr(getattr(self.trainer, "datamodule", None), "train_dataset", None))
         guidance = self.ti_guidance
         if guidance is not None and hasattr(guidance, "set_shard"):
             guidance.set_shard(self.global_rank, self._world_size())
