@@ -125,15 +125,21 @@ def _scatter(cells: _Cells, rows: Int[Tensor, "R"], voxels: int) -> Float[Tensor
     return total.index_add_(0, cells.voxel[rows].flatten(), feature)
 
 
+def _agreement(cells: _Cells, rows: Int[Tensor, "R"], others: Float[Tensor, "V C"]) -> Tuple[Tensor, Tensor]:
+    """Per cell of hypotheses `rows`: cosine with the others' mean feature in its voxel, and how much the others saw
+    there (∈ [0, 1): 0 where nobody else looked)."""
+    reference = others[cells.voxel[rows]]  # [R,L,C]
+    support = reference.norm(dim=-1)  # ~ the others' summed weight there
+    cosine = (cells.feature[rows] * F.normalize(reference, dim=-1)).sum(-1)
+    return cosine, support / (support + 1.0)
+
+
 def _disagreement(cells: _Cells, rows: Int[Tensor, "R"], others: Float[Tensor, "V C"],
                   unseen: float) -> Float[Tensor, "R"]:
     """Weighted mean (1 − cos) of hypotheses `rows`' cells against the others' mean feature in their voxels. A cell
     in a voxel nobody else saw neither agrees nor contradicts: it counts `unseen` (else a reading that carries the
     photo to places no other photo saw, e.g. inside out, would look like perfect agreement)."""
-    reference = others[cells.voxel[rows]]  # [R,L,C]
-    support = reference.norm(dim=-1)  # ~ the others' summed weight there: 0 where nobody else looked
-    cosine = (cells.feature[rows] * F.normalize(reference, dim=-1)).sum(-1)
-    seen = support / (support + 1.0)
+    cosine, seen = _agreement(cells, rows, others)
     per_cell = seen * (1.0 - cosine) + (1.0 - seen) * unseen
     weight = cells.weight[rows]
     return (per_cell * weight).sum(-1) / weight.sum(-1).clamp_min(1e-6)
@@ -145,10 +151,8 @@ def _typical_disagreement(cells: _Cells, rows: Int[Tensor, "N"], voxels: int, ba
     values = []
     for row in rows.tolist():
         one = torch.tensor([row], device=rows.device)
-        reference = (total - _scatter(cells, one, voxels))[cells.voxel[one]]
-        support = reference.norm(dim=-1)
-        cosine = (cells.feature[one] * F.normalize(reference, dim=-1)).sum(-1)
-        vote = cells.weight[one] * support / (support + 1.0)
+        cosine, seen = _agreement(cells, one, total - _scatter(cells, one, voxels))
+        vote = cells.weight[one] * seen
         if float(vote.sum()) > 0:
             values.append(float(((1.0 - cosine) * vote).sum() / vote.sum()))
     return float(torch.tensor(values).median()) if values else 0.5
