@@ -34,16 +34,15 @@ def test_cache_files_read_back_and_truncated_ones_read_as_none(tmp_path):
 
 
 def test_a_failed_write_leaves_no_cache_file(tmp_path, monkeypatch):
-    real_save = torch.save
+    import errno
 
-    def dies_mid_write(obj, path, *args, **kwargs):
-        real_save(obj, path, *args, **kwargs)
-        with open(path, "r+b") as handle:
-            handle.truncate(100)
-        raise OSError(28, "No space left on device")
+    from congeal.common.errors import WriteError
 
-    monkeypatch.setattr(prompt_encoding.torch, "save", dies_mid_write)
-    # OSError, or the atomic writer's WriteError naming the path: either way the reason reaches the user
-    with pytest.raises(Exception, match="No space left"):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # the disk fills up as the cache file is put in place: the atomic writer's WriteError names the file
+    monkeypatch.setattr("congeal.common.atomic.os.replace", full_disk)
+    with pytest.raises(WriteError, match="No space left|full"):
         encode(tmp_path, {"<congeal>": torch.zeros(1, 32)})
     assert os.listdir(tmp_path) == []  # neither a truncated cache file nor a temporary one

@@ -17,3 +17,14 @@ def test_the_refinement_colour_term_is_colour_whatever_the_search_features():
     paper, fast = make_config("paper"), make_config("fast")
     assert paper.features.name == "dinov2" and paper.refine.feature_weight > 0
     assert paper.refine.feature_resolution == fast.refine.feature_resolution
+
+
+def test_a_run_written_with_a_removed_setting_stays_readable():
+    import pytest
+
+    from congeal.registration.config import config_from_dict, config_to_dict, make_config
+
+    stored = config_to_dict(make_config("fast"))
+    stored["refine"]["silhouette_scales"] = [1, 2, 4]  # a setting an earlier version had
+    with pytest.warns(UserWarning, match="refine.silhouette_scales"):
+        assert config_from_dict(stored) == make_config("fast")

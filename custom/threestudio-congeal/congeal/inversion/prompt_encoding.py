@@ -49,11 +49,10 @@ def encode_prompts(model: str, embeds: Dict[str, torch.Tensor], prompts: List[st
         ids = tokenizer(expanded, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                         return_tensors="pt").input_ids.to(device)
         hidden = text_encoder(ids)[0]  # [P, 77, dim]
-    from congeal.common.atomic import atomic_path
+    from congeal.common.atomic import save_torch
 
-    for key, embedding in zip(keys, hidden):
-        with atomic_path(os.path.join(cache_dir, f"{key}.pt")) as tmp:
-            torch.save(embedding.cpu().clone(), tmp)
+    for key, embedding in zip(keys, hidden):  # a full disk -> WriteError naming the file (torch gives no errno)
+        save_torch(os.path.join(cache_dir, f"{key}.pt"), embedding.cpu().clone())
     del text_encoder
 
 

@@ -364,10 +364,9 @@ class TextualInversion:
 
     def save_checkpoint(self, path: PathLike) -> Path:
         """Atomically write the resumable state (torch pickle of tensors and plain types)."""
-        from congeal.common.atomic import atomic_path
+        from congeal.common.atomic import save_torch
 
-        with atomic_path(path) as tmp:
-            torch.save(self.state_dict(), tmp)
+        save_torch(path, self.state_dict())  # a full disk -> WriteError naming the file (torch gives no errno)
         return Path(path)
 
     def load_checkpoint(self, path: PathLike) -> None:

@@ -170,9 +170,29 @@ def config_to_dict(cfg: RegistrationConfig) -> Dict[str, Any]:
 
 
 def config_from_dict(data: Dict[str, Any]) -> RegistrationConfig:
+    """The config a run stored (register.json). Settings this version no longer has are dropped with a warning, so a
+    run folder written by an older version stays readable (`--add`, `--test`, `--export`)."""
     from omegaconf import OmegaConf
 
-    return _to_config(OmegaConf.merge(OmegaConf.structured(RegistrationConfig), OmegaConf.create(data)))
+    known = _known_keys(RegistrationConfig, data, "")
+    return _to_config(OmegaConf.merge(OmegaConf.structured(RegistrationConfig), OmegaConf.create(known)))
+
+
+def _known_keys(cls: type, data: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+    import dataclasses
+    import typing
+    import warnings
+
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in data.items():
+        if key not in hints:
+            warnings.warn(f"registration setting {prefix}{key} is not used by this version; ignored")
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            out[key] = _known_keys(hints[key], value, f"{prefix}{key}.")
+        else:
+            out[key] = value
+    return out
 
 
 def _to_config(node: Any) -> RegistrationConfig:
