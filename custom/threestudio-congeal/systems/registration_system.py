@@ -16,7 +16,8 @@ of fit, rank 0 merges all chunks into `save/` (poses.json, transforms.json, maps
 * DDP (`launch.py --gpu 0,1`): Lightning's sampler gives every rank its share of steps; the chunks still pending
   at the start are dealt to the ranks in turn (`share_pending`), each rank builds its feature extractor once and
   publishes its chunks' files into `save/` as it commits them, and rank 0's merge after the barrier only writes the
-  JSON files and a bounded set of pictures; results equal a single-process run (per-photo independence);
+  JSON files and a bounded set of pictures; results equal a single-process run with the same chunk size (each chunk's
+  photos choose their hypotheses jointly, the rest is per photo);
 * kill -9 + relaunch with `resume=`: committed chunks are kept, a half-done chunk is redone, the merged outputs equal
   an uninterrupted run (the engine is deterministic);
 * `system.previous_run=<save dir of an earlier registration>` + `data.image_dir=<new photos>`: the earlier run is

@@ -5,10 +5,11 @@
 
 Each chunk of photos is registered with `congeal.run.pipeline.register_collection` into a staging folder that is
 renamed to `OUT/chunks/chunk-XXXX` only when complete, so a chunk folder is either absent or whole. A relaunch
-(after `kill -9`, or with more or fewer processes) registers only the chunks that are missing. Every stage of the
-engine is per-photo independent (search scores, refinement and warps are batched but no photo's result depends on
-which others share the batch), so chunked, sharded and one-shot runs give the same numbers up to float round-off; a
-resumed run equals an uninterrupted one with the same chunk size bit for bit on CPU.
+(after `kill -9`, or with more or fewer processes) registers only the chunks that are missing. Search, refinement
+and warps are per-photo independent (batched, but no photo's result depends on which others share the batch); the
+joint choice of hypotheses (`registration.consensus`) is made by each chunk's photos, so a chunked run equals a
+one-shot run where the collection's vote changes no choice, and otherwise depends on the chunk size. A resumed or
+sharded run equals an uninterrupted one with the same chunk size bit for bit on CPU.
 
 Who does what:
 * **chunks**: chunk c belongs to rank `c % world_size`, or to the ranks in turn over the chunks still pending
