@@ -70,3 +70,18 @@ def test_photos_added_later_are_chosen_against_the_saved_field(tmp_path):
     added = choose_jointly(score[5:], xyz[10:], opacity[10:], masks[5:], feats[5:], ConsensusConfig(), prior=field)
     assert added.order[0, 0] == 0 and added.field.photos == 6
     assert load_field(tmp_path / "missing.safetensors") is None
+
+
+def test_two_hypotheses_refined_into_one_pose_are_not_an_ambiguity():
+    """Same features, same score, but the same rotation: one reading, so nothing is undecided."""
+    score, xyz, opacity, masks, feats = _collection(4, flipped_prefers=0)
+    score[:] = torch.tensor([0.30, 0.30])
+    xyz[1::2] = xyz[0::2]  # the second hypothesis is the first one again
+    same = torch.eye(3).expand(8, 3, 3).clone()
+    joint = choose_jointly(score, xyz, opacity, masks, feats, ConsensusConfig(), rotations=same)
+    assert float(joint.ambiguity.max()) == 0.0 and not bool(joint.undecided.any())
+    # 90° apart, the same numbers are a tie between two readings
+    turned = same.clone()
+    turned[1::2] = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    tie = choose_jointly(score, xyz, opacity, masks, feats, ConsensusConfig(), rotations=turned)
+    assert bool(tie.undecided.all())

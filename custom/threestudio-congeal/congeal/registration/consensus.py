@@ -17,8 +17,10 @@ per-photo best) until no photo changes. A global flip of the whole collection le
 per-photo term (render vs photo) still decides the collection's overall orientation; the consensus decides the
 photos that disagree with it.
 
-The ambiguity of a photo is its chosen joint score over its runner-up's (∈ [0, 1]); a photo whose ambiguity reaches
-`undecided_ratio` is reported as undecided: neither the photo nor the collection separates the two readings.
+The ambiguity of a photo is its chosen joint score over its runner-up's (∈ [0, 1]), the runner-up being its best
+hypothesis of a *different* pose (≥ `distinct_deg` away; hypotheses refined into the same pose are one reading); a
+photo whose ambiguity reaches `undecided_ratio` is reported as undecided: neither the photo nor the collection
+separates the two readings.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,9 @@ class ConsensusConfig:
     """Maximum sweeps over the photos (a sweep that changes no photo ends the loop)."""
     undecided_ratio: float = 0.95
     """A photo whose chosen joint score is at least this fraction of its runner-up's is reported undecided."""
+    distinct_deg: float = 10.0
+    """The runner-up is the best hypothesis at least this far (rotation) from the chosen one: two hypotheses refined
+    into the same pose are one reading, not an ambiguity."""
     min_cell_weight: float = 0.25
     """Feature cells less covered than this (mask × render opacity) do not vote."""
 
@@ -76,7 +81,8 @@ class JointChoice:
     joint_score: Float[Tensor, "NK"]
     """selection score + weight · disagreement."""
     ambiguity: Float[Tensor, "N"]
-    """chosen joint score / runner-up's joint score (1 = indistinguishable; 0 with a single hypothesis)."""
+    """chosen joint score / the best distinct reading's joint score (1 = indistinguishable; 0 when every other
+    hypothesis is the same pose, or there is none)."""
     undecided: Bool[Tensor, "N"]
     """ambiguity ≥ undecided_ratio."""
     sweeps: int
@@ -160,7 +166,8 @@ def _typical_disagreement(cells: _Cells, rows: Int[Tensor, "N"], voxels: int, ba
 
 def choose_jointly(score: Float[Tensor, "N k"], xyz: Float[Tensor, "NK S S 3"], opacity: Float[Tensor, "NK S S 1"],
                    masks: Float[Tensor, "N 1 S S"], image_feats: Float[Tensor, "N C h w"],
-                   cfg: ConsensusConfig, prior: Optional[ConsensusField] = None) -> JointChoice:
+                   cfg: ConsensusConfig, prior: Optional[ConsensusField] = None,
+                   rotations: Optional[Float[Tensor, "NK 3 3"]] = None) -> JointChoice:
     """Choose each photo's hypothesis with the collection (see the module docstring).
 
     Args:
@@ -171,6 +178,8 @@ def choose_jointly(score: Float[Tensor, "N k"], xyz: Float[Tensor, "NK S S 3"], 
         image_feats: the photos' features (unit length over C).
         cfg: ConsensusConfig.
         prior: the field of photos registered before (their choices stay; they vote for the new photos').
+        rotations: every hypothesis' camera rotation, to tell distinct readings from one pose refined twice (None:
+            every hypothesis counts as distinct).
     Returns:
         JointChoice.
     """
@@ -218,10 +227,17 @@ def choose_jointly(score: Float[Tensor, "N k"], xyz: Float[Tensor, "NK S S 3"], 
     joint = score.reshape(-1) + weight * disagreement
     order = joint.view(n, k).argsort(dim=1)
     ranked = joint.view(n, k).gather(1, order)
-    if k > 1:
-        ambiguity = ranked[:, 0] / ranked[:, 1].clamp_min(1e-6)
-    else:
-        ambiguity = torch.zeros(n, device=device)
+    distinct = torch.ones(n, k, dtype=torch.bool, device=device)
+    if rotations is not None:
+        r = rotations.reshape(n, k, 3, 3).float()
+        chosen = r.gather(1, order[:, :1, None, None].expand(n, 1, 3, 3))  # [N,1,3,3]
+        ranked_r = r.gather(1, order[:, :, None, None].expand(n, k, 3, 3))
+        cos = ((chosen.transpose(-1, -2) @ ranked_r).diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
+        distinct = torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0))) >= cfg.distinct_deg
+    distinct[:, 0] = False
+    runner_up = torch.where(distinct, ranked, torch.full_like(ranked, float("inf"))).amin(dim=1)
+    ambiguity = torch.where(torch.isfinite(runner_up), ranked[:, 0] / runner_up.clamp_min(1e-6),
+                            torch.zeros_like(runner_up))
     field = ConsensusField(total=total, lo=lo, hi=hi, unseen=float(unseen), photos=voters)
     return JointChoice(order=order, disagreement=disagreement, joint_score=joint, ambiguity=ambiguity,
                        undecided=ambiguity >= cfg.undecided_ratio, sweeps=sweeps, field=field)

@@ -177,7 +177,7 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
             fdist = masked_feature_distance(render_feats, image_feats[photo_of], weight)
             score = fdist + cfg.search.iou_weight * (1.0 - iou)
             joint = choose_jointly(score.view(n, k), out["xyz"], out["opacity"], masks, image_feats, cfg.consensus,
-                                   prior)
+                                   prior, rotations=refined.cameras.c2w[:, :3, :3])
         return out, render_feats, iou, fdist, score, joint
 
     out, render_feats, iou, fdist, score, joint = timer.run("select", select)
