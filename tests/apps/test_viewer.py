@@ -120,6 +120,7 @@ def run_copy(synthetic_run, tmp_path_factory):
                                          [np.array([[0, 0, 0, 1.0]])]]).tolist(),
                         "score": first["score"] * 1.05})
     first["alternatives"] = [alternative]
+    first.update(ambiguity=0.97, undecided=True)  # congeal-poses-v3: the collection's verdict decides
     (copy / "poses.json").write_text(json.dumps(doc))
     return copy
 
