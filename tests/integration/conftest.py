@@ -192,3 +192,14 @@ def mvdream_available(extension_via_launch) -> bool:
     import threestudio as ts
 
     return "mvdream-multiview-diffusion-guidance" in ts.__modules__ and importlib.util.find_spec("mvdream") is not None
+
+
+@pytest.fixture(scope="module")
+def mvdream_world(request, tmp_path_factory, threestudio, extension_via_launch, mvdream_available):
+    """Photos, a tiny MVDream checkpoint and a tiny SD folder for `congeal-system` runs (`congeal_runs.make_world`),
+    one per test module."""
+    if not mvdream_available:
+        pytest.skip("threestudio-mvdream (custom/threestudio-mvdream + the mvdream package) is not available")
+    import congeal_runs
+
+    return congeal_runs.make_world(tmp_path_factory.mktemp(request.module.__name__.split(".")[-1]))

@@ -8,7 +8,6 @@ by its number in the whole batch, so the two runs train on the same samples: y* 
 up to float summation order (DDP averages two 4-view gradients; one process differentiates one 8-view mean).
 Also: a prompt-cache file that cannot be read (truncated by a kill) is encoded again, not used.
 """
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,15 +18,9 @@ TI_STEPS, SDS_STEPS = 3, 3
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, threestudio, extension_via_launch, mvdream_available):
-    if not mvdream_available:
-        pytest.skip("threestudio-mvdream (custom/threestudio-mvdream + the mvdream package) is not available")
-    return runs.make_world(tmp_path_factory.mktemp("congeal-ddp"))
-
-
-@pytest.fixture(scope="module")
-def single_and_ddp(world):
+def single_and_ddp(mvdream_world):
     same = {"system.sds_noise_by_group": True}
+    world = mvdream_world
     one = runs.write_config(world, "single", TI_STEPS, SDS_STEPS, photos_per_batch=4, cameras_per_batch=8, **same)
     two = runs.write_config(world, "ddp", TI_STEPS, SDS_STEPS, photos_per_batch=2, cameras_per_batch=4, **same)
     runs.launch(one, world)
@@ -66,17 +59,17 @@ def test_ddp_run_writes_one_y_star_and_keeps_every_ranks_generators(single_and_d
     assert not leftovers, leftovers
 
 
-def test_unreadable_prompt_cache_files_are_encoded_again(world, single_and_ddp, monkeypatch):
+def test_unreadable_prompt_cache_files_are_encoded_again(mvdream_world, single_and_ddp, monkeypatch):
     import threestudio
 
     from congeal.inversion.prompt_encoding import read_cached_embedding
 
     _, ddp, _ = single_and_ddp
-    cache = world.root / ".threestudio_cache" / "text_embeddings"
+    cache = mvdream_world.root / ".threestudio_cache" / "text_embeddings"
     files = sorted(cache.glob("*.pt"))
     assert files, "the runs wrote no prompt cache"
-    monkeypatch.chdir(world.root)
-    config = {"pretrained_model_name_or_path": str(world.tiny_sd), "prompt": "a photo of a <congeal>",
+    monkeypatch.chdir(mvdream_world.root)
+    config = {"pretrained_model_name_or_path": str(mvdream_world.tiny_sd), "prompt": "a photo of a <congeal>",
               "negative_prompt": "blurry", "spawn": False,
               "learned_embeds_path": str(ddp / "learned_embeds.safetensors")}
     import threestudio.utils.base as base

@@ -26,16 +26,9 @@ TI_STEPS, SDS_STEPS = 6, 5
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, threestudio, extension_via_launch, mvdream_available):
-    if not mvdream_available:
-        pytest.skip("threestudio-mvdream (custom/threestudio-mvdream + the mvdream package) is not available")
-    return runs.make_world(tmp_path_factory.mktemp("congeal-resume"))
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(world):
-    runs.launch(runs.write_config(world, "straight", TI_STEPS, SDS_STEPS), world)
-    return runs.final_state(runs.trial(world, "straight"))
+def uninterrupted(mvdream_world):
+    runs.launch(runs.write_config(mvdream_world, "straight", TI_STEPS, SDS_STEPS), mvdream_world)
+    return runs.final_state(runs.trial(mvdream_world, "straight"))
 
 
 def _step_files(trial: Path):
@@ -102,11 +95,11 @@ def _kill_step(point: str) -> int:
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_kill_minus_nine_then_resume_equals_the_uninterrupted_run(world, uninterrupted, point):
+def test_kill_minus_nine_then_resume_equals_the_uninterrupted_run(mvdream_world, uninterrupted, point):
     step = _kill_step(point)
     tag = f"killed-{point}"
-    config = runs.write_config(world, tag, TI_STEPS, SDS_STEPS)
-    resume = _kill_after_step(world, config, tag, step, exact=KILL_POINTS[point] is not None)
+    config = runs.write_config(mvdream_world, tag, TI_STEPS, SDS_STEPS)
+    resume = _kill_after_step(mvdream_world, config, tag, step, exact=KILL_POINTS[point] is not None)
     resumed_at = int(resume.stem.split("step=")[1])
     if KILL_POINTS[point] is not None:
         assert resumed_at == step, resume.name
@@ -116,34 +109,34 @@ def test_kill_minus_nine_then_resume_equals_the_uninterrupted_run(world, uninter
         assert 1 <= resumed_at < TI_STEPS, resume.name  # resumes inside stage 1
     else:
         assert TI_STEPS < resumed_at < TI_STEPS + SDS_STEPS, resume.name  # inside stage 2, after SDS steps
-    last = runs.trial(world, tag) / "ckpts" / "last.ckpt"
+    last = runs.trial(mvdream_world, tag) / "ckpts" / "last.ckpt"
     try:  # last.ckpt may be the file the kill interrupted (Lightning writes it in place)
         saved = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
     except Exception:
         saved = None
     if saved is not None:
         assert saved["global_step"] < TI_STEPS + SDS_STEPS, "the kill came after the end"
-    runs.launch(config, world, extra=[f"resume={resume}"])
+    runs.launch(config, mvdream_world, extra=[f"resume={resume}"])
     # the resumed run's end state is in last.ckpt (where threestudio's resume=/--test/--export point), not in a
     # last-v1.ckpt next to the killed run's stale last.ckpt (what a resume from step 1 did: see the system's
     # _keep_writing_last_ckpt)
-    versions = sorted(p.name for p in (runs.trial(world, tag) / "ckpts").glob("last-v*.ckpt"))
+    versions = sorted(p.name for p in (runs.trial(mvdream_world, tag) / "ckpts").glob("last-v*.ckpt"))
     assert not versions, (resume.name, versions)
-    resumed = runs.final_state(runs.trial(world, tag))
+    resumed = runs.final_state(runs.trial(mvdream_world, tag))
     assert sorted(resumed) == sorted(uninterrupted)
     different = [k for k, v in uninterrupted.items() if not torch.equal(v, resumed[k])]
     assert not different, (resume.name, {k: float((uninterrupted[k] - resumed[k]).abs().max()) for k in different})
 
 
-def test_a_resume_that_loses_the_generators_is_not_exact(world, uninterrupted):
+def test_a_resume_that_loses_the_generators_is_not_exact(mvdream_world, uninterrupted):
     """The check above can fail: a checkpoint without the saved generators resumes into other random draws."""
     tag = "no-generators"
-    config = runs.write_config(world, tag, TI_STEPS, SDS_STEPS)
-    resume = _kill_after_step(world, config, tag, TI_STEPS + 1, exact=True)
+    config = runs.write_config(mvdream_world, tag, TI_STEPS, SDS_STEPS)
+    resume = _kill_after_step(mvdream_world, config, tag, TI_STEPS + 1, exact=True)
     stripped = resume.with_name("stripped.ckpt")
     checkpoint = torch.load(resume, map_location="cpu", weights_only=False)
     del checkpoint["congeal_rng"]
     torch.save(checkpoint, stripped)
-    runs.launch(config, world, extra=[f"resume={stripped}"])
-    resumed = runs.final_state(runs.trial(world, tag))
+    runs.launch(config, mvdream_world, extra=[f"resume={stripped}"])
+    resumed = runs.final_state(runs.trial(mvdream_world, tag))
     assert any(not torch.equal(v, resumed[k]) for k, v in uninterrupted.items() if k.startswith("geometry."))

@@ -6,7 +6,6 @@ ckpts/last.ckpt), so the ground-truth poses are known. Runs go through tests/int
 subprocesses: the launch.py flow, DDP over gloo with --devices 2, and a real kill -9.
 """
 import json
-import math
 import os
 import signal
 import subprocess
@@ -214,19 +213,12 @@ def test_test_and_export_modes_rewrite_pictures_and_maps(world, single):
 
 
 def test_adding_photos_later_registers_only_the_new_ones(world, single, tmp_path):
-    import shutil
+    from helpers.photo_folders import split_into_folders
 
     from congeal.run.outputs import read_poses
 
-    first = world["root"] / "first-photos"
-    first.mkdir()
-    later = world["root"] / "later-photos"
-    later.mkdir()
     images = sorted((world["collection"] / "images").glob("*.png"))
-    for path in images[:4]:
-        shutil.copy(path, first / path.name)
-    for path in images:
-        shutil.copy(path, later / path.name)
+    first, later = split_into_folders(images, world["root"] / "split-photos", 4, later=images)
     _launch(["--train", f"data.image_dir={first}", f"system.canonical_run={world['congealing']}", "tag=first"],
             world["root"])
     first_save = _save(world["root"], "first")

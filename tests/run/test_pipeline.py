@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from congeal.geometry.cameras import rotation_angle_deg
+from helpers.photo_folders import split_into_folders
 from congeal.common.errors import InputError
 from congeal.run.outputs import read_poses, read_transforms
 from congeal.registration.config import PRESETS, config_from_dict, config_to_dict, make_config
@@ -89,13 +90,7 @@ def test_add_images_matches_full_run(synthetic_run, tmp_path):
 
     collection, full = synthetic_run("same")
     images = sorted((collection / "images").glob("*.png"))
-    first, later = tmp_path / "first", tmp_path / "later"
-    first.mkdir()
-    later.mkdir()
-    for path in images[:5]:
-        shutil.copy(path, first / path.name)
-    for path in images[5:]:
-        shutil.copy(path, later / path.name)
+    first, later = split_into_folders(images, tmp_path, 5)
     run = tmp_path / "run"
     shutil.copytree(full / "cache", run / "cache")  # same key: the candidate bank is reused, not rebuilt
     register_collection(collection / "canonical.safetensors", first, run, preset="fast", features="rgb",

@@ -3,6 +3,8 @@ shared run folder, a web server or a second user can read poses.json, the maps a
 import os
 import stat
 
+from helpers.photo_folders import split_into_folders
+
 SMALL = {"grid": {"n_azimuth": 8, "n_elevation": 6}, "search": {"render_size": 48, "render_samples": 16},
          "refine": {"steps": 10}, "mapping": {"steps": 5}}
 
@@ -13,12 +15,7 @@ def test_every_file_of_a_chunked_run_folder_has_the_umasks_mode(synthetic_collec
 
     collection = synthetic_collection("same")
     images = sorted((collection / "images").glob("*.png"))
-    first, later = tmp_path / "first", tmp_path / "later"
-    first.mkdir()
-    later.mkdir()
-    for path in images[:2]:
-        os.link(path, first / path.name)
-    os.link(images[2], later / images[2].name)
+    first, later = split_into_folders(images, tmp_path, 2, later=images[2:3], link=True)
     out = tmp_path / "run"
     previous = os.umask(0o027)
     try:
