@@ -4,6 +4,7 @@ import torch
 from congeal.canonical.render import GridRenderer
 from congeal.geometry.cameras import Cameras, c2w_from_spherical, get_rays
 from congeal.io.crop import Crop
+from congeal.registration.losses import binary_iou
 from congeal.registration.framing import Boxes, bounding_boxes, camera_in_frame, crop_resize, render_in_frame, square_boxes
 from helpers.canonicals import small_canonical
 
@@ -67,3 +68,25 @@ def test_framed_render_equals_render_in_working_frame():
 
     fallback = render_in_frame(RenderOnly(), working, 32)
     assert (fallback["opacity"] - direct["opacity"]).abs().mean() < 0.03
+
+
+def test_a_stretched_render_is_the_render_of_the_stretched_canonical():
+    stretch = (1.3, 0.8, 1 / (1.3 * 0.8))
+    c2w = c2w_from_spherical(torch.tensor([35.0, 160.0]), torch.tensor([20.0, -10.0]), torch.tensor([2.6, 2.6]))
+    cameras = Cameras.centred(c2w, torch.deg2rad(torch.tensor([45.0, 45.0])), 32, 32)
+    rigid = GridRenderer(small_canonical(), num_samples=48)
+    truth = render_in_frame(GridRenderer(small_canonical(stretch=stretch), num_samples=48), cameras, 32)
+    plain = render_in_frame(rigid, cameras, 32)
+    stretched = render_in_frame(rigid, cameras, 32, torch.tensor([stretch, stretch]))
+    unit = render_in_frame(rigid, cameras, 32, torch.ones(2, 3))
+    assert torch.allclose(unit["opacity"], plain["opacity"], atol=1e-5)
+
+    def iou(a, b):
+        return binary_iou(a["opacity"].permute(0, 3, 1, 2), b["opacity"].permute(0, 3, 1, 2))
+
+    # measured: rigid IoU 0.80 / 0.77 with the stretched instance, stretched render 0.95 / 0.96 (the rest: the
+    # instance's own 32³ bake)
+    assert (iou(plain, truth) < 0.85).all()
+    assert (iou(stretched, truth) > 0.93).all()
+    assert (stretched["opacity"] - truth["opacity"]).abs().mean() < 0.01
+    assert (stretched["rgb"] - truth["rgb"]).abs().mean() < 0.01

@@ -1,6 +1,7 @@
 """Issue 14's accuracy targets as seeded tests: every benchmark set, a held-out seed, fast preset, rgb, CPU.
 
-Each test registers one 8-photo collection the project was not tuned on (`HELD_OUT_SEEDS[0]`) and checks its
+Each test registers one 8-photo collection the project was not tuned on (`HELD_OUT_SEEDS[1]`: seed 2 was looked at
+while the stretch phase was chosen, see docs/evaluation.md) and checks its
 category's targets (congeal.synthetic.benchmark_sets.TARGETS) on those 8 photos: on 8 photos the p95 is nearly the
 maximum, so this is stricter than the pooled 24-photo number of docs/evaluation.md. The spot sets need the mesh
 (`CONGEAL_SPOT_DIR`) and skip without it.
@@ -18,7 +19,7 @@ from congeal.synthetic.benchmark_runs import run_one, summarise
 from congeal.synthetic.benchmark_sets import BENCHMARK_SETS, HELD_OUT_SEEDS
 from congeal.synthetic.spot import spot_dir
 
-SEED = HELD_OUT_SEEDS[0]
+SEED = HELD_OUT_SEEDS[1]
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     os.environ.get("CONGEAL_TARGET_TESTS") != "1",

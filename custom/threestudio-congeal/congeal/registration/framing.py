@@ -12,7 +12,7 @@ render. A crop moves the principal point, it does not move the camera: working-f
 the principal point where the crop put it.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -133,18 +133,28 @@ def camera_in_frame(cameras: Cameras, boxes: Boxes, size: int) -> Cameras:
     return Cameras(cameras.c2w, fovy_w, principal * (size / side)[:, None], int(size), int(size))
 
 
-def render_in_frame(renderer: Any, cameras: Cameras, size: int) -> Dict[str, Tensor]:
+def render_in_frame(renderer: Any, cameras: Cameras, size: int,
+                    stretch: Optional[Float[Tensor, "B 3"]] = None) -> Dict[str, Tensor]:
     """Render cameras at S×S (`cameras.rescaled(S, S)`): the working frame of a photo, or any frame.
 
     Uses the renderer's `render_rays(origins [N,3], directions [N,3])` when it has one (e.g. a
     `SilhouetteRenderer`, which has nothing else), otherwise the `Renderer` protocol's `render`.
+    `stretch`: render camera b's view of the canonical stretched by stretch[b] along its axes (x ↦ stretch·x); it
+    needs `render_rays`. xyz stays in the unstretched canonical.
 
     Returns:
         dict of [B,S,S,C] tensors (rgb, opacity, xyz, ...), as `Renderer.render`.
     """
     cameras = cameras.rescaled(size, size)
+    if stretch is not None and not hasattr(renderer, "render_rays"):
+        raise ValueError(f"a stretched canonical needs a renderer with render_rays, not {type(renderer).__name__}")
     if hasattr(renderer, "render_rays"):
         origins, dirs = get_rays(cameras)
+        if stretch is not None:
+            # the ray o + t·d through the stretched object is o/s + t·d/s through the canonical; t keeps world units,
+            # so densities still integrate over world length
+            inverse = 1.0 / stretch[:, None, None, :].to(origins)
+            origins, dirs = origins * inverse, dirs * inverse
         out = renderer.render_rays(origins.reshape(-1, 3), dirs.reshape(-1, 3))
         return {k: v.reshape(len(cameras), size, size, -1) for k, v in out.items() if v.dim() == 2}
     return renderer.render(cameras, size, size)

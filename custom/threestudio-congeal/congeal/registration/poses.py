@@ -25,7 +25,7 @@ from congeal.registration.config import RegistrationConfig
 from congeal.registration.consensus import ConsensusField, JointChoice, choose_jointly
 from congeal.registration.framing import render_in_frame
 from congeal.registration.losses import binary_iou, masked_feature_distance
-from congeal.registration.refine import PoseParameters, RefineResult, refine_poses
+from congeal.registration.refine import PoseParameters, RefineResult, refine_then_stretch
 from congeal.registration.search import CandidateBank, score_candidates, score_grid, top_k_hypotheses
 
 
@@ -157,17 +157,20 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
         # every hypothesis, where a DINOv2 forward and backward pass would cost more than all the rest
         colour = RGBFeatures(grid=cfg.features.rgb_grid)
         colour_feats = image_feats if extractor.identity == colour.identity else colour.extract(photos)
-        return refine_poses(renderers.refine, init, masks[photo_of], cfg.refine, image_feats=colour_feats[photo_of],
-                            extractor=colour, progress=progress, feature_renderer=renderers.feature,
-                            known_fovy=known)
+        return refine_then_stretch(renderers.refine, init, masks[photo_of], cfg.refine, photo_of,
+                                   image_feats=colour_feats[photo_of], known_fovy=known, extractor=colour,
+                                   progress=progress, feature_renderer=renderers.feature)
 
     refined = timer.run("refine", refine)
 
     def select():
         chunk = cfg.search.chunk
         with torch.no_grad():
-            outs = [render_in_frame(renderers.final, cameras, cfg.working_size)
-                    for cameras in refined.cameras.split(chunk)]
+            # each hypothesis is judged, and maps its pixels, with the stretch it was refined with: its xyz are then
+            # the points of the canonical that correspond, not the rigid canonical's points that happen to be there
+            stretched = cfg.refine.lr_stretch > 0
+            outs = [render_in_frame(renderers.final, cameras, cfg.working_size, stretch if stretched else None)
+                    for cameras, stretch in zip(refined.cameras.split(chunk), refined.stretch.split(chunk))]
             out = {key: torch.cat([o[key] for o in outs]) for key in ("rgb", "opacity", "xyz")}
             opacity = out["opacity"].permute(0, 3, 1, 2)
             rgb = out["rgb"].permute(0, 3, 1, 2).clamp(0, 1)

@@ -11,12 +11,18 @@ without moving the object in the frame; the vertical FoV of the frame (the focal
 photo's own (its centre mapped into the crop) and stays fixed unless `free_principal`. Parameters are ω, l, log d and
 log tan(fovy/2) (and principal / S), so every step size is scale-free.
 
+Optionally (`lr_stretch`) each hypothesis also stretches the canonical along its three axes (volume kept): another
+instance of the category, longer or wider than the canonical, is then explained by a stretch rather than by a
+turned camera (benchmark sets: see docs/evaluation.md).
+
 Every hypothesis has its own parameters and its own loss term, and Adam is element-wise, so a hypothesis's
 trajectory does not depend on which others share the batch. Early stopping is per hypothesis too: one that has not
-improved for `patience` steps is frozen at its best parameters; the loop ends when all are frozen.
+improved for `patience` steps is frozen at its best parameters and no longer rendered; the loop ends when all are
+frozen. With `prune_step`, each photo's hypotheses also compete once: after that step only its `prune_keep` best
+go on (so a photo's hypotheses depend on each other, never on other photos').
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, List, Optional, Union
 
 import torch
@@ -27,7 +33,7 @@ from torch import Tensor
 from congeal.features.extractors import FeatureExtractor
 from congeal.geometry.cameras import Cameras, so3_exp
 from congeal.registration.framing import render_in_frame
-from congeal.registration.losses import masked_feature_distance, sharpen, soft_iou_loss
+from congeal.registration.losses import binary_iou, masked_feature_distance, sharpen, soft_iou_loss
 
 
 @dataclass
@@ -59,6 +65,18 @@ class RefineConfig:
     principal point is known (its centre, or given intrinsics) and stays fixed, so the pose keeps all 6 DoF."""
     lr_fov: float = 0.01
     """Adam step for log tan(fovy/2)."""
+    lr_stretch: float = 0.0
+    """Adam step for each hypothesis' stretch of the canonical along its three axes (log scale, volume kept); 0 =
+    the canonical stays rigid. Another instance of the category (a longer body, a wider seat) is then explained by
+    a stretch instead of by a turned camera. The stretch is a nuisance: it is not part of the reported camera.
+    In `refine_then_stretch` it is a second phase, for the photos the rigid canonical does not fit."""
+    stretch_prior_weight: float = 0.5
+    """Penalty weight · |log stretch|² (keeps stretches small where the masks do not ask for them)."""
+    stretch_below_iou: float = 0.94
+    """`refine_then_stretch`: a photo whose best rigid hypothesis reaches this silhouette IoU keeps a rigid
+    canonical (a photo of the canonical's own instance does; a stretch would only absorb rendering differences)."""
+    stretch_steps: int = 100
+    """`refine_then_stretch`: Adam steps of the stretched second phase."""
     lr_final_fraction: float = 0.1
     """Cosine decay of every step size to this fraction at `steps`."""
     patience: int = 50
@@ -77,6 +95,12 @@ class RefineConfig:
     the silhouette's costs little accuracy and saves most of the colour render."""
     chunk: int = 64
     """Hypotheses rendered per forward pass (bounds memory; gradients accumulate over chunks)."""
+    prune_step: int = 0
+    """At this step each photo keeps its `prune_keep` best hypotheses refining; the others freeze where they are
+    (they stay alternatives). Many hypotheses can then start (a search's top k misses the right side of a nearly
+    symmetric object more often than a short refinement does) for the price of a few. 0 = no pruning."""
+    prune_keep: int = 2
+    """Hypotheses per photo refined after `prune_step`."""
 
 
 @dataclass
@@ -97,6 +121,16 @@ class PoseParameters:
     """log tan(fovy / 2)."""
     size: int
     """Working size S."""
+    log_stretch: Optional[Float[Tensor, "M 3"]] = None
+    """log of the canonical's stretch along its axes (see `RefineConfig.lr_stretch`); None = zeros."""
+
+    def __post_init__(self):
+        if self.log_stretch is None:
+            self.log_stretch = torch.zeros_like(self.omega)
+
+    def stretch(self) -> Float[Tensor, "M 3"]:
+        """The canonical's stretch per axis, with volume kept (the object's size is the camera distance's job)."""
+        return (self.log_stretch - self.log_stretch.mean(-1, keepdim=True)).exp()
 
     @staticmethod
     def from_cameras(cameras: Cameras) -> "PoseParameters":
@@ -118,7 +152,8 @@ class PoseParameters:
         object keeps its size in the frame."""
         log_tan = torch.where(known, torch.tan(0.5 * fovy.float()).log(), self.log_tan_half_fov)
         return PoseParameters(self.rotation0, self.lateral, self.omega,
-                              self.log_distance + (self.log_tan_half_fov - log_tan), self.principal, log_tan, self.size)
+                              self.log_distance + (self.log_tan_half_fov - log_tan), self.principal, log_tan, self.size,
+                              self.log_stretch)
 
     def cameras(self) -> Cameras:
         """The S×S working-frame cameras, differentiable in the trainable tensors."""
@@ -134,18 +169,19 @@ class PoseParameters:
 
     def trainable(self) -> List[Tensor]:
         """Every tensor refinement may update (what a best-so-far copy must hold)."""
-        return [self.omega, self.log_distance, self.lateral, self.principal, self.log_tan_half_fov]
+        return [self.omega, self.log_distance, self.lateral, self.principal, self.log_tan_half_fov, self.log_stretch]
 
     def subset(self, part: Union[slice, Tensor]) -> "PoseParameters":
         """The hypotheses at `part` (views of the same tensors: gradients reach the full set)."""
         return PoseParameters(self.rotation0[part], self.lateral[part], self.omega[part], self.log_distance[part],
-                              self.principal[part], self.log_tan_half_fov[part], self.size)
+                              self.principal[part], self.log_tan_half_fov[part], self.size, self.log_stretch[part])
 
     def detached(self) -> "PoseParameters":
         """A detached copy."""
-        return PoseParameters(*(t.detach().clone() for t in (self.rotation0, self.lateral, self.omega,
-                                                              self.log_distance, self.principal,
-                                                              self.log_tan_half_fov)), self.size)
+        rotation0, lateral, omega, log_distance, principal, log_tan, log_stretch = (
+            t.detach().clone() for t in (self.rotation0, self.lateral, self.omega, self.log_distance, self.principal,
+                                         self.log_tan_half_fov, self.log_stretch))
+        return PoseParameters(rotation0, lateral, omega, log_distance, principal, log_tan, self.size, log_stretch)
 
 
 @dataclass
@@ -158,12 +194,15 @@ class RefineResult:
     """Each hypothesis's best loss."""
     steps: Int[Tensor, "M"]
     """Steps each hypothesis ran before it froze."""
+    stretch: Float[Tensor, "M 3"]
+    """The canonical's stretch per axis at each hypothesis' best (ones with a rigid canonical)."""
 
 
 def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 S S"], cfg: RefineConfig,
                  image_feats: Optional[Float[Tensor, "M C h w"]] = None, extractor: Optional[FeatureExtractor] = None,
                  progress: bool = False, feature_renderer: Any = None,
-                 known_fovy: Optional[Bool[Tensor, "M"]] = None) -> RefineResult:
+                 known_fovy: Optional[Bool[Tensor, "M"]] = None,
+                 photo_of: Optional[Int[Tensor, "M"]] = None) -> RefineResult:
     """Optimise M hypotheses at once against their photos' masks.
 
     Args:
@@ -179,6 +218,7 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
         progress: tqdm bar.
         known_fovy: hypotheses whose FoV in `init` is a photo's known focal length (kept or pulled towards it, see
             `RefineConfig.known_focal`); None = every FoV is estimated.
+        photo_of: each hypothesis' photo (for `RefineConfig.prune_step`); None = no pruning.
     Returns:
         RefineResult with the best parameters each hypothesis reached.
     """
@@ -198,6 +238,9 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
     ]
     if cfg.free_principal:
         groups.append({"params": [params.principal], "lr": cfg.lr_principal})
+    stretched = cfg.lr_stretch > 0
+    if stretched:
+        groups.append({"params": [params.log_stretch], "lr": cfg.lr_stretch})
     for group in groups:
         group["params"][0].requires_grad_(True)
     optimiser = torch.optim.Adam(groups)
@@ -219,18 +262,19 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
         for group, lr in zip(optimiser.param_groups, base_lrs):
             group["lr"] = lr * scale
         optimiser.zero_grad(set_to_none=False)
-        losses = []
-        for start in range(0, m, cfg.chunk):
-            part = slice(start, start + cfg.chunk)
-            cameras = params.subset(part).cameras()
-            out = render_in_frame(renderer, cameras, res)
+        full_loss = torch.full((m,), float("inf"), device=device)  # frozen hypotheses are not rendered
+        for part in active.nonzero().squeeze(-1).split(cfg.chunk):
+            hypotheses = params.subset(part)
+            cameras = hypotheses.cameras()
+            stretch = hypotheses.stretch() if stretched else None
+            out = render_in_frame(renderer, cameras, res, stretch)
             opacity = sharpen(out["opacity"].permute(0, 3, 1, 2), cfg.opacity_sharpness)
             loss = soft_iou_loss(opacity, target[part])
             if use_features:
                 colour = out
                 if feature_renderer is not None:  # colour at its own (lower) resolution, silhouette above
                     fres = cfg.feature_resolution or res
-                    colour = render_in_frame(feature_renderer, cameras, fres)
+                    colour = render_in_frame(feature_renderer, cameras, fres, stretch)
                 rgb = colour["rgb"].permute(0, 3, 1, 2).clamp(0, 1)
                 feats = extractor.extract(rgb)
                 feats_img = F.interpolate(image_feats[part].float(), size=feats.shape[-2:], mode="bilinear",
@@ -241,10 +285,11 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
             if prior > 0:
                 gap = params.log_tan_half_fov[part] - known_log_tan[part]
                 loss = loss + prior * known[part].float() * gap.square()
-            # frozen hypotheses contribute no gradient
-            (loss * active[part].float()).sum().backward()
-            losses.append(loss.detach())
-        loss = torch.cat(losses)
+            if stretched:
+                loss = loss + cfg.stretch_prior_weight * stretch.log().square().sum(-1)
+            loss.sum().backward()
+            full_loss[part] = loss.detach()
+        loss = full_loss
         with torch.no_grad():
             improved = active & (loss < best_loss)
             for dst, src in zip(best.trainable(), params.trainable()):
@@ -255,6 +300,8 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
             stall = torch.where(significant, torch.zeros_like(stall), stall + 1)
             steps_run += active.long()
             active = active & (stall < cfg.patience)
+            if step == cfg.prune_step and photo_of is not None:
+                active = active & _best_of_each_photo(best_loss, photo_of, cfg.prune_keep)
         if step == cfg.steps or not bool(active.any()):
             break
         optimiser.step()
@@ -266,4 +313,54 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
         if progress:
             bar.set_postfix(loss=f"{float(best_loss.mean()):.4f}", active=int(active.sum()))
     bar.close()
-    return RefineResult(cameras=best.cameras().detach(), loss=best_loss, steps=steps_run)
+    return RefineResult(cameras=best.cameras().detach(), loss=best_loss, steps=steps_run,
+                        stretch=best.stretch().detach())
+
+
+def refine_then_stretch(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 S S"], cfg: RefineConfig,
+                        photo_of: Int[Tensor, "M"], image_feats: Optional[Float[Tensor, "M C h w"]] = None,
+                        known_fovy: Optional[Bool[Tensor, "M"]] = None, **kwargs: Any) -> RefineResult:
+    """`refine_poses` with a rigid canonical; then, with `cfg.lr_stretch` > 0, the hypotheses of every photo whose
+    best rigid fit has a silhouette IoU below `cfg.stretch_below_iou` (those still refining after `prune_step`) go on
+    for `cfg.stretch_steps` steps with a stretched canonical, from where they are, so their loss only goes down.
+    Other arguments as `refine_poses`."""
+    rigid = refine_poses(renderer, init, masks, replace(cfg, lr_stretch=0.0), image_feats=image_feats,
+                         known_fovy=known_fovy, photo_of=photo_of, **kwargs)
+    if cfg.lr_stretch <= 0:
+        return rigid
+    with torch.no_grad():
+        target = F.adaptive_avg_pool2d(masks.float(), cfg.resolution).to(rigid.loss.device)
+        opacity = torch.cat([render_in_frame(renderer, part, cfg.resolution)["opacity"]
+                             for part in rigid.cameras.split(cfg.chunk)]).permute(0, 3, 1, 2)
+        iou = binary_iou(opacity, target)
+        photo_best = iou.new_zeros(int(photo_of.max()) + 1).scatter_reduce(0, photo_of, iou, "amax")
+        loose = photo_best[photo_of] < cfg.stretch_below_iou
+        if cfg.prune_step > 0:  # hypotheses the pruning stopped stay alternatives
+            loose &= _best_of_each_photo(rigid.loss, photo_of, cfg.prune_keep)
+        loose = loose.nonzero().squeeze(-1)
+    if len(loose) == 0:
+        return rigid
+    stretched = refine_poses(renderer, PoseParameters.from_cameras(rigid.cameras[loose]), masks[loose],
+                             replace(cfg, steps=cfg.stretch_steps, prune_step=0),
+                             image_feats=None if image_feats is None else image_feats[loose],
+                             known_fovy=None if known_fovy is None else known_fovy[loose], **kwargs)
+    c2w, fovy, principal = (t.clone() for t in (rigid.cameras.c2w, rigid.cameras.fovy, rigid.cameras.principal))
+    c2w[loose], fovy[loose] = stretched.cameras.c2w, stretched.cameras.fovy
+    principal[loose] = stretched.cameras.principal
+    loss, steps, stretch = rigid.loss.clone(), rigid.steps.clone(), rigid.stretch.clone()
+    loss[loose], steps[loose], stretch[loose] = stretched.loss, steps[loose] + stretched.steps, stretched.stretch
+    cameras = Cameras(c2w, fovy, principal, rigid.cameras.height, rigid.cameras.width)
+    return RefineResult(cameras=cameras, loss=loss, steps=steps, stretch=stretch)
+
+
+def _best_of_each_photo(loss: Float[Tensor, "M"], photo_of: Int[Tensor, "M"], keep: int) -> Bool[Tensor, "M"]:
+    """The `keep` lowest-loss hypotheses of each photo."""
+    order = torch.argsort(loss, stable=True)
+    order = order[torch.argsort(photo_of[order], stable=True)]  # by photo, best first within a photo
+    _, counts = torch.unique_consecutive(photo_of[order], return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(order), device=loss.device) - starts.repeat_interleave(counts)
+    chosen = torch.zeros_like(photo_of, dtype=torch.bool)
+    chosen[order[rank < keep]] = True
+    return chosen
+
