@@ -163,8 +163,8 @@ def test_config_presets_and_overrides():
     paper = make_config("paper")
     assert paper.features.name == "dinov2" and paper.grid.size == 768
     assert paper.refine.steps == 1000 and paper.mapping.steps == 4000
-    fast = make_config("fast", overrides=["refine.steps=7", "search.top_k=5"])
-    assert fast.features.name == "rgb" and fast.refine.steps == 7 and fast.search.top_k == 5
+    fast = make_config("fast", overrides=["refine.steps=7", "search.top_k=4"])
+    assert fast.features.name == "rgb" and fast.refine.steps == 7 and fast.search.top_k == 4
     assert make_config("fast", overrides={"grid.n_azimuth": 8}).grid.size == 3 * 8 * 16
     assert config_from_dict(config_to_dict(fast)) == fast
     with pytest.raises(InputError, match="preset"):

@@ -88,28 +88,25 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "working_size": 224, "final_samples": 96,
         "features": {"name": "dinov2", "input_size": 224, "batch_size": 64},
         "grid": {"fovy_deg": [25.0, 40.0, 55.0], "n_azimuth": 16, "n_elevation": 16},
-        "search": {"render_size": 224, "render_samples": 96, "chunk": 128, "top_k": 6},
-        # up to the paper's 1000 steps and 3 hypotheses (the best 3 of 6 after 30 steps), with the fast preset's
-        # colour term, step size and stretch phase (100 steps); 32 silhouette samples (the closed-form silhouette
+        "search": {"render_size": 224, "render_samples": 96, "chunk": 128, "top_k": 3},
+        # up to the paper's 1000 steps and 3 hypotheses, with the fast preset's colour term and step size (cheap and
+        # worth it: see docs/performance.md "fast vs paper"); 32 silhouette samples (the closed-form silhouette
         # renderer needs few) and per-hypothesis early stopping keep it near the fast preset's cost per hypothesis
         "refine": {"steps": 1000, "resolution": 64, "feature_resolution": 32, "samples": 32, "patience": 50,
-                   "lr_rotation": 0.03, "feature_weight": 1.0, "lr_stretch": 0.01, "stretch_prior_weight": 2.0,
-                   "stretch_steps": 100, "prune_step": 30, "prune_keep": 3},
+                   "lr_rotation": 0.03, "feature_weight": 1.0},
         "mapping": {"steps": 4000},
     },
     # CPU-friendly: the same 768-candidate grid at low resolution, short refinement and mapping
     "fast": {
         "working_size": 64, "final_samples": 48,
         "features": {"name": "rgb", "rgb_grid": 16},
-        "search": {"render_size": 96, "render_samples": 32, "chunk": 128, "top_k": 4, "mask_size": 64},
+        "search": {"render_size": 96, "render_samples": 32, "chunk": 128, "top_k": 2, "mask_size": 64},
         # the colour term settles what silhouettes leave ambiguous (FoV vs distance vs rotation); the silhouette at
         # 64 px (colour at 32 px) halves the rotation error of 32 px (benchmark sets, tuning seeds: median 2.1° -> 0.6°).
-        # 4 hypotheses, the best 2 after 20 steps (a search's top 2 missed a teapot's right side: 158° -> 10°); photos
-        # the rigid canonical does not fit get 60 stretched steps (cross-instance tuning sets: mean median 6.6° ->
-        # 5.1°, same-instance unchanged); docs/evaluation.md has the table
+        # Not yet the default: 4 hypotheses pruned to 2 and the stretch phase (README "Registration" overrides; better on
+        # cross-instance sets, but sharded runs no longer equal one-shot runs bit for bit, see docs/evaluation.md)
         "refine": {"steps": 200, "resolution": 64, "feature_resolution": 32, "samples": 24, "patience": 25,
-                   "lr_rotation": 0.03, "feature_weight": 1.0, "lr_stretch": 0.01, "stretch_prior_weight": 2.0,
-                   "stretch_steps": 60, "prune_step": 20, "prune_keep": 2},
+                   "lr_rotation": 0.03, "feature_weight": 1.0},
         "mapping": {"steps": 150, "loss_resolution": 32},
     },
 }

@@ -166,11 +166,10 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
     def select():
         chunk = cfg.search.chunk
         with torch.no_grad():
-            # each hypothesis is judged, and maps its pixels, with the stretch it was refined with: its xyz are then
-            # the points of the canonical that correspond, not the rigid canonical's points that happen to be there
-            stretched = cfg.refine.lr_stretch > 0
-            outs = [render_in_frame(renderers.final, cameras, cfg.working_size, stretch if stretched else None)
-                    for cameras, stretch in zip(refined.cameras.split(chunk), refined.stretch.split(chunk))]
+            # the rigid canonical at the refined camera (not its stretch): maps, pictures and every reader of
+            # poses.json project canonical points with the camera alone
+            outs = [render_in_frame(renderers.final, cameras, cfg.working_size)
+                    for cameras in refined.cameras.split(chunk)]
             out = {key: torch.cat([o[key] for o in outs]) for key in ("rgb", "opacity", "xyz")}
             opacity = out["opacity"].permute(0, 3, 1, 2)
             rgb = out["rgb"].permute(0, 3, 1, 2).clamp(0, 1)

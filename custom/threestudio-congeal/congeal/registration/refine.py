@@ -17,8 +17,7 @@ turned camera (benchmark sets: see docs/evaluation.md).
 
 Every hypothesis has its own parameters and its own loss term, and Adam is element-wise, so a hypothesis's
 trajectory does not depend on which others share the batch. Early stopping is per hypothesis too: one that has not
-improved for `patience` steps is frozen at its best parameters and no longer rendered; the loop ends when all are
-frozen. With `prune_step`, each photo's hypotheses also compete once: after that step only its `prune_keep` best
+improved for `patience` steps is frozen at its best parameters; the loop ends when all are frozen. With `prune_step`, each photo's hypotheses also compete once: after that step only its `prune_keep` best
 go on (so a photo's hypotheses depend on each other, never on other photos').
 """
 import math
@@ -262,8 +261,11 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
         for group, lr in zip(optimiser.param_groups, base_lrs):
             group["lr"] = lr * scale
         optimiser.zero_grad(set_to_none=False)
-        full_loss = torch.full((m,), float("inf"), device=device)  # frozen hypotheses are not rendered
-        for part in active.nonzero().squeeze(-1).split(cfg.chunk):
+        losses = []
+        # every hypothesis is rendered at every step, frozen ones too: a batch whose make-up changes as hypotheses
+        # freeze made results differ (float level, then amplified) between a one-shot and a sharded run
+        for start in range(0, m, cfg.chunk):
+            part = slice(start, start + cfg.chunk)
             hypotheses = params.subset(part)
             cameras = hypotheses.cameras()
             stretch = hypotheses.stretch() if stretched else None
@@ -287,9 +289,10 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
                 loss = loss + prior * known[part].float() * gap.square()
             if stretched:
                 loss = loss + cfg.stretch_prior_weight * stretch.log().square().sum(-1)
-            loss.sum().backward()
-            full_loss[part] = loss.detach()
-        loss = full_loss
+            # frozen hypotheses contribute no gradient
+            (loss * active[part].float()).sum().backward()
+            losses.append(loss.detach())
+        loss = torch.cat(losses)
         with torch.no_grad():
             improved = active & (loss < best_loss)
             for dst, src in zip(best.trainable(), params.trainable()):
