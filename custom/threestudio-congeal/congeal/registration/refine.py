@@ -17,8 +17,9 @@ turned camera (benchmark sets: see docs/evaluation.md).
 
 Every hypothesis has its own parameters and its own loss term, and Adam is element-wise, so a hypothesis's
 trajectory does not depend on which others share the batch. Early stopping is per hypothesis too: one that has not
-improved for `patience` steps is frozen at its best parameters; the loop ends when all are frozen. With `prune_step`, each photo's hypotheses also compete once: after that step only its `prune_keep` best
-go on (so a photo's hypotheses depend on each other, never on other photos').
+improved for `patience` steps is frozen at its best parameters; the loop ends when all are frozen. With
+`prune_step`, each photo's hypotheses also compete once: after that step only its `prune_keep` best go on (so a
+photo's hypotheses depend on each other, never on other photos').
 """
 import math
 from dataclasses import dataclass, replace
@@ -366,4 +367,3 @@ def _best_of_each_photo(loss: Float[Tensor, "M"], photo_of: Int[Tensor, "M"], ke
     chosen = torch.zeros_like(photo_of, dtype=torch.bool)
     chosen[order[rank < keep]] = True
     return chosen
-
