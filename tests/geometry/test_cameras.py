@@ -127,3 +127,26 @@ def test_off_centre_principal_and_rescaling():
     assert torch.equal(double.principal, 2 * principal) and torch.equal(double.fovy, cameras.fovy)
     assert torch.allclose(project(ahead[:, None], double)[0][:, 0], 2 * principal, atol=1e-9)
     assert cameras.rescaled(8, 12) is cameras
+
+
+def test_rotation_between_takes_a_to_b_and_each_row_ignores_the_rest_of_the_batch():
+    """A rotation taking a to b (orthonormal, det 1, smallest: b's angle to a), and each row's result bit-equal
+    whatever batch it is in: a sharded registration must start every hypothesis exactly where the one-shot run does
+    (an ulp there became 0.06° after refinement)."""
+    from congeal.geometry.cameras import rotation_between
+
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(37, 3), dim=-1)
+    b = torch.nn.functional.normalize(a + 0.4 * torch.randn(37, 3), dim=-1)
+    rotation = rotation_between(a, b)
+    assert torch.allclose(torch.einsum("bij,bj->bi", rotation, a), b, atol=1e-5)
+    assert torch.allclose(rotation @ rotation.transpose(-1, -2), torch.eye(3).expand(37, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rotation), torch.ones(37), atol=1e-5)
+    # smallest rotation: its angle is the angle between a and b
+    angle = torch.rad2deg(torch.acos(((rotation.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1)))
+    expected = torch.rad2deg(torch.acos((a * b).sum(-1).clamp(-1, 1)))
+    assert torch.allclose(angle, expected, atol=0.05)
+    for size in (1, 3, 5, 11):
+        for start in range(0, 37 - size, 7):
+            part = slice(start, start + size)
+            assert torch.equal(rotation_between(a[part], b[part]), rotation[part])

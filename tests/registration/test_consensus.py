@@ -85,3 +85,34 @@ def test_two_hypotheses_refined_into_one_pose_are_not_an_ambiguity():
     turned[1::2] = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     tie = choose_jointly(score, xyz, opacity, masks, feats, ConsensusConfig(), rotations=turned)
     assert bool(tie.undecided.all())
+
+
+def test_the_vote_chooses_readings_never_between_copies_of_one():
+    """Photo 0 has two copies of the true reading (0.3° apart) and the mirror. The copy with the worse own score
+    agrees better with the collection (its points are the truth, the better copy's are slightly off), but it is the
+    same pose: the better-scored copy represents the reading, whatever the other photos vote, so the chosen camera
+    does not depend on which photos share the run."""
+    score, xyz, opacity, masks, feats = _collection(5, flipped_prefers=0)
+    k = 3
+    xyz = torch.stack([xyz[0::2], xyz[0::2], xyz[1::2]], dim=1).flatten(0, 1)  # [5*3,...]: truth, truth, mirror
+    xyz[0] = xyz[0].roll(3, dims=1)  # photo 0's best-scored copy lands a little off the collection's points
+    opacity = torch.ones(5 * k, S, S, 1)
+    score = torch.tensor([[0.30, 0.31, 0.32]] * 5)
+    score[0] = torch.tensor([0.30, 0.305, 0.33])
+    rotations = torch.eye(3).expand(5 * k, 3, 3).clone()
+    mirror = torch.diag(torch.tensor([-1.0, 1.0, -1.0]))
+    rotations[2::k] = mirror
+    turn = torch.tensor(0.3).deg2rad()
+    rotations[1] = torch.tensor([[1.0, 0.0, 0.0], [0.0, turn.cos(), -turn.sin()], [0.0, turn.sin(), turn.cos()]])
+
+    joint = choose_jointly(score, xyz, opacity, masks, feats, ConsensusConfig(), rotations=rotations)
+    assert joint.order[0].tolist() == [0, 1, 2]  # the better-scored copy, then its copy, then the mirror
+    # the copy reports its reading's disagreement: its joint score is never below the representative's
+    assert float(joint.disagreement[1]) == float(joint.disagreement[0])
+    assert float(joint.joint_score[1]) >= float(joint.joint_score[0])
+    # without rotations every hypothesis is its own reading, and the vote takes the copy that agrees better
+    loose = choose_jointly(score, xyz, opacity, masks, feats, ConsensusConfig(weight=5.0))
+    assert loose.order[0, 0] == 1
+    # a copy is never chosen, even with a vote that heavy
+    heavy = choose_jointly(score, xyz, opacity, masks, feats, ConsensusConfig(weight=5.0), rotations=rotations)
+    assert heavy.order[0, 0] == 0 and not bool(heavy.undecided[0])

@@ -248,12 +248,21 @@ def so3_exp(omega: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:
 
 
 def rotation_between(a: Float[Tensor, "*batch 3"], b: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:
-    """The smallest rotation taking unit vector `a` to unit vector `b` (Rodrigues; a = -b is not expected)."""
-    axis = torch.cross(a, b, dim=-1)
-    sin = torch.linalg.vector_norm(axis, dim=-1, keepdim=True)
-    cos = (a * b).sum(-1, keepdim=True)
-    angle = torch.atan2(sin, cos)
-    return so3_exp(axis / sin.clamp_min(1e-12) * angle)
+    """The smallest rotation taking unit vector `a` to unit vector `b` (a = -b is not expected).
+
+    Rodrigues without an angle: R = I + [v]x + [v]x² / (1 + cos), v = a × b. Only products and sums, so each row's
+    result is the same whatever else is in the batch (vectorised atan2 is not: its results differ by an ulp between
+    SIMD lanes and the scalar tail, and refinement amplifies that into a run that depends on how it was sharded)."""
+    v = torch.cross(a, b, dim=-1)
+    cos = (a * b).sum(-1)
+    zero = torch.zeros_like(cos)
+    vx, vy, vz = v.unbind(-1)
+    skew = torch.stack([torch.stack([zero, -vz, vy], dim=-1),
+                        torch.stack([vz, zero, -vx], dim=-1),
+                        torch.stack([-vy, vx, zero], dim=-1)], dim=-2)
+    eye = torch.eye(3, dtype=a.dtype, device=a.device).expand_as(skew)
+    skew_sq = (skew[..., :, :, None] * skew[..., None, :, :]).sum(-2)  # elementwise: no batched-GEMM kernel choice
+    return eye + skew + skew_sq / (1.0 + cos)[..., None, None].clamp_min(1e-12)
 
 
 def turned_to_principal(cameras: Cameras, principal: Float[Tensor, "B 2"],

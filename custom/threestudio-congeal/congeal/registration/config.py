@@ -100,13 +100,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "fast": {
         "working_size": 64, "final_samples": 48,
         "features": {"name": "rgb", "rgb_grid": 16},
-        "search": {"render_size": 96, "render_samples": 32, "chunk": 128, "top_k": 2, "mask_size": 64},
+        "search": {"render_size": 96, "render_samples": 32, "chunk": 128, "top_k": 4, "mask_size": 64},
         # the colour term settles what silhouettes leave ambiguous (FoV vs distance vs rotation); the silhouette at
         # 64 px (colour at 32 px) halves the rotation error of 32 px (benchmark sets, tuning seeds: median 2.1° -> 0.6°).
         # Not yet the default: 4 hypotheses pruned to 2 and the stretch phase (README "Registration" overrides; better on
         # cross-instance sets, but sharded runs no longer equal one-shot runs bit for bit, see docs/evaluation.md)
         "refine": {"steps": 200, "resolution": 64, "feature_resolution": 32, "samples": 24, "patience": 25,
-                   "lr_rotation": 0.03, "feature_weight": 1.0},
+                   "lr_rotation": 0.03, "feature_weight": 1.0, "prune_step": 20, "prune_keep": 2,
+                   "lr_stretch": 0.01, "stretch_prior_weight": 2.0, "stretch_steps": 60},
         "mapping": {"steps": 150, "loss_resolution": 32},
     },
 }

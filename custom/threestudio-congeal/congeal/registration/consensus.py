@@ -17,6 +17,11 @@ per-photo best) until no photo changes. A global flip of the whole collection le
 per-photo term (render vs photo) still decides the collection's overall orientation; the consensus decides the
 photos that disagree with it.
 
+Hypotheses of one photo refined into the same pose (< `distinct_deg` apart) are one reading, represented by its copy
+with the best own score: the vote chooses among readings, never between copies (otherwise which copy of the same
+pose wins would depend on the other photos at the float level, and a photo's camera on how the collection was
+sharded). A copy reports its reading's disagreement, so its joint score is never below its representative's.
+
 The ambiguity of a photo is its chosen joint score over its runner-up's (∈ [0, 1]), the runner-up being its best
 hypothesis of a *different* pose (≥ `distinct_deg` away; hypotheses refined into the same pose are one reading); a
 photo whose ambiguity reaches `undecided_ratio` is reported as undecided: neither the photo nor the collection
@@ -186,6 +191,8 @@ def choose_jointly(score: Float[Tensor, "N k"], xyz: Float[Tensor, "NK S S 3"], 
     n, k = score.shape
     device = score.device
     photo_of = torch.arange(n, device=device).repeat_interleave(k)
+    reading = _readings(score, rotations, cfg.distinct_deg)  # [N,k] index j of each hypothesis' representative
+    is_copy = reading != torch.arange(k, device=device)
     voxels = cfg.grid ** 3
     usable = prior is not None and prior.total.shape == (voxels, image_feats.shape[1])
     bounds = (prior.lo.to(device), prior.hi.to(device)) if usable else None
@@ -207,8 +214,9 @@ def choose_jointly(score: Float[Tensor, "N k"], xyz: Float[Tensor, "NK S S 3"], 
                 mine = rows[i] + torch.arange(k, device=device)
                 current = (rows[i] + choice[i]).reshape(1)
                 others = total - _scatter(cells, current, voxels)
-                joint = score[i] + cfg.weight * _disagreement(cells, mine, others, unseen)
-                best = int(joint.argmin())
+                reading_disagreement = _disagreement(cells, mine, others, unseen)[reading[i]]
+                joint = score[i] + cfg.weight * reading_disagreement
+                best = int(joint.masked_fill(is_copy[i], float("inf")).argmin())
                 if best != int(choice[i]):
                     total = others + _scatter(cells, mine[best:best + 1], voxels)
                     choice[i] = best
@@ -222,18 +230,18 @@ def choose_jointly(score: Float[Tensor, "N k"], xyz: Float[Tensor, "NK S S 3"], 
         for i in range(n):
             mine = rows[i] + torch.arange(k, device=device)
             others = total - _scatter(cells, (rows[i] + choice[i]).reshape(1), voxels)
-            disagreement[mine] = _disagreement(cells, mine, others, unseen)
+            disagreement[mine] = _disagreement(cells, mine, others, unseen)[reading[i]]
     weight = cfg.weight if voters > 1 else 0.0
     joint = score.reshape(-1) + weight * disagreement
-    order = joint.view(n, k).argsort(dim=1)
+    # best joint score first; at a tie a representative before its copies (a copy's own score is never lower)
+    first = is_copy.long().argsort(dim=1, stable=True)
+    order = first.gather(1, joint.view(n, k).gather(1, first).argsort(dim=1, stable=True))
     ranked = joint.view(n, k).gather(1, order)
     distinct = torch.ones(n, k, dtype=torch.bool, device=device)
     if rotations is not None:
-        r = rotations.reshape(n, k, 3, 3).float()
-        chosen = r.gather(1, order[:, :1, None, None].expand(n, 1, 3, 3))  # [N,1,3,3]
-        ranked_r = r.gather(1, order[:, :, None, None].expand(n, k, 3, 3))
-        cos = ((chosen.transpose(-1, -2) @ ranked_r).diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
-        distinct = torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0))) >= cfg.distinct_deg
+        angles = _pairwise_angles_deg(rotations.reshape(n, k, 3, 3))  # [N,k,k]
+        chosen = angles.gather(1, order[:, :1, None].expand(n, 1, k)).squeeze(1)  # [N,k] from the chosen one
+        distinct = chosen.gather(1, order) >= cfg.distinct_deg
     distinct[:, 0] = False
     runner_up = torch.where(distinct, ranked, torch.full_like(ranked, float("inf"))).amin(dim=1)
     ambiguity = torch.where(torch.isfinite(runner_up), ranked[:, 0] / runner_up.clamp_min(1e-6),
@@ -241,6 +249,37 @@ def choose_jointly(score: Float[Tensor, "N k"], xyz: Float[Tensor, "NK S S 3"], 
     field = ConsensusField(total=total, lo=lo, hi=hi, unseen=float(unseen), photos=voters)
     return JointChoice(order=order, disagreement=disagreement, joint_score=joint, ambiguity=ambiguity,
                        undecided=ambiguity >= cfg.undecided_ratio, sweeps=sweeps, field=field)
+
+
+def _pairwise_angles_deg(rotations: Float[Tensor, "N k 3 3"]) -> Float[Tensor, "N k k"]:
+    """Rotation angle between every two hypotheses of each photo."""
+    r = rotations.float()
+    relative = r[:, :, None].transpose(-1, -2) @ r[:, None]
+    cos = (relative.diagonal(dim1=-2, dim2=-1).sum(-1) - 1.0) / 2.0
+    return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
+
+
+def _readings(score: Float[Tensor, "N k"], rotations: Optional[Float[Tensor, "NK 3 3"]],
+              distinct_deg: float) -> Int[Tensor, "N k"]:
+    """Each hypothesis' reading: the index j of the best-scored hypothesis of its photo it is a copy of (< distinct_deg
+    apart), itself when it is a reading's best copy. Photos are few per hypothesis count (k ≤ a handful): the greedy
+    pass over a photo's ranked hypotheses is a loop over k, with tensor work over photos."""
+    n, k = score.shape
+    reading = torch.arange(k, device=score.device).expand(n, k).clone()
+    if rotations is None or k < 2:
+        return reading
+    angles = _pairwise_angles_deg(rotations.reshape(n, k, 3, 3))
+    rank = score.argsort(dim=1, stable=True)  # best own score first
+    representative = torch.zeros(n, k, dtype=torch.bool, device=score.device)
+    rows = torch.arange(n, device=score.device)
+    for position in range(k):
+        j = rank[:, position]  # [N]
+        near = (angles[rows, j] < distinct_deg) & representative  # representatives close to j
+        first = torch.where(near, score, torch.full_like(score, float("inf"))).argmin(dim=1)
+        has = near.any(dim=1)
+        reading[rows, j] = torch.where(has, first, j)
+        representative[rows, j] = ~has
+    return reading
 
 
 def save_field(path: PathLike, field: ConsensusField) -> None:
