@@ -70,6 +70,36 @@ def test_hypotheses_are_independent_of_the_batch():
     assert torch.allclose(both.loss[1], alone.loss[0], atol=1e-6)
 
 
+def test_a_photos_hypotheses_end_bit_equal_alone_or_in_any_batch():
+    """Pruning, early stopping at different steps, the colour term, chunks: a photo's hypotheses end in exactly the
+    same place refined alone, beside other photos' or split over chunks (sharded and `--add` runs equal one-shot
+    runs). Frozen hypotheses are not rendered, so each step's batch changes while they run."""
+    from congeal.features.extractors import RGBFeatures
+
+    canonical = small_canonical()
+    working, masks = working_cameras(canonical, [60.0, 300.0, 150.0], [20.0, 5.0, 30.0], [35.0, 45.0, 40.0])
+    colour = GridRenderer(canonical, num_samples=16)
+    photos = render_in_frame(colour, working, S)["rgb"].permute(0, 3, 1, 2)
+    extractor = RGBFeatures(grid=8)
+    hypotheses = [perturbed(working, seed) for seed in (1, 2, 3)]  # three per photo, h = 3 * photo + j
+    init = PoseParameters(*(torch.stack([getattr(h, name) for h in hypotheses], 1).flatten(0, 1) for name in (
+        "rotation0", "lateral", "omega", "log_distance", "principal", "log_tan_half_fov")), working.height)
+    photo_of = torch.arange(3).repeat_interleave(3)
+    cfg = RefineConfig(steps=40, resolution=24, samples=16, patience=6, prune_step=8, prune_keep=2,
+                       feature_weight=1.0, chunk=4)
+    kwargs = dict(extractor=extractor, feature_renderer=colour)
+    everything = refine_poses(SilhouetteRenderer(canonical, num_samples=16), init, masks[photo_of], cfg,
+                              image_feats=extractor.extract(photos)[photo_of], photo_of=photo_of, **kwargs)
+    assert len(set(everything.steps.tolist())) > 2  # hypotheses froze at different steps
+    for photo in range(3):
+        mine = torch.arange(3 * photo, 3 * photo + 3)
+        alone = refine_poses(SilhouetteRenderer(canonical, num_samples=16), init.subset(mine), masks[[photo] * 3],
+                             cfg, image_feats=extractor.extract(photos[[photo] * 3]), photo_of=torch.zeros(3).long(),
+                             **kwargs)
+        assert torch.equal(alone.cameras.c2w, everything.cameras.c2w[mine])
+        assert torch.equal(alone.loss, everything.loss[mine]) and torch.equal(alone.steps, everything.steps[mine])
+
+
 def test_early_stopping_freezes_converged_hypotheses():
     canonical = small_canonical()
     working, masks = working_cameras(canonical, [45.0], [15.0], [40.0])

@@ -233,7 +233,12 @@ def rotation_angle_deg(R1: Float[Tensor, "*a 3 3"], R2: Float[Tensor, "*b 3 3"])
 
 
 def so3_exp(omega: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:
-    """Rotation matrices from axis-angle vectors (angle = |omega| radians), differentiable."""
+    """Rotation matrices from axis-angle vectors (angle = |omega| radians), differentiable.
+
+    Rodrigues' formula, R = I + a·K + b·K² with a = sin θ / θ, b = (1 − cos θ) / θ² (Taylor series near θ = 0, so
+    the gradient at ω = 0 is exact): elementwise, so each rotation is the same whatever else is in the batch.
+    `torch.linalg.matrix_exp` is not — a batch of one takes another code path than a batch of many, and refinement,
+    whose batch shrinks as hypotheses freeze, amplified that ulp into a different pose."""
     zero = torch.zeros_like(omega[..., 0])
     wx, wy, wz = omega.unbind(-1)
     skew = torch.stack(
@@ -244,7 +249,14 @@ def so3_exp(omega: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:
         ],
         dim=-2,
     )
-    return torch.linalg.matrix_exp(skew)
+    theta2 = omega.square().sum(-1)
+    small = theta2 < 1e-6
+    theta = torch.where(small, torch.ones_like(theta2), theta2).sqrt()  # no 0/0 in the unused branch's gradient
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / theta.square())
+    skew_sq = (skew[..., :, :, None] * skew[..., None, :, :]).sum(-2)
+    eye = torch.eye(3, dtype=omega.dtype, device=omega.device)
+    return eye + a[..., None, None] * skew + b[..., None, None] * skew_sq
 
 
 def rotation_between(a: Float[Tensor, "*batch 3"], b: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:

@@ -263,10 +263,11 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
             group["lr"] = lr * scale
         optimiser.zero_grad(set_to_none=False)
         losses = []
-        # every hypothesis is rendered at every step, frozen ones too: a batch whose make-up changes as hypotheses
-        # freeze made results differ (float level, then amplified) between a one-shot and a sharded run
-        for start in range(0, m, cfg.chunk):
-            part = slice(start, start + cfg.chunk)
+        # only hypotheses still refining are rendered (after pruning, half of them or fewer); each one's render and
+        # loss are its own, whatever shares its chunk (tests/registration/test_refine.py checks bit-equality)
+        running = active.nonzero().squeeze(-1)
+        for start in range(0, len(running), cfg.chunk):
+            part = running[start:start + cfg.chunk]
             hypotheses = params.subset(part)
             cameras = hypotheses.cameras()
             stretch = hypotheses.stretch() if stretched else None
@@ -290,10 +291,10 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
                 loss = loss + prior * known[part].float() * gap.square()
             if stretched:
                 loss = loss + cfg.stretch_prior_weight * stretch.log().square().sum(-1)
-            # frozen hypotheses contribute no gradient
-            (loss * active[part].float()).sum().backward()
+            loss.sum().backward()
             losses.append(loss.detach())
-        loss = torch.cat(losses)
+        loss = best_loss.clone()  # frozen hypotheses keep their best (they are masked out below)
+        loss[running] = torch.cat(losses)
         with torch.no_grad():
             improved = active & (loss < best_loss)
             for dst, src in zip(best.trainable(), params.trainable()):
