@@ -88,12 +88,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "working_size": 224, "final_samples": 96,
         "features": {"name": "dinov2", "input_size": 224, "batch_size": 64},
         "grid": {"fovy_deg": [25.0, 40.0, 55.0], "n_azimuth": 16, "n_elevation": 16},
-        "search": {"render_size": 224, "render_samples": 96, "chunk": 128, "top_k": 3},
-        # up to the paper's 1000 steps and 3 hypotheses, with the fast preset's colour term and step size (cheap and
-        # worth it: see docs/performance.md "fast vs paper"); 32 silhouette samples (the closed-form silhouette
-        # renderer needs few) and per-hypothesis early stopping keep it near the fast preset's cost per hypothesis
+        "search": {"render_size": 224, "render_samples": 96, "chunk": 128, "top_k": 4},
+        # up to the paper's 1000 steps, with the fast preset's colour term, step size and cross-instance settings
+        # (4 hypotheses pruned to 2, stretched phase; docs/evaluation.md); 32 silhouette samples (the closed-form
+        # silhouette renderer needs few) and per-hypothesis early stopping keep it near the fast preset's cost per
+        # hypothesis
         "refine": {"steps": 1000, "resolution": 64, "feature_resolution": 32, "samples": 32, "patience": 50,
-                   "lr_rotation": 0.03, "feature_weight": 1.0},
+                   "lr_rotation": 0.03, "feature_weight": 1.0, "prune_step": 20, "prune_keep": 2,
+                   "lr_stretch": 0.01, "stretch_prior_weight": 2.0, "stretch_steps": 60},
         "mapping": {"steps": 4000},
     },
     # CPU-friendly: the same 768-candidate grid at low resolution, short refinement and mapping
@@ -103,8 +105,8 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "search": {"render_size": 96, "render_samples": 32, "chunk": 128, "top_k": 4, "mask_size": 64},
         # the colour term settles what silhouettes leave ambiguous (FoV vs distance vs rotation); the silhouette at
         # 64 px (colour at 32 px) halves the rotation error of 32 px (benchmark sets, tuning seeds: median 2.1° -> 0.6°).
-        # Not yet the default: 4 hypotheses pruned to 2 and the stretch phase (README "Registration" overrides; better on
-        # cross-instance sets, but sharded runs no longer equal one-shot runs bit for bit, see docs/evaluation.md)
+        # 4 hypotheses pruned to 2 after 20 steps find the right side of near-symmetric objects more often than 2; the
+        # stretched phase lets another instance's proportions be a stretch, not a turned camera (docs/evaluation.md)
         "refine": {"steps": 200, "resolution": 64, "feature_resolution": 32, "samples": 24, "patience": 25,
                    "lr_rotation": 0.03, "feature_weight": 1.0, "prune_step": 20, "prune_keep": 2,
                    "lr_stretch": 0.01, "stretch_prior_weight": 2.0, "stretch_steps": 60},
