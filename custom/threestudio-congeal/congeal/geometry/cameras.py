@@ -232,6 +232,18 @@ def rotation_angle_deg(R1: Float[Tensor, "*a 3 3"], R2: Float[Tensor, "*b 3 3"])
     return torch.rad2deg(torch.atan2(sin, cos))
 
 
+def _skew_and_square(v: Float[Tensor, "*batch 3"]
+                     ) -> Tuple[Float[Tensor, "*batch 3 3"], Float[Tensor, "*batch 3 3"]]:
+    """The cross-product matrix [v]x and its square, elementwise (no batched-GEMM kernel choice), so each row's
+    result is the same whatever else is in the batch."""
+    zero = torch.zeros_like(v[..., 0])
+    vx, vy, vz = v.unbind(-1)
+    skew = torch.stack([torch.stack([zero, -vz, vy], dim=-1),
+                        torch.stack([vz, zero, -vx], dim=-1),
+                        torch.stack([-vy, vx, zero], dim=-1)], dim=-2)
+    return skew, (skew[..., :, :, None] * skew[..., None, :, :]).sum(-2)
+
+
 def so3_exp(omega: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:
     """Rotation matrices from axis-angle vectors (angle = |omega| radians), differentiable.
 
@@ -239,22 +251,12 @@ def so3_exp(omega: Float[Tensor, "*batch 3"]) -> Float[Tensor, "*batch 3 3"]:
     the gradient at ω = 0 is exact): elementwise, so each rotation is the same whatever else is in the batch.
     `torch.linalg.matrix_exp` is not — a batch of one takes another code path than a batch of many, and refinement,
     whose batch shrinks as hypotheses freeze, amplified that ulp into a different pose."""
-    zero = torch.zeros_like(omega[..., 0])
-    wx, wy, wz = omega.unbind(-1)
-    skew = torch.stack(
-        [
-            torch.stack([zero, -wz, wy], dim=-1),
-            torch.stack([wz, zero, -wx], dim=-1),
-            torch.stack([-wy, wx, zero], dim=-1),
-        ],
-        dim=-2,
-    )
+    skew, skew_sq = _skew_and_square(omega)
     theta2 = omega.square().sum(-1)
     small = theta2 < 1e-6
     theta = torch.where(small, torch.ones_like(theta2), theta2).sqrt()  # no 0/0 in the unused branch's gradient
     a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
     b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / theta.square())
-    skew_sq = (skew[..., :, :, None] * skew[..., None, :, :]).sum(-2)
     eye = torch.eye(3, dtype=omega.dtype, device=omega.device)
     return eye + a[..., None, None] * skew + b[..., None, None] * skew_sq
 
@@ -265,15 +267,9 @@ def rotation_between(a: Float[Tensor, "*batch 3"], b: Float[Tensor, "*batch 3"])
     Rodrigues without an angle: R = I + [v]x + [v]x² / (1 + cos), v = a × b. Only products and sums, so each row's
     result is the same whatever else is in the batch (vectorised atan2 is not: its results differ by an ulp between
     SIMD lanes and the scalar tail, and refinement amplifies that into a run that depends on how it was sharded)."""
-    v = torch.cross(a, b, dim=-1)
+    skew, skew_sq = _skew_and_square(torch.cross(a, b, dim=-1))
     cos = (a * b).sum(-1)
-    zero = torch.zeros_like(cos)
-    vx, vy, vz = v.unbind(-1)
-    skew = torch.stack([torch.stack([zero, -vz, vy], dim=-1),
-                        torch.stack([vz, zero, -vx], dim=-1),
-                        torch.stack([-vy, vx, zero], dim=-1)], dim=-2)
     eye = torch.eye(3, dtype=a.dtype, device=a.device).expand_as(skew)
-    skew_sq = (skew[..., :, :, None] * skew[..., None, :, :]).sum(-2)  # elementwise: no batched-GEMM kernel choice
     return eye + skew + skew_sq / (1.0 + cos)[..., None, None].clamp_min(1e-12)
 
 

@@ -172,7 +172,7 @@ class PoseParameters:
         return [self.omega, self.log_distance, self.lateral, self.principal, self.log_tan_half_fov, self.log_stretch]
 
     def subset(self, part: Union[slice, Tensor]) -> "PoseParameters":
-        """The hypotheses at `part` (views of the same tensors: gradients reach the full set)."""
+        """The hypotheses at `part` (indexed from the same tensors: gradients reach the full set)."""
         return PoseParameters(self.rotation0[part], self.lateral[part], self.omega[part], self.log_distance[part],
                               self.principal[part], self.log_tan_half_fov[part], self.size, self.log_stretch[part])
 
