@@ -8,10 +8,12 @@ Search scores the N photos against the K framed candidates of the bank and keeps
 optimises all N*k hypotheses at once (soft IoU, optional colour term); selection renders every refined hypothesis at the
 working size and scores each by feature distance + iou_weight * (1 - IoU); the collection then chooses one per photo
 jointly (`consensus.choose_jointly`: the photos' features must agree at the canonical points their hypotheses map them
-to), and reports each photo's ambiguity. The others stay alternatives.
+to), and reports each photo's ambiguity. The others stay alternatives. Last, the chosen hypothesis of each photo the
+rigid canonical fits is polished on its silhouette (`refine.polish`), after the choice so that it never changes which
+reading a photo gets.
 """
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +27,7 @@ from congeal.registration.config import RegistrationConfig
 from congeal.registration.consensus import ConsensusField, JointChoice, choose_jointly
 from congeal.registration.framing import render_in_frame
 from congeal.registration.losses import binary_iou, masked_feature_distance
-from congeal.registration.refine import PoseParameters, RefineResult, refine_then_stretch
+from congeal.registration.refine import PoseParameters, RefineResult, polish, refine_then_stretch
 from congeal.registration.search import CandidateBank, score_candidates, score_grid, top_k_hypotheses
 
 
@@ -127,7 +129,7 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
         extractor: the bank's feature extractor.
         renderers: each step's renderer.
         cfg: the stages' settings.
-        timer: times the "search", "refine" and "select" stages.
+        timer: times the "search", "refine", "select" and (with `refine.polish_feature_weight`) "polish" stages.
         progress: tqdm bar for the refinement.
         prior: the consensus field of photos registered before (`--add`): they vote in the joint choice.
     Returns:
@@ -147,37 +149,47 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
     candidates = top.reshape(-1)
     photo_of = torch.arange(n, device=device).repeat_interleave(k)
 
+    known = ~torch.isnan(known_fovy[photo_of])
+    # the refinement's feature term is a colour term whatever the search's features: it runs at every step for
+    # every hypothesis, where a DINOv2 forward and backward pass would cost more than all the rest
+    colour = RGBFeatures(grid=cfg.features.rgb_grid)
+    refine_kwargs = dict(known_fovy=known, extractor=colour, progress=progress, feature_renderer=renderers.feature)
+
     def refine():
         # candidates are look-at cameras framed like the photo; turned about their centres to the photo's own
         # principal point, they see the object from the same side at the same place in the frame
         init = PoseParameters.from_cameras(turned_to_principal(bank.cameras[candidates], principals[photo_of]))
-        known = ~torch.isnan(known_fovy[photo_of])
         init = init.with_fovy(torch.nan_to_num(known_fovy[photo_of], nan=1.0), known)
-        # the refinement's feature term is a colour term whatever the search's features: it runs at every step for
-        # every hypothesis, where a DINOv2 forward and backward pass would cost more than all the rest
-        colour = RGBFeatures(grid=cfg.features.rgb_grid)
         colour_feats = image_feats if extractor.identity == colour.identity else colour.extract(photos)
-        return refine_then_stretch(renderers.refine, init, masks[photo_of], cfg.refine, photo_of,
-                                   image_feats=colour_feats[photo_of], known_fovy=known, extractor=colour,
-                                   progress=progress, feature_renderer=renderers.feature)
+        refine_kwargs["image_feats"] = colour_feats[photo_of]
+        return refine_then_stretch(renderers.refine, init, masks[photo_of], cfg.refine, photo_of, **refine_kwargs)
 
     refined = timer.run("refine", refine)
 
-    def select():
-        chunk = cfg.search.chunk
+    def final_render(cameras: Any) -> Dict[str, Tensor]:
+        """The rigid canonical at `cameras` (not its stretch: maps, pictures and every reader of poses.json project
+        canonical points with the camera alone)."""
         with torch.no_grad():
-            # the rigid canonical at the refined camera (not its stretch): maps, pictures and every reader of
-            # poses.json project canonical points with the camera alone
-            outs = [render_in_frame(renderers.final, cameras, cfg.working_size)
-                    for cameras in refined.cameras.split(chunk)]
+            outs = [render_in_frame(renderers.final, part, cfg.working_size)
+                    for part in cameras.split(cfg.search.chunk)]
             out = {key: torch.cat([o[key] for o in outs]) for key in ("rgb", "opacity", "xyz")}
+            return out
+
+    def scored(out: Dict[str, Tensor], of: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Final renders' features, IoU, feature distance and selection score against the photos `of`."""
+        with torch.no_grad():
             opacity = out["opacity"].permute(0, 3, 1, 2)
             rgb = out["rgb"].permute(0, 3, 1, 2).clamp(0, 1)
-            iou = binary_iou(opacity, masks[photo_of])
+            iou = binary_iou(opacity, masks[of])
             render_feats = extractor.extract(rgb)
-            weight = F.adaptive_avg_pool2d(opacity * masks[photo_of], render_feats.shape[-2:])
-            fdist = masked_feature_distance(render_feats, image_feats[photo_of], weight)
-            score = fdist + cfg.search.iou_weight * (1.0 - iou)
+            weight = F.adaptive_avg_pool2d(opacity * masks[of], render_feats.shape[-2:])
+            fdist = masked_feature_distance(render_feats, image_feats[of], weight)
+            return render_feats, iou, fdist, fdist + cfg.search.iou_weight * (1.0 - iou)
+
+    def select():
+        out = final_render(refined.cameras)
+        render_feats, iou, fdist, score = scored(out, photo_of)
+        with torch.no_grad():
             joint = choose_jointly(score.view(n, k), out["xyz"], out["opacity"], masks, image_feats, cfg.consensus,
                                    prior, rotations=refined.cameras.c2w[:, :3, :3])
         return out, render_feats, iou, fdist, score, joint
@@ -185,6 +197,23 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
     out, render_feats, iou, fdist, score, joint = timer.run("select", select)
     order = joint.order
     best = torch.arange(n, device=device) * k + order[:, 0]
+
+    if cfg.refine.polish_feature_weight is not None:
+        # after the collection's choice, so the polish never changes which reading a photo gets: the chosen
+        # hypothesis of each photo the rigid canonical fits goes on, on its silhouette (registration.refine.polish)
+        rigid = (refined.stretch[best] == 1.0).all(-1) & (iou[best] >= cfg.refine.stretch_below_iou)
+        chosen = best[rigid]
+
+        def polish_chosen():
+            polished = polish(renderers.refine, refined, chosen, masks[photo_of], cfg.refine, **refine_kwargs)
+            again = final_render(polished.cameras[chosen])
+            return polished, again, scored(again, photo_of[chosen])
+
+        if len(chosen):
+            refined, again, (feats_c, iou_c, fdist_c, score_c) = timer.run("polish", polish_chosen)
+            for key in out:
+                out[key][chosen] = again[key]
+            render_feats[chosen], iou[chosen], fdist[chosen], score[chosen] = feats_c, iou_c, fdist_c, score_c
     return PoseEstimates(candidates=candidates, search_scores=search_scores,
                          score_grid=score_grid(search_scores, cfg.grid), refined=refined, iou=iou,
                          feature_distance=fdist, score=score, joint=joint, order=order, best=best, image_feats=image_feats,

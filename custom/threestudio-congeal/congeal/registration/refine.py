@@ -8,8 +8,15 @@ Camera model (a photo's S×S working frame): a real pinhole camera with 6 DoF an
 Rotation R = R0 · exp(ω) (ω ∈ so(3), 3 numbers); camera centre C = R · (l·d, d) with the lateral offset l (2 numbers,
 where the object sits in the photo) and the distance d, so changing ω orbits the camera around the canonical origin
 without moving the object in the frame; the vertical FoV of the frame (the focal length). The principal point is the
-photo's own (its centre mapped into the crop) and stays fixed unless `free_principal`. Parameters are ω, l, log d and
-log tan(fovy/2) (and principal / S), so every step size is scale-free.
+photo's own (its centre mapped into the crop) and stays fixed unless `free_principal`. Parameters are ω, l,
+log tan(fovy/2), a size parameter and principal / S, so every step size is scale-free. The size parameter is log d, or
+with `dolly_fov` the extent log(d·tan(fovy/2)) (half the frame's height at the object: its size in the frame), so that
+a change of focal length alone is a dolly zoom: the object keeps its size and only the perspective changes.
+Silhouettes fix the size well and the perspective weakly; with log d, Adam's per-parameter steps have to move the
+distance and the FoV together along that narrow valley and stop short of it (same-instance centred sets, tuning
+seeds, colour weight 0.1: FoV error medians 2.0–5.1° with log d, 0.9–1.7° with the extent). On cross-instance photos
+the freer FoV costs (the silhouette is biased there), so the presets use the extent only in the polish phase of the
+photos the canonical fits (`refine_then_stretch`; docs/evaluation.md).
 
 Optionally (`lr_stretch`) each hypothesis also stretches the canonical along its three axes (volume kept): another
 instance of the category, longer or wider than the canonical, is then explained by a stretch rather than by a
@@ -49,7 +56,8 @@ class RefineConfig:
     lr_rotation: float = 0.02
     """Adam step for ω (radians)."""
     lr_distance: float = 0.01
-    """Adam step for log d."""
+    """Adam step for the size parameter (log d, or the extent with `dolly_fov`: at a fixed FoV either step moves log d
+    by as much)."""
     lr_principal: float = 0.005
     """Adam step for the principal point (fraction of the frame); used only with `free_principal`."""
     lr_lateral: float = 0.005
@@ -90,6 +98,18 @@ class RefineConfig:
     feature_weight: float = 0.0
     """Weight of the colour term: colour features (`features.extractors.RGBFeatures`) of the render vs the photo,
     whatever features the search uses; 0 = masks only."""
+    dolly_fov: bool = False
+    """A FoV step alone is a dolly zoom (the object keeps its size in the frame; see the module docstring); False: it
+    keeps the camera's distance. The rigid and stretched phases keep the distance: on cross-instance photos that
+    holds the camera better (docs/evaluation.md)."""
+    polish_dolly_fov: bool = True
+    """`dolly_fov` of the polish (`polish_feature_weight`)."""
+    polish_steps: int = 60
+    """Adam steps of the polish (`polish`)."""
+    polish_feature_weight: Optional[float] = None
+    """The colour weight of the polish: after the collection's choice, each photo the rigid canonical fits (its chosen
+    hypothesis' silhouette IoU ≥ `stretch_below_iou`) refines its chosen hypothesis `polish_steps` more steps
+    (`registration.poses.estimate_poses`); None = no polish."""
     feature_resolution: int = 0
     """Render side for the feature term (0 = `resolution`); colour features are coarse, so a lower resolution than
     the silhouette's costs little accuracy and saves most of the colour render."""
@@ -113,8 +133,9 @@ class PoseParameters:
     """Camera offset parallel to its image plane / distance (0 for look-at cameras)."""
     omega: Float[Tensor, "M 3"]
     """Rotation update ω ∈ so(3): R = R0 · exp(ω)."""
-    log_distance: Float[Tensor, "M"]
-    """log of the camera's distance d along its axis."""
+    log_size: Float[Tensor, "M"]
+    """With `dolly`: the extent log(d · tan(fovy/2)), half the frame's height at the camera's distance d along its
+    axis (the object's size in the frame; d = extent / tan(fovy/2)). Without: log d."""
     principal: Float[Tensor, "M 2"]
     """Principal point / S."""
     log_tan_half_fov: Float[Tensor, "M"]
@@ -123,6 +144,9 @@ class PoseParameters:
     """Working size S."""
     log_stretch: Optional[Float[Tensor, "M 3"]] = None
     """log of the canonical's stretch along its axes (see `RefineConfig.lr_stretch`); None = zeros."""
+    dolly: bool = True
+    """What `log_size` holds: the object's extent in the frame (a FoV step alone is a dolly zoom) or log d (a FoV
+    step alone keeps the distance and changes the object's size)."""
 
     def __post_init__(self):
         if self.log_stretch is None:
@@ -141,24 +165,25 @@ class PoseParameters:
         rotation = c2w[:, :3, :3].float()
         local = torch.einsum("mji,mj->mi", rotation, c2w[:, :3, 3].float())  # R^T C
         distance = local[:, 2].clamp_min(1e-6)
+        log_tan = torch.tan(0.5 * cameras.fovy.float()).log()
         return PoseParameters(
             rotation0=rotation, lateral=local[:, :2] / distance[:, None], omega=torch.zeros_like(local),
-            log_distance=distance.log(), principal=cameras.principal.float() / size,
-            log_tan_half_fov=torch.tan(0.5 * cameras.fovy.float()).log(), size=int(size),
+            log_size=distance.log() + log_tan, principal=cameras.principal.float() / size,
+            log_tan_half_fov=log_tan, size=int(size),
         )
 
     def with_fovy(self, fovy: Float[Tensor, "M"], known: Bool[Tensor, "M"]) -> "PoseParameters":
         """The hypotheses with a known vertical FoV where `known`; the distance scales with the focal length so the
         object keeps its size in the frame."""
         log_tan = torch.where(known, torch.tan(0.5 * fovy.float()).log(), self.log_tan_half_fov)
-        return PoseParameters(self.rotation0, self.lateral, self.omega,
-                              self.log_distance + (self.log_tan_half_fov - log_tan), self.principal, log_tan, self.size,
-                              self.log_stretch)
+        log_size = self.log_size if self.dolly else self.log_size + (self.log_tan_half_fov - log_tan)
+        return PoseParameters(self.rotation0, self.lateral, self.omega, log_size, self.principal, log_tan,
+                              self.size, self.log_stretch, self.dolly)
 
     def cameras(self) -> Cameras:
         """The S×S working-frame cameras, differentiable in the trainable tensors."""
         rotation = self.rotation0 @ so3_exp(self.omega)
-        distance = self.log_distance.exp()
+        distance = (self.log_size - self.log_tan_half_fov).exp() if self.dolly else self.log_size.exp()
         local = torch.cat([self.lateral * distance[:, None], distance[:, None]], dim=-1)
         centre = torch.einsum("mij,mj->mi", rotation, local)
         top = torch.cat([rotation, centre[:, :, None]], dim=-1)
@@ -169,19 +194,29 @@ class PoseParameters:
 
     def trainable(self) -> List[Tensor]:
         """Every tensor refinement may update (what a best-so-far copy must hold)."""
-        return [self.omega, self.log_distance, self.lateral, self.principal, self.log_tan_half_fov, self.log_stretch]
+        return [self.omega, self.log_size, self.lateral, self.principal, self.log_tan_half_fov, self.log_stretch]
 
     def subset(self, part: Union[slice, Tensor]) -> "PoseParameters":
         """The hypotheses at `part` (indexed from the same tensors: gradients reach the full set)."""
-        return PoseParameters(self.rotation0[part], self.lateral[part], self.omega[part], self.log_distance[part],
-                              self.principal[part], self.log_tan_half_fov[part], self.size, self.log_stretch[part])
+        return PoseParameters(self.rotation0[part], self.lateral[part], self.omega[part], self.log_size[part],
+                              self.principal[part], self.log_tan_half_fov[part], self.size, self.log_stretch[part],
+                              self.dolly)
 
     def detached(self) -> "PoseParameters":
         """A detached copy."""
-        rotation0, lateral, omega, log_distance, principal, log_tan, log_stretch = (
-            t.detach().clone() for t in (self.rotation0, self.lateral, self.omega, self.log_distance, self.principal,
+        rotation0, lateral, omega, log_size, principal, log_tan, log_stretch = (
+            t.detach().clone() for t in (self.rotation0, self.lateral, self.omega, self.log_size, self.principal,
                                          self.log_tan_half_fov, self.log_stretch))
-        return PoseParameters(rotation0, lateral, omega, log_distance, principal, log_tan, self.size, log_stretch)
+        return PoseParameters(rotation0, lateral, omega, log_size, principal, log_tan, self.size, log_stretch,
+                              self.dolly)
+
+    def with_dolly(self, dolly: bool) -> "PoseParameters":
+        """The same cameras with `log_size` meaning the extent (dolly) or log d (see `log_size`)."""
+        if dolly == self.dolly:
+            return self
+        shift = self.log_tan_half_fov if dolly else -self.log_tan_half_fov
+        return PoseParameters(self.rotation0, self.lateral, self.omega, self.log_size + shift, self.principal,
+                              self.log_tan_half_fov, self.size, self.log_stretch, dolly)
 
 
 @dataclass
@@ -224,7 +259,7 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
     """
     from tqdm.auto import tqdm
 
-    params = init.detached()
+    params = init.detached().with_dolly(cfg.dolly_fov)
     m = params.omega.shape[0]
     device = params.omega.device
     res = cfg.resolution
@@ -232,7 +267,7 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
     use_features = cfg.feature_weight > 0 and image_feats is not None and extractor is not None
     groups = [
         {"params": [params.omega], "lr": cfg.lr_rotation},
-        {"params": [params.log_distance], "lr": cfg.lr_distance},
+        {"params": [params.log_size], "lr": cfg.lr_distance},
         {"params": [params.lateral], "lr": cfg.lr_lateral},
         {"params": [params.log_tan_half_fov], "lr": cfg.lr_fov},
     ]
@@ -342,19 +377,39 @@ def refine_then_stretch(renderer: Any, init: PoseParameters, masks: Float[Tensor
         loose = photo_best[photo_of] < cfg.stretch_below_iou
         if cfg.prune_step > 0:  # hypotheses the pruning stopped stay alternatives
             loose &= _best_of_each_photo(rigid.loss, photo_of, cfg.prune_keep)
-        loose = loose.nonzero().squeeze(-1)
-    if len(loose) == 0:
-        return rigid
-    stretched = refine_poses(renderer, PoseParameters.from_cameras(rigid.cameras[loose]), masks[loose],
-                             replace(cfg, steps=cfg.stretch_steps, prune_step=0),
-                             image_feats=None if image_feats is None else image_feats[loose],
-                             known_fovy=None if known_fovy is None else known_fovy[loose], **kwargs)
-    c2w, fovy, principal = (t.clone() for t in (rigid.cameras.c2w, rigid.cameras.fovy, rigid.cameras.principal))
-    c2w[loose], fovy[loose] = stretched.cameras.c2w, stretched.cameras.fovy
-    principal[loose] = stretched.cameras.principal
-    loss, steps, stretch = rigid.loss.clone(), rigid.steps.clone(), rigid.stretch.clone()
-    loss[loose], steps[loose], stretch[loose] = stretched.loss, steps[loose] + stretched.steps, stretched.stretch
-    cameras = Cameras(c2w, fovy, principal, rigid.cameras.height, rigid.cameras.width)
+    return _continued(renderer, rigid, loose.nonzero().squeeze(-1), masks, replace(cfg, steps=cfg.stretch_steps,
+                      prune_step=0), image_feats, known_fovy, **kwargs)
+
+
+def polish(renderer: Any, refined: RefineResult, chosen: Int[Tensor, "K"], masks: Float[Tensor, "M 1 S S"],
+           cfg: RefineConfig, image_feats: Optional[Float[Tensor, "M C h w"]] = None,
+           known_fovy: Optional[Bool[Tensor, "M"]] = None, **kwargs: Any) -> RefineResult:
+    """`refined` with the hypotheses `chosen` refined `cfg.polish_steps` more steps from where they are, at colour
+    weight `cfg.polish_feature_weight` with `cfg.polish_dolly_fov`, on a rigid canonical (their loss only goes down).
+    Meant for the hypotheses the collection chose for photos the canonical's own shape fits: there the silhouette is
+    the reliable cue and the colour term, which a photo's shading biases, pulls the camera off. Other arguments as
+    `refine_poses`."""
+    weight = cfg.feature_weight if cfg.polish_feature_weight is None else cfg.polish_feature_weight
+    more = replace(cfg, steps=cfg.polish_steps, prune_step=0, lr_stretch=0.0, feature_weight=weight,
+                   dolly_fov=cfg.polish_dolly_fov)
+    return _continued(renderer, refined, chosen, masks, more, image_feats, known_fovy, **kwargs)
+
+
+def _continued(renderer: Any, previous: RefineResult, chosen: Int[Tensor, "K"], masks: Float[Tensor, "M 1 S S"],
+               cfg: RefineConfig, image_feats: Optional[Float[Tensor, "M C h w"]],
+               known_fovy: Optional[Bool[Tensor, "M"]], **kwargs: Any) -> RefineResult:
+    """`previous` with the hypotheses `chosen` refined further under `cfg`, from their cameras."""
+    if len(chosen) == 0:
+        return previous
+    more = refine_poses(renderer, PoseParameters.from_cameras(previous.cameras[chosen]), masks[chosen], cfg,
+                        image_feats=None if image_feats is None else image_feats[chosen],
+                        known_fovy=None if known_fovy is None else known_fovy[chosen], **kwargs)
+    c2w, fovy, principal = (t.clone() for t in (previous.cameras.c2w, previous.cameras.fovy,
+                                                previous.cameras.principal))
+    c2w[chosen], fovy[chosen], principal[chosen] = more.cameras.c2w, more.cameras.fovy, more.cameras.principal
+    loss, steps, stretch = previous.loss.clone(), previous.steps.clone(), previous.stretch.clone()
+    loss[chosen], steps[chosen], stretch[chosen] = more.loss, steps[chosen] + more.steps, more.stretch
+    cameras = Cameras(c2w, fovy, principal, previous.cameras.height, previous.cameras.width)
     return RefineResult(cameras=cameras, loss=loss, steps=steps, stretch=stretch)
 
 
