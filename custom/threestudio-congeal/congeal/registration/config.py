@@ -95,8 +95,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         # hypothesis
         "refine": {"steps": 1000, "resolution": 64, "feature_resolution": 32, "samples": 32, "patience": 50,
                    "lr_rotation": 0.03, "feature_weight": 1.0, "prune_step": 20, "prune_keep": 2,
-                   "lr_stretch": 0.01, "stretch_prior_weight": 2.0, "stretch_steps": 60,
-                   "polish_feature_weight": 0.1},
+                   "lr_stretch": 0.01, "stretch_prior_weight": 2.0, "stretch_steps": 60},
         "mapping": {"steps": 4000},
     },
     # CPU-friendly: the same 768-candidate grid at low resolution, short refinement and mapping
@@ -110,8 +109,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         # stretched phase lets another instance's proportions be a stretch, not a turned camera (docs/evaluation.md)
         "refine": {"steps": 200, "resolution": 64, "feature_resolution": 32, "samples": 24, "patience": 25,
                    "lr_rotation": 0.03, "feature_weight": 1.0, "prune_step": 20, "prune_keep": 2,
-                   "lr_stretch": 0.01, "stretch_prior_weight": 2.0, "stretch_steps": 60,
-                   "polish_feature_weight": 0.1},
+                   "lr_stretch": 0.01, "stretch_prior_weight": 2.0, "stretch_steps": 60},
         "mapping": {"steps": 150, "loss_resolution": 32},
     },
 }
