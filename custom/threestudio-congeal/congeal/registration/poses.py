@@ -8,9 +8,9 @@ Search scores the N photos against the K framed candidates of the bank and keeps
 optimises all N*k hypotheses at once (soft IoU, optional colour term); selection renders every refined hypothesis at the
 working size and scores each by feature distance + iou_weight * (1 - IoU); the collection then chooses one per photo
 jointly (`consensus.choose_jointly`: the photos' features must agree at the canonical points their hypotheses map them
-to), and reports each photo's ambiguity. The others stay alternatives. Last, the chosen hypothesis of each photo the
-rigid canonical fits is polished on its silhouette (`refine.polish`), after the choice so that it never changes which
-reading a photo gets.
+to), and reports each photo's ambiguity. The others stay alternatives. Last, with `refine.polish_feature_weight`, the
+chosen hypothesis of each photo the rigid canonical fits is polished on its silhouette (`refine.polish`), after the
+choice so that it never changes which reading a photo gets.
 """
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple

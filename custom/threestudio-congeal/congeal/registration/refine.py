@@ -15,8 +15,8 @@ a change of focal length alone is a dolly zoom: the object keeps its size and on
 Silhouettes fix the size well and the perspective weakly; with log d, Adam's per-parameter steps have to move the
 distance and the FoV together along that narrow valley and stop short of it (same-instance centred sets, tuning
 seeds, colour weight 0.1: FoV error medians 2.0–5.1° with log d, 0.9–1.7° with the extent). On cross-instance photos
-the freer FoV costs (the silhouette is biased there), so the presets use the extent only in the polish phase of the
-photos the canonical fits (`refine_then_stretch`; docs/evaluation.md).
+the freer FoV costs (the silhouette is biased there), so the extent is used only in the polish of the photos the
+canonical fits (`polish`, opt-in; docs/evaluation.md).
 
 Optionally (`lr_stretch`) each hypothesis also stretches the canonical along its three axes (volume kept): another
 instance of the category, longer or wider than the canonical, is then explained by a stretch rather than by a
