@@ -12,7 +12,7 @@ from congeal.apps.edits import write_edit
 from congeal.apps.run_access import RegisteredRun
 from congeal.apps.textures import canonical_normals, checker_texture, texture_edit, triplanar
 from congeal.common.errors import InputError
-from congeal.evaluation.synthetic_harness import _object_bbox, keypoint_transfer, load_ground_truth
+from congeal.evaluation.synthetic_harness import _object_bbox, load_ground_truth
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,18 @@ def _decal_centroid(edited: np.ndarray, original: np.ndarray):
 
 
 def test_decal_on_a_keypoint_lands_on_that_keypoint(truth_run, disc_decal):
+    """The decal's centre, found from the edited pixels, lies near the keypoint in every other photo that sees it.
+
+    Errors are fractions of the target's object size (the PCK scale). Measured on this run: median 0.020 (the maps'
+    own transfer of the same points: 0.010 — the centroid of a disc's visible part on a curved surface seen at an
+    angle, or cut by the silhouette at a tail tip, is off its centre by a few pixels), largest 0.061–0.071. So the
+    bounds are counts-free: a typical decal within PCK@0.05, none beyond PCK@0.1. (The earlier form, "hits at
+    PCK@0.05 ≥ the maps' hits − 0.1" on 16 pairs, followed a transfer 0.01 px inside its tolerance and failed when
+    the registration got better.)"""
     folder, truth, run = truth_run
     decal = load_decal(disc_decal)
     source = run.names[0]
-    hits, total, reference_hits = 0, 0, 0.0
+    errors = []
     for name, kp in truth[source]["keypoints"].items():
         if not kp["visible"]:
             continue
@@ -43,25 +51,18 @@ def test_decal_on_a_keypoint_lands_on_that_keypoint(truth_run, disc_decal):
         for target in run.names[1:]:
             if not truth[target]["keypoints"][name]["visible"]:
                 continue
-            edited, coverage = composite_decal(run, decal, placement, target)
-            original = run.photo(target).rgb
-            centroid = _decal_centroid(edited, original)
+            edited, _ = composite_decal(run, decal, placement, target)
+            centroid = _decal_centroid(edited, run.photo(target).rgb)
             x1, y1, x2, y2 = _object_bbox(folder, truth[target])
-            tolerance = 0.05 * max(x2 - x1, y2 - y1)
-            total += 1
             true_xy = truth[target]["keypoints"][name]["xy"]
-            hits += centroid is not None and np.linalg.norm(centroid - true_xy) <= tolerance
-    for target in run.names[1:]:  # the maps' own keypoint transfer from the same photo, same points, same tolerance
-        report = keypoint_transfer(run.root, folder, truth, names=[source, target], alphas=(0.05,))
-        count = sum(1 for k, kp in truth[source]["keypoints"].items()
-                    if kp["visible"] and truth[target]["keypoints"][k]["visible"])
-        if count:
-            reference_hits += report["per_target"][target]["pck@0.05"] * count
-    rate, reference = hits / total, reference_hits / total
-    print(f"decal centroid within PCK@0.05 in {rate:.3f} of {total} (photo, keypoint) pairs; "
-          f"the maps' transfer {reference:.3f}")
-    assert total >= 10
-    assert rate >= reference - 0.1
+            miss = np.inf if centroid is None else np.linalg.norm(centroid - true_xy)
+            errors.append(miss / max(x2 - x1, y2 - y1))
+    errors = np.asarray(errors)
+    print(f"decal centroid error / object size over {errors.size} (photo, keypoint) pairs: "
+          f"median {np.median(errors):.3f}, largest {errors.max():.3f}")
+    assert errors.size >= 10
+    assert np.median(errors) <= 0.05
+    assert errors.max() <= 0.1
 
 
 def test_decal_is_hidden_where_its_surface_is_not_seen(truth_run, disc_decal):

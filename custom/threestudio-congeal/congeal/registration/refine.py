@@ -16,7 +16,7 @@ Silhouettes fix the size well and the perspective weakly; with log d, Adam's per
 distance and the FoV together along that narrow valley and stop short of it (same-instance centred sets, tuning
 seeds, colour weight 0.1: FoV error medians 2.0–5.1° with log d, 0.9–1.7° with the extent). On cross-instance photos
 the freer FoV costs (the silhouette is biased there), so the extent is used only in the polish of the photos the
-canonical fits (`polish`, opt-in; docs/evaluation.md).
+canonical fits (`polish`, both presets; docs/evaluation.md).
 
 Optionally (`lr_stretch`) each hypothesis also stretches the canonical along its three axes (volume kept): another
 instance of the category, longer or wider than the canonical, is then explained by a stretch rather than by a
@@ -109,7 +109,7 @@ class RefineConfig:
     polish_feature_weight: Optional[float] = None
     """The colour weight of the polish: after the collection's choice, each photo the rigid canonical fits (its chosen
     hypothesis' silhouette IoU ≥ `stretch_below_iou`) refines its chosen hypothesis `polish_steps` more steps
-    (`registration.poses.estimate_poses`); None = no polish."""
+    (`registration.poses.estimate_poses`); None = no polish (both presets: 0.1)."""
     feature_resolution: int = 0
     """Render side for the feature term (0 = `resolution`); colour features are coarse, so a lower resolution than
     the silhouette's costs little accuracy and saves most of the colour render."""
