@@ -14,6 +14,7 @@ import torch
 from congeal.geometry.cameras import rotation_angle_deg
 from helpers.photo_folders import split_into_folders
 from congeal.common.errors import InputError
+from congeal.registration.consensus import ConsensusConfig
 from congeal.run.outputs import read_poses, read_transforms
 from congeal.registration.config import PRESETS, config_from_dict, config_to_dict, make_config
 from congeal.run.pipeline import add_images, register_collection
@@ -68,7 +69,7 @@ def test_run_folder_contents(synthetic_run):
             assert {"c2w", "fovy_deg", "fl_x", "cx", "iou", "score"} <= set(alternative)
             assert alternative["joint_score"] >= record["joint_score"]  # the collection's best hypothesis won
         # same instance, distinct readings: the collection is sure of every photo
-        assert 0.0 <= record["ambiguity"] < 0.95 and record["undecided"] is False
+        assert 0.0 <= record["ambiguity"] < ConsensusConfig().undecided_ratio and record["undecided"] is False
         assert 0.0 <= record["disagreement"] <= 2.0
     transforms = read_transforms(run / "transforms.json")
     assert len(transforms["frames"]) == len(names)
