@@ -44,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = out / "run"
     print(f"[3/5] registering (fast preset, rgb features, {args.device}) -> {run_dir}")
-    register_collection(collection_dir / "canonical.safetensors", collection, run_dir, preset="fast",
+    # from the photo files, as `congeal register` reads them (the collection loaded above is the contact sheet's, at
+    # 256 px: resampled again to the working size it gave other numbers than the command a user runs next)
+    register_collection(collection_dir / "canonical.safetensors", collection_dir / "images", run_dir, preset="fast",
                         features="rgb", device=args.device, seed=args.seed, progress=True)
 
     print("[4/5] scoring against the ground truth")
