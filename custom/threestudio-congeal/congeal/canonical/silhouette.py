@@ -32,8 +32,6 @@ class SilhouetteRenderer(torch.nn.Module):
     def __init__(self, canonical: Canonical, num_samples: int = 32, occupancy_threshold: float = 1e-4):
         super().__init__()
         self.marcher = GridRenderer(canonical, num_samples=num_samples, occupancy_threshold=occupancy_threshold)
-        self.radius = self.marcher.radius
-        self.num_samples = self.marcher.num_samples
 
     def render_rays(self, origins: Float[Tensor, "N 3"], directions: Float[Tensor, "N 3"]) -> Dict[str, Tensor]:
         """Rays (unit directions) -> {"opacity": [N,1]}."""
