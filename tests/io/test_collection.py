@@ -47,6 +47,25 @@ def test_load_collection_basic(tmp_path):
         assert max(corners[1] - corners[0]) == pytest.approx(32 / 1.2)
 
 
+def test_mask_cover_holds_each_pixels_object_fraction(tmp_path):
+    """`mask_cover` keeps what thresholding drops: the object's share of each working pixel (its area is the box's)."""
+    folder = _make_collection(tmp_path / "photos")
+    collection = load_collection(folder, size=32, margin=0.1)
+    cover = collection.mask_cover
+    assert cover.shape == collection.masks.shape
+    assert torch.equal((cover >= 0.5).float(), collection.masks)
+    assert bool(((cover > 0.05) & (cover < 0.95)).any())  # edges that do not fall on working pixel borders
+    for i, (r0, r1, c0, c1) in enumerate([(30, 70, 10, 40), (16, 48, 20, 60), (10, 40, 5, 45)]):
+        scale = 32 / collection.crops[i].side
+        assert float(cover[i].sum()) == pytest.approx((r1 - r0) * (c1 - c0) * scale ** 2, rel=1e-3)
+    sub = collection.subset(["c_beside", "a_file"])
+    assert torch.equal(sub.mask_cover[1], cover[0])
+    built = ImageCollection(names=["x"], paths=[Path("x.png")], images=collection.images[:1],
+                            masks=collection.masks[:1], original_sizes=[(90, 70)], crops=collection.crops[:1],
+                            mask_sources=["alpha"])
+    assert built.mask_cover is built.masks  # collections built without it: the binary masks
+
+
 def test_transparent_photo_composited_on_white(tmp_path):
     folder = _make_collection(tmp_path / "photos")
     collection = load_collection(folder, size=32)

@@ -262,3 +262,35 @@ def test_polish_refines_only_the_chosen_hypotheses_on_their_silhouettes():
     assert polished.steps[0] > refined.steps[0]
     assert silhouette_loss(polished)[0] <= silhouette_loss(refined)[0] + 1e-6
     assert torch.equal(polished.cameras.c2w[1], refined.cameras.c2w[1]) and polished.steps[1] == refined.steps[1]
+
+
+def test_covered_fractions_hold_cameras_closer_than_thresholded_masks():
+    """A photo's mask at the working size keeps where inside a pixel its edge runs only as the covered fraction
+    (`mask_cover`); thresholded at 0.5 that is lost. Started 2° off, cameras fitted to the fractions end nearer the
+    truth (measured: mean 0.90° vs 1.22° over these 16 photos; `refine.polish_cover`)."""
+    import torch.nn.functional as F
+
+    canonical = small_canonical()
+    renderer = GridRenderer(canonical, num_samples=64)
+    azimuth = [20.0, 75.0, 130.0, 190.0, 245.0, 300.0, 340.0, 100.0]
+    elevation = [10.0, 30.0, -5.0, 20.0, 40.0, 0.0, 15.0, 25.0]
+    c2w = c2w_from_spherical(torch.tensor(azimuth), torch.tensor(elevation), torch.full((8,), 2.6))
+    full = Cameras.centred(c2w, torch.deg2rad(torch.full((8,), 40.0)), 96, 96)
+    working = camera_in_frame(full, square_boxes(renderer.render(full, 96, 96)["opacity"], margin=0.1), S)
+    # photos sharper than the working crop: a 4× finer binary mask, box-averaged like `load_collection` does
+    fine = (render_in_frame(renderer, working, 4 * S)["opacity"] > 0.5).float().permute(0, 3, 1, 2)
+    cover = F.avg_pool2d(fine, 4)
+    masks = (cover >= 0.5).float()
+    silhouette = SilhouetteRenderer(canonical, num_samples=24)
+    cfg = RefineConfig(steps=60, resolution=S, samples=24, patience=20, lr_rotation=0.03)
+    errors = {"mask": [], "cover": []}
+    for seed in range(2):
+        start = PoseParameters.from_cameras(working)
+        generator = torch.Generator().manual_seed(seed)
+        start.omega = torch.nn.functional.normalize(torch.randn(8, 3, generator=generator), dim=-1) * 0.035
+        for name, target in (("mask", masks), ("cover", cover)):
+            result = refine_poses(silhouette, start, target, cfg)
+            errors[name].append(rotation_angle_deg(result.cameras.c2w[:, :3, :3], c2w[:, :3, :3]))
+    mask_error, cover_error = torch.cat(errors["mask"]).mean(), torch.cat(errors["cover"]).mean()
+    print("mean rotation error: thresholded masks", float(mask_error), "covered fractions", float(cover_error))
+    assert cover_error < 0.85 * mask_error

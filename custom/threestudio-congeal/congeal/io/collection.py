@@ -2,6 +2,7 @@
 
     collection = load_collection("photos/", size=256, mask="auto")     # alpha, else masks/<stem>.png / <stem>_mask.png
     collection.images, collection.masks                                # [N,3,S,S] in [0,1], [N,1,S,S] in {0,1}
+    collection.mask_cover                                              # [N,1,S,S]: each pixel's object fraction
     xy = collection.crops[i].to_original(xy_working)                   # back onto the original photo's pixel grid
 
 Mask sources, per `mask=`: "auto" (the alpha channel when it is not fully opaque, else a mask file, else an
@@ -65,6 +66,9 @@ class LoadedImage:
     warnings: List[str]
     packed_mask: UInt8[np.ndarray, " _bits"]
     notes: List[str] = field(default_factory=list)
+    mask_cover: Optional[Float[Tensor, "1 S S"]] = None
+    """The fraction of each working pixel the object covers (the original mask box-averaged through the crop);
+    `mask` is it thresholded at 0.5."""
 
     def full_mask(self) -> Bool[np.ndarray, "H W"]:
         """`[H,W]` bool object mask on the original grid."""
@@ -116,9 +120,9 @@ def _cropped(path: Path, photo: DecodedImage, object_mask: Bool[np.ndarray, "H W
     """The photo and its `[H,W]` bool mask resampled through `crop` (mask thresholded at 0.5 after resampling)."""
     rgb = _composite(photo, alpha_background)  # [3,H,W]
     image = crop.apply(rgb, fill="edge").clamp(0.0, 1.0)
-    crop_mask = (crop.apply(torch.from_numpy(object_mask)[None].float(), fill=0.0) >= 0.5).float()
-    return LoadedImage(photo_name(path), path, image, crop_mask, photo.size, crop, source, coverage, warnings,
-                       np.packbits(object_mask.reshape(-1)), notes)
+    cover = crop.apply(torch.from_numpy(object_mask)[None].float(), fill=0.0).clamp(0.0, 1.0)
+    return LoadedImage(photo_name(path), path, image, (cover >= 0.5).float(), photo.size, crop, source, coverage,
+                       warnings, np.packbits(object_mask.reshape(-1)), notes, mask_cover=cover)
 
 
 def _object_mask(path: Path, photo: DecodedImage, mode: str, max_pixels: float, sam_masker,
@@ -210,6 +214,12 @@ class ImageCollection:
     folder: Optional[Path] = None
     options: Dict = field(default_factory=dict)
     packed_masks: List[Optional[UInt8[np.ndarray, " _bits"]]] = field(default_factory=list, repr=False)
+    mask_cover: Optional[Float[Tensor, "N 1 S S"]] = None
+    """The fraction of each working pixel the object covers (`masks` is it thresholded at 0.5); None: `masks`."""
+
+    def __post_init__(self):
+        if self.mask_cover is None:
+            self.mask_cover = self.masks
 
     def __len__(self) -> int:
         return len(self.names)
@@ -259,6 +269,7 @@ class ImageCollection:
             paths=[self.paths[i] for i in keep],
             images=self.images.index_select(0, take),
             masks=self.masks.index_select(0, take),
+            mask_cover=self.mask_cover.index_select(0, take),
             original_sizes=[self.original_sizes[i] for i in keep],
             crops=[self.crops[i] for i in keep],
             mask_sources=[self.mask_sources[i] for i in keep],
@@ -269,7 +280,8 @@ class ImageCollection:
 
     def to(self, device: Union[str, torch.device]) -> "ImageCollection":
         """The same collection with its tensors on `device`."""
-        return replace(self, images=self.images.to(device), masks=self.masks.to(device))
+        return replace(self, images=self.images.to(device), masks=self.masks.to(device),
+                       mask_cover=self.mask_cover.to(device))
 
 
 def validate_options(size: int, mask: str, margin: float, min_side: int, max_pixels: float) -> None:
@@ -342,6 +354,8 @@ def load_collection(folder: PathLike, size: int = 256, mask: str = "auto", margi
         options=dict(size=size, mask=mask, margin=margin, min_side=min_side, max_pixels=max_pixels,
                      alpha_background=alpha_background, require_mask=require_mask),
         packed_masks=[item.packed_mask for item in loaded],
+        mask_cover=torch.stack([item.mask if item.mask_cover is None else item.mask_cover
+                                for item in loaded]).to(device),
     )
 
 

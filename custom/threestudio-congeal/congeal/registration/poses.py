@@ -115,7 +115,8 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
                    principals: Float[Tensor, "N 2"], known_fovy: Float[Tensor, "N"], bank: CandidateBank,
                    extractor: FeatureExtractor,
                    renderers: PoseRenderers, cfg: RegistrationConfig, timer: StageTimer,
-                   progress: bool = False, prior: Optional[ConsensusField] = None) -> PoseEstimates:
+                   progress: bool = False, prior: Optional[ConsensusField] = None,
+                   mask_cover: Optional[Float[Tensor, "N 1 S S"]] = None) -> PoseEstimates:
     """Search, refine and select every photo's camera.
 
     Args:
@@ -132,11 +133,14 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
         timer: times the "search", "refine", "select" and (with `refine.polish_feature_weight`) "polish" stages.
         progress: tqdm bar for the refinement.
         prior: the consensus field of photos registered before (`--add`): they vote in the joint choice.
+        mask_cover: the fraction of each working pixel the photo's object covers (`masks` thresholded at 0.5 is
+            binary): the polish's silhouette target with `refine.polish_cover`. None: `masks`.
     Returns:
         PoseEstimates.
     """
     n, device = photos.shape[0], photos.device
     k = min(cfg.search.top_k, len(bank))
+    polish_target = mask_cover if mask_cover is not None and cfg.refine.polish_cover else masks
 
     def search():
         with torch.no_grad():
@@ -205,7 +209,7 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
         chosen = best[rigid]
 
         def polish_chosen():
-            polished = polish(renderers.refine, refined, chosen, masks[photo_of], cfg.refine, **refine_kwargs)
+            polished = polish(renderers.refine, refined, chosen, polish_target[photo_of], cfg.refine, **refine_kwargs)
             again = final_render(polished.cameras[chosen])
             return polished, again, scored(again, photo_of[chosen])
 

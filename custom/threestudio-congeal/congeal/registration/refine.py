@@ -106,6 +106,12 @@ class RefineConfig:
     """`dolly_fov` of the polish (`polish_feature_weight`)."""
     polish_steps: int = 60
     """Adam steps of the polish (`polish`)."""
+    polish_cover: bool = True
+    """The polish fits the fraction of each working pixel the photo's object covers (`mask_cover` of
+    `registration.poses.estimate_poses`) instead of the binary mask: a 64 px working crop thresholded at 0.5 loses
+    where inside its pixel an edge runs, which is what separates cameras a fraction of a degree apart (held-out
+    same-instance sets: median photo 1.19° -> 0.94°; docs/evaluation.md). Only the polish: in the rigid and
+    stretched phases the finer target made cross-instance photos worse (more > 10° off)."""
     polish_feature_weight: Optional[float] = None
     """The colour weight of the polish: after the collection's choice, each photo the rigid canonical fits (its chosen
     hypothesis' silhouette IoU ≥ `stretch_below_iou`) refines its chosen hypothesis `polish_steps` more steps

@@ -73,9 +73,9 @@ def _resize_collection(collection: Any, size: int) -> Any:
         return collection
     images = F.interpolate(collection.images.float(), size=(size, size), mode="bilinear", align_corners=False,
                            antialias=True).clamp(0, 1)
-    masks = (F.adaptive_avg_pool2d(collection.masks.float(), size) >= 0.5).float()
+    cover = F.adaptive_avg_pool2d(collection.mask_cover.float(), size)
     crops = [replace(crop, size=size) for crop in collection.crops]
-    return replace(collection, images=images, masks=masks, crops=crops)
+    return replace(collection, images=images, masks=(cover >= 0.5).float(), mask_cover=cover, crops=crops)
 
 
 def load_images(images: Any, cfg: RegistrationConfig, minimum: int = 2):
@@ -263,7 +263,8 @@ def _register(folder: RunFolder, session: _Session, collection: Any, timer: Stag
     estimates = estimate_poses(_composited(collection, session.device), masks,
                                _photo_principals(collection).to(session.device),
                                _working_fovy(collection, known).to(session.device), bank, session.extractor,
-                               session.renderers, session.cfg, timer, session.progress, prior=prior)
+                               session.renderers, session.cfg, timer, session.progress, prior=prior,
+                               mask_cover=collection.mask_cover.to(session.device).float())
     new_records = _records(collection, estimates)
     for record, focal in zip(new_records, known):  # where each camera's intrinsics came from
         record["principal_source"] = "image-centre"
