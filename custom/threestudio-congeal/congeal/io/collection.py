@@ -1,4 +1,5 @@
-"""Load a folder of photos as an `ImageCollection`: working crops, binary masks and exact crop transforms.
+"""Load a folder of photos as an `ImageCollection`: working crops, binary masks (and each pixel's covered fraction) and
+exact crop transforms.
 
     collection = load_collection("photos/", size=256, mask="auto")     # alpha, else masks/<stem>.png / <stem>_mask.png
     collection.images, collection.masks                                # [N,3,S,S] in [0,1], [N,1,S,S] in {0,1}
