@@ -66,10 +66,10 @@ class LoadedImage:
     coverage: float
     warnings: List[str]
     packed_mask: UInt8[np.ndarray, " _bits"]
-    notes: List[str] = field(default_factory=list)
-    mask_cover: Optional[Float[Tensor, "1 S S"]] = None
+    mask_cover: Float[Tensor, "1 S S"]
     """The fraction of each working pixel the object covers (the original mask box-averaged through the crop);
     `mask` is it thresholded at 0.5."""
+    notes: List[str] = field(default_factory=list)
 
     def full_mask(self) -> Bool[np.ndarray, "H W"]:
         """`[H,W]` bool object mask on the original grid."""
@@ -123,7 +123,7 @@ def _cropped(path: Path, photo: DecodedImage, object_mask: Bool[np.ndarray, "H W
     image = crop.apply(rgb, fill="edge").clamp(0.0, 1.0)
     cover = crop.apply(torch.from_numpy(object_mask)[None].float(), fill=0.0).clamp(0.0, 1.0)
     return LoadedImage(photo_name(path), path, image, (cover >= 0.5).float(), photo.size, crop, source, coverage,
-                       warnings, np.packbits(object_mask.reshape(-1)), notes, mask_cover=cover)
+                       warnings, np.packbits(object_mask.reshape(-1)), cover, notes)
 
 
 def _object_mask(path: Path, photo: DecodedImage, mode: str, max_pixels: float, sam_masker,
@@ -355,8 +355,7 @@ def load_collection(folder: PathLike, size: int = 256, mask: str = "auto", margi
         options=dict(size=size, mask=mask, margin=margin, min_side=min_side, max_pixels=max_pixels,
                      alpha_background=alpha_background, require_mask=require_mask),
         packed_masks=[item.packed_mask for item in loaded],
-        mask_cover=torch.stack([item.mask if item.mask_cover is None else item.mask_cover
-                                for item in loaded]).to(device),
+        mask_cover=torch.stack([item.mask_cover for item in loaded]).to(device),
     )
 
 
