@@ -30,3 +30,23 @@ def test_mesh_builder_box_with_vertex_colours(tmp_path):
     assert baked.radius == 1.0 and torch.allclose(baked.rgb[0, 0, 0], torch.tensor([0.2, 0.4, 0.6]))
     with pytest.raises(InputError):
         canonical_from_mesh(tmp_path / "missing.obj")
+
+
+def test_a_baked_mesh_has_the_meshs_own_size_not_a_voxel_more():
+    """A voxelisation marks every voxel the surface touches as filled, which made baked meshes up to a voxel too fat
+    (spot's silhouette at 64³: 13 % too large). A sphere's mesh bakes like the sphere's own signed distance (measured:
+    density within 0.4 % of the analytic bake at 32³; the voxel-only distance was off by 54 %), whichever way round
+    its faces are wound."""
+    trimesh = pytest.importorskip("trimesh")
+    from congeal.canonical.bake import canonical_from_sdf
+
+    sphere = canonical_from_sdf(lambda p: p.norm(dim=-1) - 0.5, lambda p: torch.full_like(p, 0.5), resolution=32,
+                                radius=1.0)
+    mesh = trimesh.creation.icosphere(subdivisions=5, radius=0.5)
+    inverted = mesh.copy()
+    inverted.invert()
+    for shape in (mesh, inverted):
+        baked = canonical_from_mesh(shape, resolution=32, radius=1.0, colour=(0.5, 0.5, 0.5))
+        gap = (baked.density - sphere.density).abs().max() / sphere.density.max()
+        print("largest density gap / max density", float(gap))
+        assert gap < 0.02

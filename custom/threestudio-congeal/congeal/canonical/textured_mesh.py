@@ -5,7 +5,7 @@
     samples = mesh.surface_samples(spacing=0.005)
     samples.colour_at(points), samples.normal_at(points)          # [N,3] each: the nearest surface sample's
 
-Shape as in `congeal.canonical.mesh` (voxelised occupancy of the watertight mesh → signed distance → density).
+Shape as in `congeal.canonical.mesh` (signed distance: voxelised occupancy far from the surface, exact near it → density).
 Colour: the surface is sampled densely on a barycentric lattice in every triangle (spacing well under a grid cell),
 each sample reads the texture bilinearly at its interpolated UV (OBJ convention: v up, the texture's bottom row at
 v = 0), and every grid cell within 3 cells of the surface takes the colour of its nearest sample (cells farther
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from congeal.canonical.bake import density_for_grid
 from congeal.canonical.grid import Canonical, grid_points
-from congeal.canonical.mesh import _mesh_sdf_on_grid
+from congeal.canonical.mesh import _mesh_sdf_on_grid, barycentric_lattice
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
 
@@ -165,15 +165,7 @@ class TexturedMesh:
         corners = self.vertices[self.faces]  # [F,3,3]
         longest = float(np.linalg.norm(corners - np.roll(corners, 1, axis=1), axis=-1).max())
         n = int(min(64, max(1, math.ceil(longest / spacing))))
-        # Centroids of the n² sub-triangles of an n-subdivided triangle: every point strictly inside the face.
-        i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-        up = (i + j) <= n - 1
-        down = (i + j) <= n - 2
-        bary_ij = np.concatenate([
-            np.stack([i[up] + 1 / 3, j[up] + 1 / 3], -1),
-            np.stack([i[down] + 2 / 3, j[down] + 2 / 3], -1),
-        ]) / n  # [S,2] weights of corners 1 and 2
-        weights = np.concatenate([1.0 - bary_ij.sum(-1, keepdims=True), bary_ij], -1)  # [S,3]
+        weights = barycentric_lattice(n)  # [S,3]
         points = np.einsum("sk,fkd->fsd", weights, corners).reshape(-1, 3)
         uv = np.einsum("sk,fkd->fsd", weights, self.uv[self.faces]).reshape(-1, 2)
         normals = np.einsum("sk,fkd->fsd", weights, self.vertex_normals()[self.faces]).reshape(-1, 3)

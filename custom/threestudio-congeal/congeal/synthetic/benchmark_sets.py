@@ -30,6 +30,9 @@ __all__ = ["BenchmarkSet", "BENCHMARK_SETS", "TUNING_SEEDS", "HELD_OUT_SEEDS", "
 TUNING_SEEDS = (0, 1)
 HELD_OUT_SEEDS = (2, 3, 4)
 N_IMAGES = 8
+#: bumped whenever the same recipe draws different photos (a cached collection of an older version is rewritten);
+#: 2: meshes (spot) baked with their exact near-surface distance (`congeal.canonical.mesh`), no longer a voxel too fat
+GENERATOR_VERSION = 2
 #: per category: {metric: (comparison, bound)}; metrics as in congeal.synthetic.benchmark_runs summaries.
 TARGETS: Dict[str, Dict[str, Tuple[str, float]]] = {
     "same-centred": {"rotation_median_deg": ("<=", 1.0), "rotation_p95_deg": ("<=", 3.0), "pck@0.05": (">=", 0.90)},
@@ -98,7 +101,7 @@ def set_folder(root: PathLike, name: str, seed: int) -> Path:
 def _recipe(spec: BenchmarkSet, seed: int) -> Dict[str, Any]:
     return {"set": spec.name, "seed": seed, "collection_seed": collection_seed(spec.name, seed),
             "family": spec.family, "mode": spec.mode, "framing": spec.framing, "strength": spec.strength,
-            "photo_resolution": spec.photo_resolution, "n_images": N_IMAGES}
+            "photo_resolution": spec.photo_resolution, "n_images": N_IMAGES, "generator": GENERATOR_VERSION}
 
 
 def write_benchmark_set(spec: Any, seed: int, root: PathLike, mesh_dir: Optional[PathLike] = None,
