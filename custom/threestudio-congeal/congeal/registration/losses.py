@@ -8,6 +8,8 @@
 Photo masks are binary (alpha ≥ 0.5); a render's opacity has a soft fringe, which would cap every IoU below 1 and
 bias a soft IoU towards poses that fit the fringe. `sharpen` puts the render's edge on the same 0.5 contour.
 """
+from typing import Union
+
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -15,12 +17,14 @@ from torch import Tensor
 __all__ = ["sharpen", "soft_iou_loss", "binary_iou", "masked_feature_distance"]
 
 
-def sharpen(opacity: Float[Tensor, "*shape"], k: float) -> Float[Tensor, "*shape"]:
-    """sigmoid(k·(o − 0.5)) rescaled so 0 -> 0 and 1 -> 1 (k = 0: o unchanged)."""
+def sharpen(opacity: Float[Tensor, "*shape"], k: float, level: Union[float, Tensor] = 0.5) -> Float[Tensor, "*shape"]:
+    """sigmoid(k·(o − level)) rescaled so 0 -> 0 and 1 -> 1 (k = 0: o unchanged): the edge on the `level` contour
+    (a number, or a tensor that broadcasts against `opacity`, e.g. one level per item [M,1,1,1])."""
     if k <= 0:
         return opacity
-    lo, hi = torch.sigmoid(torch.tensor(-0.5 * k)), torch.sigmoid(torch.tensor(0.5 * k))
-    return (torch.sigmoid(k * (opacity - 0.5)) - lo.to(opacity)) / (hi - lo).to(opacity)
+    level = torch.as_tensor(level, dtype=opacity.dtype, device=opacity.device)
+    lo, hi = torch.sigmoid(-level * k), torch.sigmoid((1.0 - level) * k)
+    return (torch.sigmoid(k * (opacity - level)) - lo.to(opacity)) / (hi - lo).to(opacity)
 
 
 def soft_iou_loss(opacity: Float[Tensor, "M 1 r r"], mask: Float[Tensor, "M 1 r r"]) -> Float[Tensor, "M"]:

@@ -96,6 +96,9 @@ class PoseEstimates:
     """final renders of the chosen hypotheses: rgb [N,S,S,3], opacity [N,S,S,1], xyz [N,S,S,3]."""
     render_feats: Float[Tensor, "N C h w"]
     """features of the chosen hypotheses' final renders."""
+    edge_level: Float[Tensor, "NK"]
+    """the opacity contour each hypothesis was last fitted to as the canonical's edge: the collection's level
+    (`RefineConfig.polish_edge_levels`) for the polished ones, 0.5 for the others."""
 
     @property
     def k(self) -> int:
@@ -107,7 +110,7 @@ class PoseEstimates:
         values = {"iou": self.iou[h], "feature_distance": self.feature_distance[h], "score": self.score[h],
                   "disagreement": self.joint.disagreement[h], "joint_score": self.joint.joint_score[h],
                   "search_score": self.search_scores[photo, self.candidates[h]], "refine_loss": self.refined.loss[h],
-                  "refine_steps": self.refined.steps[h]}
+                  "refine_steps": self.refined.steps[h], "edge_level": self.edge_level[h]}
         return {key: float(v) for key, v in values.items()}
 
 
@@ -202,6 +205,7 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
     order = joint.order
     best = torch.arange(n, device=device) * k + order[:, 0]
 
+    edge_level = torch.full((n * k,), 0.5, dtype=torch.float64, device=device)
     if cfg.refine.polish_feature_weight is not None:
         # after the collection's choice, so the polish never changes which reading a photo gets: the chosen
         # hypothesis of each photo the rigid canonical fits goes on, on its silhouette (registration.refine.polish)
@@ -209,16 +213,19 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
         chosen = best[rigid]
 
         def polish_chosen():
-            polished = polish(renderers.refine, refined, chosen, polish_target[photo_of], cfg.refine, **refine_kwargs)
+            polished, level = polish(renderers.refine, refined, chosen, polish_target[photo_of], cfg.refine,
+                                     **refine_kwargs)
             again = final_render(polished.cameras[chosen])
-            return polished, again, scored(again, photo_of[chosen])
+            return polished, level, again, scored(again, photo_of[chosen])
 
         if len(chosen):
-            refined, again, (feats_c, iou_c, fdist_c, score_c) = timer.run("polish", polish_chosen)
+            refined, level, again, (feats_c, iou_c, fdist_c, score_c) = timer.run("polish", polish_chosen)
+            edge_level[chosen] = level
             for key in out:
                 out[key][chosen] = again[key]
             render_feats[chosen], iou[chosen], fdist[chosen], score[chosen] = feats_c, iou_c, fdist_c, score_c
     return PoseEstimates(candidates=candidates, search_scores=search_scores,
                          score_grid=score_grid(search_scores, cfg.grid), refined=refined, iou=iou,
                          feature_distance=fdist, score=score, joint=joint, order=order, best=best, image_feats=image_feats,
-                         render={key: value[best] for key, value in out.items()}, render_feats=render_feats[best])
+                         render={key: value[best] for key, value in out.items()}, render_feats=render_feats[best],
+                         edge_level=edge_level)

@@ -30,7 +30,7 @@ photo's hypotheses depend on each other, never on other photos').
 """
 import math
 from dataclasses import dataclass, replace
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -112,6 +112,13 @@ class RefineConfig:
     where inside its pixel an edge runs, which is what separates cameras a fraction of a degree apart (held-out
     same-instance sets: median photo 1.19° -> 0.94°; docs/evaluation.md). Only the polish: in the rigid and
     stretched phases the finer target made cross-instance photos worse (more > 10° off)."""
+    polish_edge_levels: Tuple[float, ...] = (0.5, 0.7, 0.9)
+    """The opacity contours the polish tries as the canonical's edge (the centre of `losses.sharpen`; every other phase
+    uses 0.5), one for the whole collection: every chosen photo is polished at each, and the level whose polished
+    cameras fit the collection's masks best (lowest summed loss) is kept. A density field has no surface; where its
+    rendered opacity crosses 0.5 depends on how blurred it is, so a canonical coarser or softer than the photos is
+    fatter at 0.5 than the object in them (spot's 64³ bake against 128³ photos: 2 % more area). Photos rendered from
+    the canonical itself keep 0.5 (docs/evaluation.md, stop 26)."""
     polish_feature_weight: Optional[float] = None
     """The colour weight of the polish: after the collection's choice, each photo the rigid canonical fits (its chosen
     hypothesis' silhouette IoU ≥ `stretch_below_iou`) refines its chosen hypothesis `polish_steps` more steps
@@ -243,7 +250,8 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
                  image_feats: Optional[Float[Tensor, "M C h w"]] = None, extractor: Optional[FeatureExtractor] = None,
                  progress: bool = False, feature_renderer: Any = None,
                  known_fovy: Optional[Bool[Tensor, "M"]] = None,
-                 photo_of: Optional[Int[Tensor, "M"]] = None) -> RefineResult:
+                 photo_of: Optional[Int[Tensor, "M"]] = None,
+                 edge_level: Optional[Float[Tensor, "M"]] = None) -> RefineResult:
     """Optimise M hypotheses at once against their photos' masks.
 
     Args:
@@ -260,6 +268,7 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
         known_fovy: hypotheses whose FoV in `init` is a photo's known focal length (kept or pulled towards it, see
             `RefineConfig.known_focal`); None = every FoV is estimated.
         photo_of: each hypothesis' photo (for `RefineConfig.prune_step`); None = no pruning.
+        edge_level: each hypothesis' opacity contour taken as the canonical's edge (`losses.sharpen`); None = 0.5.
     Returns:
         RefineResult with the best parameters each hypothesis reached.
     """
@@ -313,7 +322,8 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
             cameras = hypotheses.cameras()
             stretch = hypotheses.stretch() if stretched else None
             out = render_in_frame(renderer, cameras, res, stretch)
-            opacity = sharpen(out["opacity"].permute(0, 3, 1, 2), cfg.opacity_sharpness)
+            level = 0.5 if edge_level is None else edge_level[part, None, None, None]
+            opacity = sharpen(out["opacity"].permute(0, 3, 1, 2), cfg.opacity_sharpness, level)
             loss = soft_iou_loss(opacity, target[part])
             if use_features:
                 colour = out
@@ -389,16 +399,35 @@ def refine_then_stretch(renderer: Any, init: PoseParameters, masks: Float[Tensor
 
 def polish(renderer: Any, refined: RefineResult, chosen: Int[Tensor, "K"], masks: Float[Tensor, "M 1 S S"],
            cfg: RefineConfig, image_feats: Optional[Float[Tensor, "M C h w"]] = None,
-           known_fovy: Optional[Bool[Tensor, "M"]] = None, **kwargs: Any) -> RefineResult:
+           known_fovy: Optional[Bool[Tensor, "M"]] = None, **kwargs: Any) -> Tuple[RefineResult, float]:
     """`refined` with the hypotheses `chosen` refined `cfg.polish_steps` more steps from where they are, at colour
     weight `cfg.polish_feature_weight` with `cfg.polish_dolly_fov`, on a rigid canonical (their loss only goes down).
     Meant for the hypotheses the collection chose for photos the canonical's own shape fits: there the silhouette is
-    the reliable cue and the colour term, which a photo's shading biases, pulls the camera off. Other arguments as
-    `refine_poses`."""
+    the reliable cue and the colour term, which a photo's shading biases, pulls the camera off.
+
+    Each of `cfg.polish_edge_levels` is tried for all `chosen` at once (one batch: hypotheses are independent); the
+    level with the lowest summed loss is the collection's, and its cameras are kept. Other arguments as
+    `refine_poses`.
+
+    Returns:
+        (refined with the chosen hypotheses polished, the edge level kept).
+    """
     weight = cfg.feature_weight if cfg.polish_feature_weight is None else cfg.polish_feature_weight
     more = replace(cfg, steps=cfg.polish_steps, prune_step=0, lr_stretch=0.0, feature_weight=weight,
                    dolly_fov=cfg.polish_dolly_fov)
-    return _continued(renderer, refined, chosen, masks, more, image_feats, known_fovy, **kwargs)
+    levels = tuple(cfg.polish_edge_levels) or (0.5,)
+    if len(chosen) == 0:
+        return refined, levels[0]
+    k, n_levels = len(chosen), len(levels)
+    tried = chosen.repeat(n_levels)  # level-major: [level 0's K, level 1's K, ...]
+    level_of = torch.tensor(levels, dtype=torch.float32, device=chosen.device).repeat_interleave(k)
+    result = refine_poses(renderer, PoseParameters.from_cameras(refined.cameras[tried]), masks[tried], more,
+                          image_feats=None if image_feats is None else image_feats[tried],
+                          known_fovy=None if known_fovy is None else known_fovy[tried],
+                          edge_level=None if levels == (0.5,) else level_of, **kwargs)
+    best = int(torch.argmin(result.loss.view(n_levels, k).sum(1)))
+    keep = torch.arange(best * k, (best + 1) * k, device=chosen.device)
+    return _merged(refined, chosen, result, keep), float(levels[best])
 
 
 def _continued(renderer: Any, previous: RefineResult, chosen: Int[Tensor, "K"], masks: Float[Tensor, "M 1 S S"],
@@ -410,11 +439,18 @@ def _continued(renderer: Any, previous: RefineResult, chosen: Int[Tensor, "K"], 
     more = refine_poses(renderer, PoseParameters.from_cameras(previous.cameras[chosen]), masks[chosen], cfg,
                         image_feats=None if image_feats is None else image_feats[chosen],
                         known_fovy=None if known_fovy is None else known_fovy[chosen], **kwargs)
+    return _merged(previous, chosen, more, torch.arange(len(chosen), device=chosen.device))
+
+
+def _merged(previous: RefineResult, chosen: Int[Tensor, "K"], more: RefineResult, rows: Int[Tensor, "K"]
+            ) -> RefineResult:
+    """`previous` with hypothesis chosen[i] replaced by row rows[i] of `more` (steps added up)."""
     c2w, fovy, principal = (t.clone() for t in (previous.cameras.c2w, previous.cameras.fovy,
                                                 previous.cameras.principal))
-    c2w[chosen], fovy[chosen], principal[chosen] = more.cameras.c2w, more.cameras.fovy, more.cameras.principal
+    c2w[chosen], fovy[chosen], principal[chosen] = (more.cameras.c2w[rows], more.cameras.fovy[rows],
+                                                    more.cameras.principal[rows])
     loss, steps, stretch = previous.loss.clone(), previous.steps.clone(), previous.stretch.clone()
-    loss[chosen], steps[chosen], stretch[chosen] = more.loss, steps[chosen] + more.steps, more.stretch
+    loss[chosen], steps[chosen], stretch[chosen] = more.loss[rows], steps[chosen] + more.steps[rows], more.stretch[rows]
     cameras = Cameras(c2w, fovy, principal, previous.cameras.height, previous.cameras.width)
     return RefineResult(cameras=cameras, loss=loss, steps=steps, stretch=stretch)
 
@@ -429,3 +465,4 @@ def _best_of_each_photo(loss: Float[Tensor, "M"], photo_of: Int[Tensor, "M"], ke
     chosen = torch.zeros_like(photo_of, dtype=torch.bool)
     chosen[order[rank < keep]] = True
     return chosen
+
