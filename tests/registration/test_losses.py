@@ -26,3 +26,15 @@ def test_masked_feature_distance_counts_only_weighted_cells():
     assert torch.allclose(masked_feature_distance(feats, other, weight), torch.zeros(2), atol=2e-3)
     other[..., 1, 1] = -other[..., 1, 1]  # the weighted cell, opposite: 1 − cos = 2
     assert torch.allclose(masked_feature_distance(feats, other, weight), torch.full((2,), 2.0), atol=1e-2)
+
+
+def test_sharpen_at_another_edge_level_thins_the_render_and_takes_a_level_per_item():
+    opacity = torch.linspace(0.0, 1.0, 101)
+    at_half, at_high = sharpen(opacity, 10.0), sharpen(opacity, 10.0, 0.8)
+    assert torch.allclose(at_high[[0, -1]], torch.tensor([0.0, 1.0]), atol=1e-6)  # still 0 -> 0 and 1 -> 1
+    assert bool((at_high.diff() > 0).all())  # monotone
+    assert bool((at_high[1:-1] < at_half[1:-1]).all())  # a higher edge level: less of the render counts as object
+    items = torch.rand(3, 1, 4, 4)
+    levels = torch.tensor([0.5, 0.7, 0.9])
+    each = torch.cat([sharpen(items[i:i + 1], 10.0, float(levels[i])) for i in range(3)])
+    assert torch.allclose(sharpen(items, 10.0, levels[:, None, None, None]), each)

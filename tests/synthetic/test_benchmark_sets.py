@@ -50,3 +50,9 @@ def test_write_a_set_and_reuse_it(tmp_path, monkeypatch):
     stamp = (folder / "images" / "img_000.png").stat().st_mtime_ns
     assert write_benchmark_set("teapot-same-offcentre34", 3, tmp_path) == folder  # same recipe: re-used
     assert (folder / "images" / "img_000.png").stat().st_mtime_ns == stamp
+    # a collection an older generator drew (its recipe without this version) is drawn again, not re-used
+    truth["benchmark"].pop("generator")
+    (folder / "ground_truth.json").write_text(json.dumps(truth))
+    write_benchmark_set("teapot-same-offcentre34", 3, tmp_path)
+    rewritten = json.loads((folder / "ground_truth.json").read_text())
+    assert rewritten["benchmark"]["generator"] == benchmark_sets.GENERATOR_VERSION

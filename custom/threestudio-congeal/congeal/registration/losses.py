@@ -6,7 +6,8 @@
     distance = masked_feature_distance(feats_a, feats_b, weight)   # [M,C,h,w] × 2, [M,1,h,w] -> [M]
 
 Photo masks are binary (alpha ≥ 0.5); a render's opacity has a soft fringe, which would cap every IoU below 1 and
-bias a soft IoU towards poses that fit the fringe. `sharpen` puts the render's edge on the same 0.5 contour.
+bias a soft IoU towards poses that fit the fringe. `sharpen` puts the render's edge on the same 0.5 contour, or on
+another `level` where the canonical is fatter than the photos' objects (`RefineConfig.polish_edge_levels`).
 """
 from typing import Union
 
