@@ -24,6 +24,16 @@ def working_cameras(canonical, azimuth, elevation, fov_deg):
     return working, masks
 
 
+def eight_views(renderer):
+    """Eight cameras around the object (40° FoV, 2.6 away) and their S×S working frames."""
+    azimuth = [20.0, 75.0, 130.0, 190.0, 245.0, 300.0, 340.0, 100.0]
+    elevation = [10.0, 30.0, -5.0, 20.0, 40.0, 0.0, 15.0, 25.0]
+    c2w = c2w_from_spherical(torch.tensor(azimuth), torch.tensor(elevation), torch.full((8,), 2.6))
+    full = Cameras.centred(c2w, torch.deg2rad(torch.full((8,), 40.0)), 96, 96)
+    working = camera_in_frame(full, square_boxes(renderer.render(full, 96, 96)["opacity"], margin=0.1), S)
+    return c2w, working
+
+
 def perturbed(cameras, seed):
     params = PoseParameters.from_cameras(cameras)
     generator = torch.Generator().manual_seed(seed)
@@ -273,11 +283,7 @@ def test_covered_fractions_hold_cameras_closer_than_thresholded_masks():
 
     canonical = small_canonical()
     renderer = GridRenderer(canonical, num_samples=64)
-    azimuth = [20.0, 75.0, 130.0, 190.0, 245.0, 300.0, 340.0, 100.0]
-    elevation = [10.0, 30.0, -5.0, 20.0, 40.0, 0.0, 15.0, 25.0]
-    c2w = c2w_from_spherical(torch.tensor(azimuth), torch.tensor(elevation), torch.full((8,), 2.6))
-    full = Cameras.centred(c2w, torch.deg2rad(torch.full((8,), 40.0)), 96, 96)
-    working = camera_in_frame(full, square_boxes(renderer.render(full, 96, 96)["opacity"], margin=0.1), S)
+    c2w, working = eight_views(renderer)
     # photos sharper than the working crop: a 4× finer binary mask, box-averaged like `load_collection` does
     fine = (render_in_frame(renderer, working, 4 * S)["opacity"] > 0.5).float().permute(0, 3, 1, 2)
     cover = F.avg_pool2d(fine, 4)
@@ -309,11 +315,7 @@ def test_the_polish_finds_the_canonicals_edge_when_it_is_not_the_half_opacity_co
 
     canonical = small_canonical()
     renderer = GridRenderer(canonical, num_samples=64)
-    azimuth = [20.0, 75.0, 130.0, 190.0, 245.0, 300.0, 340.0, 100.0]
-    elevation = [10.0, 30.0, -5.0, 20.0, 40.0, 0.0, 15.0, 25.0]
-    c2w = c2w_from_spherical(torch.tensor(azimuth), torch.tensor(elevation), torch.full((8,), 2.6))
-    full = Cameras.centred(c2w, torch.deg2rad(torch.full((8,), 40.0)), 96, 96)
-    working = camera_in_frame(full, square_boxes(renderer.render(full, 96, 96)["opacity"], margin=0.1), S)
+    c2w, working = eight_views(renderer)
     fine_opacity = render_in_frame(renderer, working, 4 * S)["opacity"].permute(0, 3, 1, 2)
     silhouette = SilhouetteRenderer(canonical, num_samples=24)
     start = PoseParameters.from_cameras(working)
