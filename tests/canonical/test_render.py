@@ -131,3 +131,25 @@ def test_translation_gradient_and_empty_grid(sphere):
     empty = GridRenderer(Canonical(torch.zeros(8, 8, 8), torch.zeros(8, 8, 8, 3), 1.0))
     blank = empty.render(Cameras.centred(c2w.detach(), fovy, 8, 8), 8, 8)
     assert all(bool((blank[key] == 0).all()) for key in ("rgb", "opacity", "xyz", "depth"))
+
+
+def test_a_thin_part_in_front_of_a_surface_keeps_its_own_point_with_front_level():
+    """A ray through a thin, half-transparent part and then a solid one: its expected termination point falls in
+    the empty space between them (a keypoint on spot's ear mapped onto its head). With `front_level` the point is
+    where the opacity first reaches that level, on the thin part; rays that meet one surface keep the expected point."""
+    def sdf(p):
+        # a plate about a cell thick at 32³ (alone it renders at opacity 0.33), then a block whose face is at x = 0.1
+        plate = torch.maximum((p[:, 0] - 0.5).abs() - 0.03, p[:, 1:].abs().amax(-1) - 0.2)
+        block = (p - torch.tensor([-0.2, 0.0, 0.0])).abs().amax(-1) - 0.3
+        return torch.minimum(plate, block)
+
+    canonical = canonical_from_sdf(sdf, lambda p: torch.full_like(p, 0.5), resolution=32, radius=1.0)
+    origins = torch.tensor([[3.0, 0.0, 0.0], [3.0, 0.1, 0.25]])  # through plate and block; above the plate: block only
+    directions = torch.tensor([[-1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+    plain = GridRenderer(canonical, num_samples=256).render_rays(origins, directions)
+    front = GridRenderer(canonical, num_samples=256, front_level=0.25).render_rays(origins, directions)
+    cell = canonical.cell_size
+    print("expected x", plain["xyz"][:, 0].tolist(), "front x", front["xyz"][:, 0].tolist())
+    assert plain["xyz"][0, 0] < 0.5 - 3 * cell  # the expected point lies behind the plate, between the two
+    assert abs(float(front["xyz"][0, 0]) - 0.5) < 1.5 * cell  # on the plate
+    assert torch.equal(front["xyz"][1], plain["xyz"][1]) and torch.equal(front["opacity"], plain["opacity"])

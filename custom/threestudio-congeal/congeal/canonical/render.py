@@ -140,6 +140,10 @@ class GridRenderer(torch.nn.Module):
         colour_weight_threshold: colour is read only at samples whose compositing weight exceeds this (the few
             near the surface); the rgb error is at most num_samples × threshold and in practice far smaller.
             0 reads colour at every sample with non-zero weight.
+        front_level, front_gap_cells: 0 (default): xyz and depth are the expected termination point. > 0: where
+            the ray's opacity first reaches `front_level` more than `front_gap_cells` cells before that point — a thin
+            or faint part in front of another surface (an ear before the head), where the expected point falls in
+            the empty space between them — xyz and depth are that first crossing instead (not differentiable).
     """
 
     def __init__(
@@ -149,6 +153,8 @@ class GridRenderer(torch.nn.Module):
         chunk_rays: int = 2**18,
         occupancy_threshold: float = 1e-4,
         colour_weight_threshold: float = 1e-4,
+        front_level: float = 0.0,
+        front_gap_cells: float = 2.0,
     ):
         super().__init__()
         validate_canonical(canonical)
@@ -159,6 +165,8 @@ class GridRenderer(torch.nn.Module):
         self.num_samples = int(num_samples)
         self.chunk_rays = int(chunk_rays)
         self.colour_weight_threshold = float(colour_weight_threshold)
+        self.front_level = float(front_level)
+        self.front_gap_cells = float(front_gap_cells)
         density = canonical.density.detach().float().cpu()
         rgb = canonical.rgb.detach().float().cpu()
         self.register_buffer("density_atlas", _atlas(density)[None, None], persistent=False)  # [1,1,Ha,R]
@@ -214,6 +222,9 @@ class GridRenderer(torch.nn.Module):
         weights = F.pad(survive[:, :-1], (1, 0), value=1.0) - survive
         opacity = 1.0 - survive[:, -1]
         t_sum = (weights * t).sum(-1)
+        if self.front_level > 0:
+            front, t_front = self._front_surface(t_sum, survive, opacity, t, span)
+            t_sum = torch.where(front, t_front * opacity, t_sum)
         flat_w = weights.reshape(-1)
         with torch.no_grad():
             keep = (flat_w > self.colour_weight_threshold).nonzero().squeeze(-1)
@@ -250,6 +261,24 @@ class GridRenderer(torch.nn.Module):
                              torch.zeros_like(opacity))
         xyz = torch.where(nonempty, origins + directions * t_mean, torch.zeros_like(origins))
         return {"rgb": rgb, "opacity": opacity, "xyz": xyz, "t": t_mean}
+
+    @torch.no_grad()
+    def _front_surface(self, t_sum: Tensor, survive: Tensor, opacity: Tensor, t: Tensor, span: Tensor
+                       ) -> Tuple[Tensor, Tensor]:
+        """(rays whose opacity first reaches `front_level` more than `front_gap_cells` cells before their expected
+        termination point [n] bool, the ray distance of that crossing [n])."""
+        s = self.num_samples
+        reached = (1.0 - survive) >= self.front_level  # after each sample, [n,S]
+        i = reached.float().argmax(-1)  # the first sample at or above the level (0 where none)
+        before = torch.where(i > 0, 1.0 - survive.gather(1, (i - 1).clamp_min(0)[:, None])[:, 0],
+                             torch.zeros_like(opacity))
+        after = 1.0 - survive.gather(1, i[:, None])[:, 0]
+        step = span[:, 0] / s
+        fraction = ((self.front_level - before) / (after - before).clamp_min(1e-9)).clamp(0, 1)
+        t_front = t.gather(1, i[:, None])[:, 0] - 0.5 * step + fraction * step  # linear within the sample's step
+        t_mean = t_sum / opacity.clamp_min(1e-6)
+        gap = self.front_gap_cells * 2.0 * self.radius / self.resolution
+        return reached.any(-1) & (t_mean - t_front > gap), t_front
 
     def _ray_coords(self, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor):
         """Sample distances t [n,S] (midpoints of S equal steps), the span [n,1] and atlas coordinates (grid, fz)

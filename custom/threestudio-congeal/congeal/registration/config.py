@@ -66,6 +66,13 @@ class RegistrationConfig:
     """mask source for the photos ("auto", "alpha", "file", "white-background", "sam")."""
     final_samples: int = 64
     """ray-marching samples of the final renders (selection, mapping, pictures)."""
+    final_front_level: float = 0.25
+    """the final renders' canonical point of a ray whose expected termination point falls between a thin part and
+    the surface behind it (more than `final_front_gap_cells` behind where its opacity first reaches this level) is
+    that first crossing (`GridRenderer`'s `front_level`; 0 = always the expected point). Without it a keypoint on
+    spot's ear mapped 0.23–0.29 of the object's size away, onto the head (docs/evaluation.md, stop 26)."""
+    final_front_gap_cells: float = 2.0
+    """see `final_front_level`."""
     intrinsics: IntrinsicsConfig = field(default_factory=IntrinsicsConfig)
     """known focal lengths (given, or from EXIF); how refinement uses them is `refine.known_focal`."""
     features: FeatureConfig = field(default_factory=FeatureConfig)

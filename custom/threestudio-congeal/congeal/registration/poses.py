@@ -56,7 +56,8 @@ class PoseRenderers:
                    refine=SilhouetteRenderer(canonical, num_samples=cfg.refine.samples),
                    feature=(GridRenderer(canonical, num_samples=cfg.refine.samples)
                             if cfg.refine.feature_weight > 0 else None),
-                   final=GridRenderer(canonical, num_samples=cfg.final_samples))
+                   final=GridRenderer(canonical, num_samples=cfg.final_samples, front_level=cfg.final_front_level,
+                                      front_gap_cells=cfg.final_front_gap_cells))
 
     @classmethod
     def shared(cls, renderer: Any, cfg: RegistrationConfig) -> "PoseRenderers":
