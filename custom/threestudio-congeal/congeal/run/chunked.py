@@ -7,8 +7,9 @@ Each chunk of photos is registered with `congeal.run.pipeline.register_collectio
 renamed to `OUT/chunks/chunk-XXXX` only when complete, so a chunk folder is either absent or whole. A relaunch
 (after `kill -9`, or with more or fewer processes) registers only the chunks that are missing. Search, refinement
 and warps are per-photo independent (batched, but no photo's result depends on which others share the batch); the
-joint choice of hypotheses (`registration.consensus`) is made by each chunk's photos, so a chunked run equals a
-one-shot run where the collection's vote changes no choice, and otherwise depends on the chunk size. A resumed or
+joint choice of hypotheses (`registration.consensus`) and the polish's edge level (`refine.polish_edge_levels`) are
+made by each chunk's photos, so a chunked run equals a one-shot run where neither changes with the chunk, and
+otherwise depends on the chunk size. A resumed or
 sharded run equals an uninterrupted one with the same chunk size bit for bit on CPU.
 
 Who does what:
