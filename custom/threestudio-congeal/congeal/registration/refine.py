@@ -424,7 +424,7 @@ def polish(renderer: Any, refined: RefineResult, chosen: Int[Tensor, "K"], masks
     result = refine_poses(renderer, PoseParameters.from_cameras(refined.cameras[tried]), masks[tried], more,
                           image_feats=None if image_feats is None else image_feats[tried],
                           known_fovy=None if known_fovy is None else known_fovy[tried],
-                          edge_level=None if levels == (0.5,) else level_of, **kwargs)
+                          edge_level=level_of, **kwargs)
     best = int(torch.argmin(result.loss.view(n_levels, k).sum(1)))
     keep = torch.arange(best * k, (best + 1) * k, device=chosen.device)
     return _merged(refined, chosen, result, keep), float(levels[best])
@@ -465,4 +465,3 @@ def _best_of_each_photo(loss: Float[Tensor, "M"], photo_of: Int[Tensor, "M"], ke
     chosen = torch.zeros_like(photo_of, dtype=torch.bool)
     chosen[order[rank < keep]] = True
     return chosen
-

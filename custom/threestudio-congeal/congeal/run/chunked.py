@@ -9,8 +9,8 @@ renamed to `OUT/chunks/chunk-XXXX` only when complete, so a chunk folder is eith
 and warps are per-photo independent (batched, but no photo's result depends on which others share the batch); the
 joint choice of hypotheses (`registration.consensus`) and the polish's edge level (`refine.polish_edge_levels`) are
 made by each chunk's photos, so a chunked run equals a one-shot run where neither changes with the chunk, and
-otherwise depends on the chunk size. A resumed or
-sharded run equals an uninterrupted one with the same chunk size bit for bit on CPU.
+otherwise depends on the chunk size. A resumed or sharded run equals an uninterrupted one with the same chunk size
+bit for bit on CPU.
 
 Who does what:
 * **chunks**: chunk c belongs to rank `c % world_size`, or to the ranks in turn over the chunks still pending
