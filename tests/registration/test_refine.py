@@ -338,3 +338,48 @@ def test_the_polish_finds_the_canonicals_edge_when_it_is_not_the_half_opacity_co
         assert level > 0.6 and tried < 0.6 * single and tried < 1.6
     (single, _), (tried, level) = polished(0.5, (0.5,)), polished(0.5, levels)
     assert level == 0.5 and tried == single
+
+
+def test_the_polish_chooses_its_edge_level_early_and_the_kept_level_ends_as_if_polished_alone():
+    """Every level is refined only up to `polish_level_step`; then the level leading the summed loss goes on alone,
+    without an Adam restart: its cameras are bit for bit those of polishing that level alone, half the rays are
+    rendered, and it ends as near the truth as the polish of every level to the end (photos whose edge is the
+    canonical's 0.8 contour, started 2° off: measured 0.86° at level 0.85 chosen at step 20, 1.05° at 0.7 chosen at
+    the end, 2.7° with 0.5 alone)."""
+    import torch.nn.functional as F
+
+    from congeal.registration.refine import RefineResult, polish
+
+    canonical = small_canonical()
+    renderer = GridRenderer(canonical, num_samples=64)
+    c2w, working = eight_views(renderer)
+    cover = F.avg_pool2d((render_in_frame(renderer, working, 4 * S)["opacity"].permute(0, 3, 1, 2) > 0.8).float(), 4)
+    start = PoseParameters.from_cameras(working)
+    start.omega = 0.035 * F.normalize(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    refined = RefineResult(cameras=start.cameras(), loss=torch.ones(8), steps=torch.zeros(8, dtype=torch.long),
+                           stretch=torch.ones(8, 3))
+
+    class Counting(SilhouetteRenderer):
+        rays = 0
+
+        def render_rays(self, origins, dirs, *args, **kwargs):
+            Counting.rays += origins.shape[0]
+            return super().render_rays(origins, dirs, *args, **kwargs)
+
+    def polished(levels, level_step):
+        Counting.rays = 0
+        cfg = RefineConfig(resolution=S, samples=24, patience=20, lr_rotation=0.03, polish_steps=60,
+                           polish_feature_weight=0.0, polish_edge_levels=levels, polish_level_step=level_step)
+        result, level = polish(Counting(canonical, num_samples=24), refined, torch.arange(8), cover, cfg)
+        error = float(rotation_angle_deg(result.cameras.c2w[:, :3, :3], c2w[:, :3, :3]).mean())
+        return result, level, error, Counting.rays
+
+    levels = (0.5, 0.7, 0.85, 0.95)
+    early, level, early_error, early_rays = polished(levels, 20)
+    _, late_level, late_error, late_rays = polished(levels, 0)
+    alone, _, _, _ = polished((level,), 0)
+    print(f"chosen at step 20: {level} {early_error:.2f}° ({early_rays} rays); at the end: {late_level} "
+          f"{late_error:.2f}° ({late_rays} rays)")
+    assert 0.6 < level < 1.0 and early_error < 1.25 * late_error
+    assert torch.equal(early.cameras.c2w, alone.cameras.c2w) and torch.equal(early.cameras.fovy, alone.cameras.fovy)
+    assert early_rays < 0.6 * late_rays

@@ -115,6 +115,12 @@ class PoseEstimates:
         return {key: float(v) for key, v in values.items()}
 
 
+def binary_at(masks: Float[Tensor, "N 1 S S"], size: int) -> Float[Tensor, "N 1 r r"]:
+    """`masks` (binary, or each pixel's covered fraction) at `size` px, binary: the fraction of each pixel they
+    cover, thresholded at 0.5 (the working masks themselves when `size` is the working size)."""
+    return (F.adaptive_avg_pool2d(masks.float(), size) >= 0.5).float()
+
+
 def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S S"],
                    principals: Float[Tensor, "N 2"], known_fovy: Float[Tensor, "N"], bank: CandidateBank,
                    extractor: FeatureExtractor,
@@ -145,6 +151,10 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
     n, device = photos.shape[0], photos.device
     k = min(cfg.search.top_k, len(bank))
     polish_target = mask_cover if mask_cover is not None and cfg.refine.polish_cover else masks
+    # the rigid and stretched phases fit a binary mask at the refinement's resolution whatever the working size: a
+    # fractional target there (a 224 px mask pooled to 64 px) makes cross-instance photos worse; only the polish
+    # fits each pixel's covered fraction (docs/evaluation.md, stops 25 and 27)
+    rigid_target = binary_at(masks if mask_cover is None else mask_cover, cfg.refine.resolution)
 
     def search():
         with torch.no_grad():
@@ -170,7 +180,8 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
         init = init.with_fovy(torch.nan_to_num(known_fovy[photo_of], nan=1.0), known)
         colour_feats = image_feats if extractor.identity == colour.identity else colour.extract(photos)
         refine_kwargs["image_feats"] = colour_feats[photo_of]
-        return refine_then_stretch(renderers.refine, init, masks[photo_of], cfg.refine, photo_of, **refine_kwargs)
+        return refine_then_stretch(renderers.refine, init, rigid_target[photo_of], cfg.refine, photo_of,
+                                   **refine_kwargs)
 
     refined = timer.run("refine", refine)
 

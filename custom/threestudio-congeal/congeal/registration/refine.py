@@ -114,11 +114,15 @@ class RefineConfig:
     stretched phases the finer target made cross-instance photos worse (more > 10° off)."""
     polish_edge_levels: Tuple[float, ...] = (0.5, 0.7, 0.9)
     """The opacity contours the polish tries as the canonical's edge (the centre of `losses.sharpen`; every other phase
-    uses 0.5), one for the whole collection: every chosen photo is polished at each, and the level whose polished
-    cameras fit the collection's masks best (lowest summed loss) is kept. A density field has no surface; where its
-    rendered opacity crosses 0.5 depends on how blurred it is, so a canonical coarser or softer than the photos is
-    fatter at 0.5 than the object in them (spot's 64³ bake against 128³ photos: 2 % more area). Photos rendered from
-    the canonical itself keep 0.5 (docs/evaluation.md, stop 26)."""
+    uses 0.5), one for the whole collection: every chosen photo is polished at each (up to `polish_level_step`), and
+    the level whose cameras fit the collection's masks best (lowest summed loss) is kept. A density field has no
+    surface; where its rendered opacity crosses 0.5 depends on how blurred it is, so a canonical coarser or softer
+    than the photos is fatter at 0.5 than the object in them (spot's 64³ bake against 128³ photos: 2 % more area).
+    Photos rendered from the canonical itself keep 0.5 (docs/evaluation.md, stop 26)."""
+    polish_level_step: int = 20
+    """The polish refines every edge level up to this step; then only the level with the lowest summed loss goes on
+    (the others freeze) and is the one kept. Adam goes on without a restart, so its cameras are bit for bit those of
+    polishing that level alone. 0 = every level to the end, at three times the cost (docs/evaluation.md, stop 27)."""
     polish_feature_weight: Optional[float] = None
     """The colour weight of the polish: after the collection's choice, each photo the rigid canonical fits (its chosen
     hypothesis' silhouette IoU ≥ `stretch_below_iou`) refines its chosen hypothesis `polish_steps` more steps
@@ -251,7 +255,7 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
                  progress: bool = False, feature_renderer: Any = None,
                  known_fovy: Optional[Bool[Tensor, "M"]] = None,
                  photo_of: Optional[Int[Tensor, "M"]] = None,
-                 edge_level: Optional[Float[Tensor, "M"]] = None) -> RefineResult:
+                 edge_level: Optional[Float[Tensor, "M"]] = None, level_step: int = 0) -> RefineResult:
     """Optimise M hypotheses at once against their photos' masks.
 
     Args:
@@ -269,6 +273,8 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
             `RefineConfig.known_focal`); None = every FoV is estimated.
         photo_of: each hypothesis' photo (for `RefineConfig.prune_step`); None = no pruning.
         edge_level: each hypothesis' opacity contour taken as the canonical's edge (`losses.sharpen`); None = 0.5.
+        level_step: with several `edge_level` values, at this step only the hypotheses of the level with the lowest
+            summed loss go on (the others freeze); 0 = all go on.
     Returns:
         RefineResult with the best parameters each hypothesis reached.
     """
@@ -358,6 +364,8 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
             active = active & (stall < cfg.patience)
             if step == cfg.prune_step and photo_of is not None:
                 active = active & _best_of_each_photo(best_loss, photo_of, cfg.prune_keep)
+            if step == level_step > 0 and edge_level is not None:
+                active = active & _of_the_best_level(best_loss, edge_level)
         if step == cfg.steps or not bool(active.any()):
             break
         optimiser.step()
@@ -406,8 +414,8 @@ def polish(renderer: Any, refined: RefineResult, chosen: Int[Tensor, "K"], masks
     the reliable cue and the colour term, which a photo's shading biases, pulls the camera off.
 
     Each of `cfg.polish_edge_levels` is tried for all `chosen` at once (one batch: hypotheses are independent); the
-    level with the lowest summed loss is the collection's, and its cameras are kept. Other arguments as
-    `refine_poses`.
+    level with the lowest summed loss at `cfg.polish_level_step` is the collection's: it alone goes on, and its cameras
+    are kept. Other arguments as `refine_poses`.
 
     Returns:
         (refined with the chosen hypotheses polished, the edge level kept).
@@ -424,7 +432,8 @@ def polish(renderer: Any, refined: RefineResult, chosen: Int[Tensor, "K"], masks
     result = refine_poses(renderer, PoseParameters.from_cameras(refined.cameras[tried]), masks[tried], more,
                           image_feats=None if image_feats is None else image_feats[tried],
                           known_fovy=None if known_fovy is None else known_fovy[tried],
-                          edge_level=level_of, **kwargs)
+                          edge_level=level_of, level_step=cfg.polish_level_step, **kwargs)
+    # the level chosen at `polish_level_step` went on and only lowered its loss, so it is still the lowest here
     best = int(torch.argmin(result.loss.view(n_levels, k).sum(1)))
     keep = torch.arange(best * k, (best + 1) * k, device=chosen.device)
     return _merged(refined, chosen, result, keep), float(levels[best])
@@ -453,6 +462,13 @@ def _merged(previous: RefineResult, chosen: Int[Tensor, "K"], more: RefineResult
     loss[chosen], steps[chosen], stretch[chosen] = more.loss[rows], steps[chosen] + more.steps[rows], more.stretch[rows]
     cameras = Cameras(c2w, fovy, principal, previous.cameras.height, previous.cameras.width)
     return RefineResult(cameras=cameras, loss=loss, steps=steps, stretch=stretch)
+
+
+def _of_the_best_level(loss: Float[Tensor, "M"], edge_level: Float[Tensor, "M"]) -> Bool[Tensor, "M"]:
+    """The hypotheses of the edge level whose summed loss is the lowest (ties: the first level)."""
+    levels, group = torch.unique(edge_level, return_inverse=True)
+    summed = loss.new_zeros(len(levels)).scatter_add(0, group, loss)
+    return group == int(torch.argmin(summed))
 
 
 def _best_of_each_photo(loss: Float[Tensor, "M"], photo_of: Int[Tensor, "M"], keep: int) -> Bool[Tensor, "M"]:
