@@ -123,6 +123,13 @@ class RefineConfig:
     """The polish refines every edge level up to this step; then only the level with the lowest summed loss goes on
     (the others freeze) and is the one kept. Adam goes on without a restart, so its cameras are bit for bit those of
     polishing that level alone. 0 = every level to the end, at three times the cost (docs/evaluation.md, stop 27)."""
+    polish_focal_factors: Tuple[float, ...] = (1.0, 1.5, 1.0 / 1.5)
+    """The polish starts every chosen camera whose focal length is estimated at these multiples of its focal length
+    too (a dolly zoom: the object keeps its size in the frame), and keeps for each photo the start whose loss is the
+    lowest at `polish_level_step` (only it goes on). Silhouettes fix the focal length weakly: the loss has minima
+    along the focal length–distance valley, and a camera that refinement left 1.5× off in focal length stays there
+    (same-instance photos 15–22° off in FoV were the ones 3–8° off in rotation; docs/evaluation.md, stop 27).
+    (1.0,) = one start."""
     polish_feature_weight: Optional[float] = None
     """The colour weight of the polish: after the collection's choice, each photo the rigid canonical fits (its chosen
     hypothesis' silhouette IoU ≥ `stretch_below_iou`) refines its chosen hypothesis `polish_steps` more steps
@@ -274,7 +281,8 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
         photo_of: each hypothesis' photo (for `RefineConfig.prune_step`); None = no pruning.
         edge_level: each hypothesis' opacity contour taken as the canonical's edge (`losses.sharpen`); None = 0.5.
         level_step: with several `edge_level` values, at this step only the hypotheses of the level with the lowest
-            summed loss go on (the others freeze); 0 = all go on.
+            summed loss go on (the others freeze); 0 = all go on. When it is also `cfg.prune_step`, a level's sum
+            counts only the hypotheses the pruning keeps.
     Returns:
         RefineResult with the best parameters each hypothesis reached.
     """
@@ -362,10 +370,12 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
             stall = torch.where(significant, torch.zeros_like(stall), stall + 1)
             steps_run += active.long()
             active = active & (stall < cfg.patience)
+            counted = torch.ones_like(active)  # the hypotheses a level's summed loss counts
             if step == cfg.prune_step and photo_of is not None:
-                active = active & _best_of_each_photo(best_loss, photo_of, cfg.prune_keep)
+                counted = _best_of_each_photo(best_loss, photo_of, cfg.prune_keep)
+                active = active & counted
             if step == level_step > 0 and edge_level is not None:
-                active = active & _of_the_best_level(best_loss, edge_level)
+                active = active & _of_the_best_level(best_loss, edge_level, counted)
         if step == cfg.steps or not bool(active.any()):
             break
         optimiser.step()
@@ -413,29 +423,44 @@ def polish(renderer: Any, refined: RefineResult, chosen: Int[Tensor, "K"], masks
     Meant for the hypotheses the collection chose for photos the canonical's own shape fits: there the silhouette is
     the reliable cue and the colour term, which a photo's shading biases, pulls the camera off.
 
-    Each of `cfg.polish_edge_levels` is tried for all `chosen` at once (one batch: hypotheses are independent); the
-    level with the lowest summed loss at `cfg.polish_level_step` is the collection's: it alone goes on, and its cameras
-    are kept. Other arguments as `refine_poses`.
+    Each of `cfg.polish_edge_levels` is tried for all `chosen` at once (one batch: hypotheses are independent), each
+    from every start of `cfg.polish_focal_factors`; at `cfg.polish_level_step` each photo keeps its best start per
+    level, and the level whose kept starts have the lowest summed loss is the collection's: only its starts go on, and
+    their cameras are kept. Other arguments as `refine_poses`.
 
     Returns:
         (refined with the chosen hypotheses polished, the edge level kept).
     """
     weight = cfg.feature_weight if cfg.polish_feature_weight is None else cfg.polish_feature_weight
-    more = replace(cfg, steps=cfg.polish_steps, prune_step=0, lr_stretch=0.0, feature_weight=weight,
-                   dolly_fov=cfg.polish_dolly_fov)
     levels = tuple(cfg.polish_edge_levels) or (0.5,)
+    factors = tuple(cfg.polish_focal_factors) or (1.0,)
     if len(chosen) == 0:
         return refined, levels[0]
-    k, n_levels = len(chosen), len(levels)
-    tried = chosen.repeat(n_levels)  # level-major: [level 0's K, level 1's K, ...]
-    level_of = torch.tensor(levels, dtype=torch.float32, device=chosen.device).repeat_interleave(k)
-    result = refine_poses(renderer, PoseParameters.from_cameras(refined.cameras[tried]), masks[tried], more,
+    k, n_levels, n_factors = len(chosen), len(levels), len(factors)
+    device = chosen.device
+    # level-major, then focal start: row (l * F + f) * K + j is level l, start f, photo chosen[j]
+    tried = chosen.repeat(n_levels * n_factors)
+    level_of = torch.tensor(levels, dtype=torch.float32, device=device).repeat_interleave(n_factors * k)
+    factor_of = torch.tensor(factors, dtype=torch.float32, device=device).repeat_interleave(k).repeat(n_levels)
+    group = torch.arange(n_levels * k, device=device).view(n_levels, 1, k).expand(n_levels, n_factors, k).reshape(-1)
+    start = PoseParameters.from_cameras(refined.cameras[tried])
+    known = torch.zeros_like(factor_of, dtype=torch.bool) if known_fovy is None else known_fovy[tried]
+    moved = ~known & (factor_of != 1.0)
+    # a focal length f·factor: tan(fovy / 2) / factor, at the same extent (the object keeps its size)
+    start = start.with_fovy(2.0 * torch.atan(start.log_tan_half_fov.exp() / factor_of), moved)
+    step = cfg.polish_level_step
+    pruned = n_factors > 1 and step > 0  # else every start goes on to the end
+    more = replace(cfg, steps=cfg.polish_steps, prune_step=step if pruned else 0, prune_keep=1,
+                   lr_stretch=0.0, feature_weight=weight, dolly_fov=cfg.polish_dolly_fov)
+    result = refine_poses(renderer, start, masks[tried], more,
                           image_feats=None if image_feats is None else image_feats[tried],
                           known_fovy=None if known_fovy is None else known_fovy[tried],
-                          edge_level=level_of, level_step=cfg.polish_level_step, **kwargs)
-    # the level chosen at `polish_level_step` went on and only lowered its loss, so it is still the lowest here
-    best = int(torch.argmin(result.loss.view(n_levels, k).sum(1)))
-    keep = torch.arange(best * k, (best + 1) * k, device=chosen.device)
+                          photo_of=group if pruned else None, edge_level=level_of, level_step=step, **kwargs)
+    # the level and starts chosen at `polish_level_step` went on and only lowered their loss: still the lowest here
+    loss = result.loss.view(n_levels, n_factors, k)
+    best_start = loss.argmin(1)  # [L, K]
+    best = int(torch.argmin(loss.gather(1, best_start[:, None]).squeeze(1).sum(1)))
+    keep = (best * n_factors + best_start[best]) * k + torch.arange(k, device=device)
     return _merged(refined, chosen, result, keep), float(levels[best])
 
 
@@ -464,10 +489,12 @@ def _merged(previous: RefineResult, chosen: Int[Tensor, "K"], more: RefineResult
     return RefineResult(cameras=cameras, loss=loss, steps=steps, stretch=stretch)
 
 
-def _of_the_best_level(loss: Float[Tensor, "M"], edge_level: Float[Tensor, "M"]) -> Bool[Tensor, "M"]:
-    """The hypotheses of the edge level whose summed loss is the lowest (ties: the first level)."""
+def _of_the_best_level(loss: Float[Tensor, "M"], edge_level: Float[Tensor, "M"], counted: Bool[Tensor, "M"]
+                       ) -> Bool[Tensor, "M"]:
+    """The hypotheses of the edge level whose summed loss over the `counted` ones is the lowest (ties: the lowest
+    level)."""
     levels, group = torch.unique(edge_level, return_inverse=True)
-    summed = loss.new_zeros(len(levels)).scatter_add(0, group, loss)
+    summed = loss.new_zeros(len(levels)).scatter_add(0, group, torch.where(counted, loss, torch.zeros_like(loss)))
     return group == int(torch.argmin(summed))
 
 
