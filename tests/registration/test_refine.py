@@ -327,7 +327,7 @@ def test_the_polish_finds_the_canonicals_edge_when_it_is_not_the_half_opacity_co
     def polished(edge, levels):
         cover = F.avg_pool2d((fine_opacity > edge).float(), 4)  # the photos' masks, 4× sharper than the crop
         cfg = RefineConfig(resolution=S, samples=24, patience=20, lr_rotation=0.03, polish_steps=60,
-                           polish_feature_weight=0.0, polish_edge_levels=levels)
+                           polish_feature_weight=0.0, polish_edge_levels=levels, polish_focal_factors=(1.0,))
         result, level = polish(silhouette, refined, torch.arange(8), cover, cfg)
         return float(rotation_angle_deg(result.cameras.c2w[:, :3, :3], c2w[:, :3, :3]).mean()), level
 
@@ -369,7 +369,8 @@ def test_the_polish_chooses_its_edge_level_early_and_the_kept_level_ends_as_if_p
     def polished(levels, level_step):
         Counting.rays = 0
         cfg = RefineConfig(resolution=S, samples=24, patience=20, lr_rotation=0.03, polish_steps=60,
-                           polish_feature_weight=0.0, polish_edge_levels=levels, polish_level_step=level_step)
+                           polish_feature_weight=0.0, polish_edge_levels=levels, polish_level_step=level_step,
+                           polish_focal_factors=(1.0,))
         result, level = polish(Counting(canonical, num_samples=24), refined, torch.arange(8), cover, cfg)
         error = float(rotation_angle_deg(result.cameras.c2w[:, :3, :3], c2w[:, :3, :3]).mean())
         return result, level, error, Counting.rays
