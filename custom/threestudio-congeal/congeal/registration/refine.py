@@ -126,10 +126,15 @@ class RefineConfig:
     polish_focal_factors: Tuple[float, ...] = (1.0, 1.5, 1.0 / 1.5)
     """The polish starts every chosen camera whose focal length is estimated at these multiples of its focal length
     too (a dolly zoom: the object keeps its size in the frame), and keeps for each photo the start whose loss is the
-    lowest at `polish_level_step` (only it goes on). Silhouettes fix the focal length weakly: the loss has minima
+    lowest at `polish_start_step` (only it goes on). Silhouettes fix the focal length weakly: the loss has minima
     along the focal length–distance valley, and a camera that refinement left 1.5× off in focal length stays there
     (same-instance photos 15–22° off in FoV were the ones 3–8° off in rotation; docs/evaluation.md, stop 27).
     (1.0,) = one start."""
+    polish_start_step: int = 40
+    """The polish step at which each photo keeps its best start of `polish_focal_factors` (the others freeze); the
+    level is chosen at `polish_level_step` from each photo's best start then. A start at the right focal length can
+    need more than 20 steps to overtake (held-out same-instance sets: 8 of 16 medians lower with 40 than with 20, 4
+    higher by ≤ 0.14°; docs/evaluation.md, stop 27); 0 = every start to the end."""
     polish_feature_weight: Optional[float] = None
     """The colour weight of the polish: after the collection's choice, each photo the rigid canonical fits (its chosen
     hypothesis' silhouette IoU ≥ `stretch_below_iou`) refines its chosen hypothesis `polish_steps` more steps
@@ -281,8 +286,8 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
         photo_of: each hypothesis' photo (for `RefineConfig.prune_step`); None = no pruning.
         edge_level: each hypothesis' opacity contour taken as the canonical's edge (`losses.sharpen`); None = 0.5.
         level_step: with several `edge_level` values, at this step only the hypotheses of the level with the lowest
-            summed loss go on (the others freeze); 0 = all go on. When it is also `cfg.prune_step`, a level's sum
-            counts only the hypotheses the pruning keeps.
+            summed loss go on (the others freeze); 0 = all go on. With `photo_of`, a level's sum counts only each
+            group's `cfg.prune_keep` best.
     Returns:
         RefineResult with the best parameters each hypothesis reached.
     """
@@ -370,11 +375,12 @@ def refine_poses(renderer: Any, init: PoseParameters, masks: Float[Tensor, "M 1 
             stall = torch.where(significant, torch.zeros_like(stall), stall + 1)
             steps_run += active.long()
             active = active & (stall < cfg.patience)
-            counted = torch.ones_like(active)  # the hypotheses a level's summed loss counts
             if step == cfg.prune_step and photo_of is not None:
-                counted = _best_of_each_photo(best_loss, photo_of, cfg.prune_keep)
-                active = active & counted
+                active = active & _best_of_each_photo(best_loss, photo_of, cfg.prune_keep)
             if step == level_step > 0 and edge_level is not None:
+                # a level's summed loss counts each group's `prune_keep` best (what the pruning keeps or will keep)
+                counted = (torch.ones_like(active) if photo_of is None
+                           else _best_of_each_photo(best_loss, photo_of, cfg.prune_keep))
                 active = active & _of_the_best_level(best_loss, edge_level, counted)
         if step == cfg.steps or not bool(active.any()):
             break
@@ -424,9 +430,9 @@ def polish(renderer: Any, refined: RefineResult, chosen: Int[Tensor, "K"], masks
     the reliable cue and the colour term, which a photo's shading biases, pulls the camera off.
 
     Each of `cfg.polish_edge_levels` is tried for all `chosen` at once (one batch: hypotheses are independent), each
-    from every start of `cfg.polish_focal_factors`; at `cfg.polish_level_step` each photo keeps its best start per
-    level, and the level whose kept starts have the lowest summed loss is the collection's: only its starts go on, and
-    their cameras are kept. Other arguments as `refine_poses`.
+    from every start of `cfg.polish_focal_factors`. At `cfg.polish_level_step` the level whose photos' best starts
+    have the lowest summed loss is the collection's and only its starts go on; at `cfg.polish_start_step` each photo
+    keeps its best start. Their cameras are kept. Other arguments as `refine_poses`.
 
     Returns:
         (refined with the chosen hypotheses polished, the edge level kept).
@@ -449,14 +455,14 @@ def polish(renderer: Any, refined: RefineResult, chosen: Int[Tensor, "K"], masks
     # a focal length f·factor: tan(fovy / 2) / factor, at the same extent (the object keeps its size)
     start = start.with_fovy(2.0 * torch.atan(start.log_tan_half_fov.exp() / factor_of), moved)
     step = cfg.polish_level_step
-    pruned = n_factors > 1 and step > 0  # else every start goes on to the end
-    more = replace(cfg, steps=cfg.polish_steps, prune_step=step if pruned else 0, prune_keep=1,
+    pruned = n_factors > 1 and cfg.polish_start_step > 0  # else every start goes on to the end
+    more = replace(cfg, steps=cfg.polish_steps, prune_step=cfg.polish_start_step if pruned else 0, prune_keep=1,
                    lr_stretch=0.0, feature_weight=weight, dolly_fov=cfg.polish_dolly_fov)
     result = refine_poses(renderer, start, masks[tried], more,
                           image_feats=None if image_feats is None else image_feats[tried],
                           known_fovy=None if known_fovy is None else known_fovy[tried],
                           photo_of=group if pruned else None, edge_level=level_of, level_step=step, **kwargs)
-    # the level and starts chosen at `polish_level_step` went on and only lowered their loss: still the lowest here
+    # the level and the starts chosen went on and only lowered their loss: still the lowest here
     loss = result.loss.view(n_levels, n_factors, k)
     best_start = loss.argmin(1)  # [L, K]
     best = int(torch.argmin(loss.gather(1, best_start[:, None]).squeeze(1).sum(1)))
