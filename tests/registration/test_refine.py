@@ -34,6 +34,16 @@ def eight_views(renderer):
     return c2w, working
 
 
+def two_degrees_off(params):
+    """A polish's starting point: `params` turned 2° about a random axis (seed 0), as a RefineResult."""
+    from congeal.registration.refine import RefineResult
+
+    params.omega = 0.035 * torch.nn.functional.normalize(
+        torch.randn(len(params.omega), 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    return RefineResult(cameras=params.cameras(), loss=torch.ones(len(params.omega)),
+                        steps=torch.zeros(len(params.omega), dtype=torch.long), stretch=torch.ones(len(params.omega), 3))
+
+
 def perturbed(cameras, seed):
     params = PoseParameters.from_cameras(cameras)
     generator = torch.Generator().manual_seed(seed)
@@ -311,18 +321,14 @@ def test_the_polish_finds_the_canonicals_edge_when_it_is_not_the_half_opacity_co
     is the 0.5 contour, it keeps 0.5 and ends where the single-level polish does."""
     import torch.nn.functional as F
 
-    from congeal.registration.refine import RefineResult, polish
+    from congeal.registration.refine import polish
 
     canonical = small_canonical()
     renderer = GridRenderer(canonical, num_samples=64)
     c2w, working = eight_views(renderer)
     fine_opacity = render_in_frame(renderer, working, 4 * S)["opacity"].permute(0, 3, 1, 2)
     silhouette = SilhouetteRenderer(canonical, num_samples=24)
-    start = PoseParameters.from_cameras(working)
-    start.omega = torch.nn.functional.normalize(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
-    start.omega = start.omega * 0.035  # 2° off
-    refined = RefineResult(cameras=start.cameras(), loss=torch.ones(8), steps=torch.zeros(8, dtype=torch.long),
-                           stretch=torch.ones(8, 3))
+    refined = two_degrees_off(PoseParameters.from_cameras(working))
 
     def polished(edge, levels):
         cover = F.avg_pool2d((fine_opacity > edge).float(), 4)  # the photos' masks, 4× sharper than the crop
@@ -348,16 +354,13 @@ def test_the_polish_chooses_its_edge_level_early_and_the_kept_level_ends_as_if_p
     the end, 2.7° with 0.5 alone)."""
     import torch.nn.functional as F
 
-    from congeal.registration.refine import RefineResult, polish
+    from congeal.registration.refine import polish
 
     canonical = small_canonical()
     renderer = GridRenderer(canonical, num_samples=64)
     c2w, working = eight_views(renderer)
     cover = F.avg_pool2d((render_in_frame(renderer, working, 4 * S)["opacity"].permute(0, 3, 1, 2) > 0.8).float(), 4)
-    start = PoseParameters.from_cameras(working)
-    start.omega = 0.035 * F.normalize(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
-    refined = RefineResult(cameras=start.cameras(), loss=torch.ones(8), steps=torch.zeros(8, dtype=torch.long),
-                           stretch=torch.ones(8, 3))
+    refined = two_degrees_off(PoseParameters.from_cameras(working))
 
     class Counting(SilhouetteRenderer):
         rays = 0
@@ -393,7 +396,7 @@ def test_the_polish_leaves_a_camera_stuck_at_the_wrong_focal_length_when_it_star
     keeping its best start (FoV 1.3° off, rotation 1.0°)."""
     import torch.nn.functional as F
 
-    from congeal.registration.refine import RefineResult, polish
+    from congeal.registration.refine import polish
 
     canonical = small_canonical()
     renderer = GridRenderer(canonical, num_samples=64)
@@ -402,9 +405,7 @@ def test_the_polish_leaves_a_camera_stuck_at_the_wrong_focal_length_when_it_star
     for off in (1.5, 1 / 1.5):
         start = PoseParameters.from_cameras(working)
         start = start.with_fovy(2 * torch.atan(start.log_tan_half_fov.exp() / off), torch.ones(8, dtype=torch.bool))
-        start.omega = 0.035 * F.normalize(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
-        refined = RefineResult(cameras=start.cameras(), loss=torch.ones(8), steps=torch.zeros(8, dtype=torch.long),
-                               stretch=torch.ones(8, 3))
+        refined = two_degrees_off(start)
         errors = []
         for factors in ((1.0,), (1.0, 1.5, 1 / 1.5)):
             cfg = RefineConfig(resolution=S, samples=24, patience=20, lr_rotation=0.03, polish_steps=60,
