@@ -418,3 +418,43 @@ def test_the_polish_leaves_a_camera_stuck_at_the_wrong_focal_length_when_it_star
         print(f"focal ×{off:.2f}: one start {rotation_one:.2f}° / FoV {fov_one:.2f}°, three {rotation_three:.2f}° / "
               f"FoV {fov_three:.2f}°")
         assert fov_three < 0.5 * fov_one and rotation_three < 0.8 * rotation_one
+
+
+def test_a_photo_whose_focal_length_is_known_is_polished_from_one_start_as_with_one_start():
+    """The focal-length starts are for estimated focal lengths: a photo whose focal length is known (EXIF, --fovy)
+    keeps it, so its other starts would be copies. Its polish renders one start and ends bit for bit as with
+    `polish_focal_factors=(1.0,)`; a photo beside it whose focal length is estimated still gets every start."""
+    import torch.nn.functional as F
+
+    from congeal.registration.refine import polish
+
+    canonical = small_canonical()
+    renderer = GridRenderer(canonical, num_samples=64)
+    c2w, working = eight_views(renderer)
+    cover = F.avg_pool2d((render_in_frame(renderer, working, 4 * S)["opacity"].permute(0, 3, 1, 2) > 0.5).float(), 4)
+    refined = two_degrees_off(PoseParameters.from_cameras(working))
+
+    class Counting(SilhouetteRenderer):
+        rays = 0
+
+        def render_rays(self, origins, dirs, *args, **kwargs):
+            Counting.rays += origins.shape[0]
+            return super().render_rays(origins, dirs, *args, **kwargs)
+
+    def polished(factors, known):
+        Counting.rays = 0
+        cfg = RefineConfig(resolution=S, samples=24, patience=20, lr_rotation=0.03, polish_steps=60,
+                           polish_feature_weight=0.0, polish_edge_levels=(0.5,), polish_focal_factors=factors)
+        result, _ = polish(Counting(canonical, num_samples=24), refined, torch.arange(8), cover, cfg,
+                           known_fovy=known)
+        return result, Counting.rays
+
+    three = (1.0, 1.5, 1 / 1.5)
+    all_known = torch.ones(8, dtype=torch.bool)
+    (one_start, one_rays), (known_three, known_rays) = polished((1.0,), all_known), polished(three, all_known)
+    assert torch.equal(known_three.cameras.c2w, one_start.cameras.c2w) and known_rays == one_rays
+    half = torch.arange(8) < 4
+    (mixed, mixed_rays), (estimated, estimated_rays) = polished(three, half), polished(three, ~all_known)
+    assert torch.equal(mixed.cameras.c2w[:4], one_start.cameras.c2w[:4])
+    assert torch.equal(mixed.cameras.c2w[4:], estimated.cameras.c2w[4:])
+    assert one_rays < mixed_rays < estimated_rays
