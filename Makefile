@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test test-targets test-integration venv clean env-threestudio-latest env-threestudio-pinned \
+.PHONY: demo test test-targets test-integration venv clean gpu-wheels env-threestudio-latest env-threestudio-pinned \
 	test-integration-latest test-integration-pinned
 
 # Side environments for the threestudio integration tests (README "Testing"): one with today's releases, one with
@@ -46,6 +46,15 @@ test-targets: venv
 	CONGEAL_TARGET_TESTS=1 $(PY) -m pytest -q tests/synthetic/test_registration_targets.py
 
 # Needs THREESTUDIO_ROOT pointing at a threestudio checkout (see README "Testing").
+# The packages a lent GPU machine lacks (it has PyTorch and transformers, no registry), as wheels for its Python 3.12,
+# for scripts/gpu-check.sh (docs/performance.md "GPU"): the versions this venv tests with.
+gpu-wheels: venv
+	rm -rf .whl && mkdir -p .whl
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_17_x86_64 -d .whl \
+		$$($(PY) -m pip list --format=freeze | grep -i -E '^(omegaconf|diffusers|importlib.metadata)==')
+	ls .whl
+
 test-integration: venv
 	$(PY) -m pytest -q tests -m integration
 
