@@ -44,6 +44,31 @@ def two_degrees_off(params):
                         steps=torch.zeros(len(params.omega), dtype=torch.long), stretch=torch.ones(len(params.omega), 3))
 
 
+def polish_scene():
+    """The polish tests' scene: eight views of the small canonical, each view's opacity at 4× the working size (its
+    thresholded, pooled fractions are photo masks 4× sharper than the crop) and the cameras started 2° off."""
+    canonical = small_canonical()
+    renderer = GridRenderer(canonical, num_samples=64)
+    c2w, working = eight_views(renderer)
+    fine_opacity = render_in_frame(renderer, working, 4 * S)["opacity"].permute(0, 3, 1, 2)
+    return canonical, c2w, working, fine_opacity, two_degrees_off(PoseParameters.from_cameras(working))
+
+
+def covered(fine_opacity, edge):
+    """Each working pixel's covered fraction of the photos whose edge is the `edge` opacity contour."""
+    return torch.nn.functional.avg_pool2d((fine_opacity > edge).float(), 4)
+
+
+class CountingSilhouettes(SilhouetteRenderer):
+    """A `SilhouetteRenderer` that counts the rays it renders (`rays`)."""
+
+    rays = 0
+
+    def render_rays(self, origins, dirs, *args, **kwargs):
+        self.rays += origins.shape[0]
+        return super().render_rays(origins, dirs, *args, **kwargs)
+
+
 def perturbed(cameras, seed):
     params = PoseParameters.from_cameras(cameras)
     generator = torch.Generator().manual_seed(seed)
@@ -319,19 +344,13 @@ def test_the_polish_finds_the_canonicals_edge_when_it_is_not_the_half_opacity_co
     contour: the polish at the 0.5 contour ends off (measured: mean 2.7° / 4.9° from 2° off); trying several edge
     levels, the collection picks one near the photos' and ends near the truth (1.0° / 1.0°). Where the photos' edge
     is the 0.5 contour, it keeps 0.5 and ends where the single-level polish does."""
-    import torch.nn.functional as F
-
     from congeal.registration.refine import polish
 
-    canonical = small_canonical()
-    renderer = GridRenderer(canonical, num_samples=64)
-    c2w, working = eight_views(renderer)
-    fine_opacity = render_in_frame(renderer, working, 4 * S)["opacity"].permute(0, 3, 1, 2)
+    canonical, c2w, working, fine_opacity, refined = polish_scene()
     silhouette = SilhouetteRenderer(canonical, num_samples=24)
-    refined = two_degrees_off(PoseParameters.from_cameras(working))
 
     def polished(edge, levels):
-        cover = F.avg_pool2d((fine_opacity > edge).float(), 4)  # the photos' masks, 4× sharper than the crop
+        cover = covered(fine_opacity, edge)
         cfg = RefineConfig(resolution=S, samples=24, patience=20, lr_rotation=0.03, polish_steps=60,
                            polish_feature_weight=0.0, polish_edge_levels=levels, polish_focal_factors=(1.0,))
         result, level = polish(silhouette, refined, torch.arange(8), cover, cfg)
@@ -352,31 +371,19 @@ def test_the_polish_chooses_its_edge_level_early_and_the_kept_level_ends_as_if_p
     rendered, and it ends as near the truth as the polish of every level to the end (photos whose edge is the
     canonical's 0.8 contour, started 2° off: measured 0.86° at level 0.85 chosen at step 20, 1.05° at 0.7 chosen at
     the end, 2.7° with 0.5 alone)."""
-    import torch.nn.functional as F
-
     from congeal.registration.refine import polish
 
-    canonical = small_canonical()
-    renderer = GridRenderer(canonical, num_samples=64)
-    c2w, working = eight_views(renderer)
-    cover = F.avg_pool2d((render_in_frame(renderer, working, 4 * S)["opacity"].permute(0, 3, 1, 2) > 0.8).float(), 4)
-    refined = two_degrees_off(PoseParameters.from_cameras(working))
-
-    class Counting(SilhouetteRenderer):
-        rays = 0
-
-        def render_rays(self, origins, dirs, *args, **kwargs):
-            Counting.rays += origins.shape[0]
-            return super().render_rays(origins, dirs, *args, **kwargs)
+    canonical, c2w, working, fine_opacity, refined = polish_scene()
+    cover = covered(fine_opacity, 0.8)
 
     def polished(levels, level_step):
-        Counting.rays = 0
+        renderer = CountingSilhouettes(canonical, num_samples=24)
         cfg = RefineConfig(resolution=S, samples=24, patience=20, lr_rotation=0.03, polish_steps=60,
                            polish_feature_weight=0.0, polish_edge_levels=levels, polish_level_step=level_step,
                            polish_focal_factors=(1.0,))
-        result, level = polish(Counting(canonical, num_samples=24), refined, torch.arange(8), cover, cfg)
+        result, level = polish(renderer, refined, torch.arange(8), cover, cfg)
         error = float(rotation_angle_deg(result.cameras.c2w[:, :3, :3], c2w[:, :3, :3]).mean())
-        return result, level, error, Counting.rays
+        return result, level, error, renderer.rays
 
     levels = (0.5, 0.7, 0.85, 0.95)
     early, level, early_error, early_rays = polished(levels, 20)
@@ -394,14 +401,10 @@ def test_the_polish_leaves_a_camera_stuck_at_the_wrong_focal_length_when_it_star
     and 2° off in rotation stays near that focal length when polished from there (measured: FoV 4.5° / 7.1° off,
     rotation 1.5° / 2.2°), and lands near the truth when also started at 1.5× and 1/1.5× its focal length, each photo
     keeping its best start (FoV 1.3° off, rotation 1.0°)."""
-    import torch.nn.functional as F
-
     from congeal.registration.refine import polish
 
-    canonical = small_canonical()
-    renderer = GridRenderer(canonical, num_samples=64)
-    c2w, working = eight_views(renderer)
-    cover = F.avg_pool2d((render_in_frame(renderer, working, 4 * S)["opacity"].permute(0, 3, 1, 2) > 0.5).float(), 4)
+    canonical, c2w, working, fine_opacity, _ = polish_scene()
+    cover = covered(fine_opacity, 0.5)
     for off in (1.5, 1 / 1.5):
         start = PoseParameters.from_cameras(working)
         start = start.with_fovy(2 * torch.atan(start.log_tan_half_fov.exp() / off), torch.ones(8, dtype=torch.bool))
@@ -424,30 +427,17 @@ def test_a_photo_whose_focal_length_is_known_is_polished_from_one_start_as_with_
     """The focal-length starts are for estimated focal lengths: a photo whose focal length is known (EXIF, --fovy)
     keeps it, so its other starts would be copies. Its polish renders one start and ends bit for bit as with
     `polish_focal_factors=(1.0,)`; a photo beside it whose focal length is estimated still gets every start."""
-    import torch.nn.functional as F
-
     from congeal.registration.refine import polish
 
-    canonical = small_canonical()
-    renderer = GridRenderer(canonical, num_samples=64)
-    c2w, working = eight_views(renderer)
-    cover = F.avg_pool2d((render_in_frame(renderer, working, 4 * S)["opacity"].permute(0, 3, 1, 2) > 0.5).float(), 4)
-    refined = two_degrees_off(PoseParameters.from_cameras(working))
-
-    class Counting(SilhouetteRenderer):
-        rays = 0
-
-        def render_rays(self, origins, dirs, *args, **kwargs):
-            Counting.rays += origins.shape[0]
-            return super().render_rays(origins, dirs, *args, **kwargs)
+    canonical, _, _, fine_opacity, refined = polish_scene()
+    cover = covered(fine_opacity, 0.5)
 
     def polished(factors, known):
-        Counting.rays = 0
+        renderer = CountingSilhouettes(canonical, num_samples=24)
         cfg = RefineConfig(resolution=S, samples=24, patience=20, lr_rotation=0.03, polish_steps=60,
                            polish_feature_weight=0.0, polish_edge_levels=(0.5,), polish_focal_factors=factors)
-        result, _ = polish(Counting(canonical, num_samples=24), refined, torch.arange(8), cover, cfg,
-                           known_fovy=known)
-        return result, Counting.rays
+        result, _ = polish(renderer, refined, torch.arange(8), cover, cfg, known_fovy=known)
+        return result, renderer.rays
 
     three = (1.0, 1.5, 1 / 1.5)
     all_known = torch.ones(8, dtype=torch.bool)
