@@ -453,18 +453,18 @@ def polish(renderer: Any, refined: RefineResult, chosen: Int[Tensor, "K"], masks
     # a photo whose focal length is known keeps it: its other starts would be copies of its first (same results)
     first_start = (torch.arange(n_levels * n_factors * k, device=device) // k) % n_factors == 0
     run = (~known | first_start).nonzero().squeeze(-1)
-    start = PoseParameters.from_cameras(refined.cameras[tried[run]])
-    moved = ~known[run] & (factor_of[run] != 1.0)
+    tried, level_of, factor_of, group, known = (t[run] for t in (tried, level_of, factor_of, group, known))
+    start = PoseParameters.from_cameras(refined.cameras[tried])
     # a focal length f·factor: tan(fovy / 2) / factor, at the same extent (the object keeps its size)
-    start = start.with_fovy(2.0 * torch.atan(start.log_tan_half_fov.exp() / factor_of[run]), moved)
+    start = start.with_fovy(2.0 * torch.atan(start.log_tan_half_fov.exp() / factor_of), ~known & (factor_of != 1.0))
     step = cfg.polish_level_step
     pruned = n_factors > 1 and cfg.polish_start_step > 0  # else every start goes on to the end
     more = replace(cfg, steps=cfg.polish_steps, prune_step=cfg.polish_start_step if pruned else 0, prune_keep=1,
                    lr_stretch=0.0, feature_weight=weight, dolly_fov=cfg.polish_dolly_fov)
-    result = refine_poses(renderer, start, masks[tried[run]], more,
-                          image_feats=None if image_feats is None else image_feats[tried[run]],
-                          known_fovy=None if known_fovy is None else known_fovy[tried[run]],
-                          photo_of=group[run] if pruned else None, edge_level=level_of[run], level_step=step, **kwargs)
+    result = refine_poses(renderer, start, masks[tried], more,
+                          image_feats=None if image_feats is None else image_feats[tried],
+                          known_fovy=None if known_fovy is None else known_fovy[tried],
+                          photo_of=group if pruned else None, edge_level=level_of, level_step=step, **kwargs)
     # the level and the starts chosen went on and only lowered their loss: still the lowest here (starts not run: inf)
     loss = result.loss.new_full((n_levels * n_factors * k,), float("inf"))
     loss[run] = result.loss
@@ -472,7 +472,7 @@ def polish(renderer: Any, refined: RefineResult, chosen: Int[Tensor, "K"], masks
     best_start = loss.argmin(1)  # [L, K]
     best = int(torch.argmin(loss.gather(1, best_start[:, None]).squeeze(1).sum(1)))
     keep = (best * n_factors + best_start[best]) * k + torch.arange(k, device=device)
-    row_of = torch.full_like(tried, -1)
+    row_of = torch.full((n_levels * n_factors * k,), -1, dtype=torch.long, device=device)
     row_of[run] = torch.arange(len(run), device=device)
     return _merged(refined, chosen, result, row_of[keep]), float(levels[best])
 
