@@ -31,6 +31,18 @@ def test_summaries_pool_the_seeds_and_check_the_targets():
     assert "178.0 ✗" in table[2] and "missed" in table[2] and table[3].endswith("| met |")
 
 
+def test_summaries_pool_what_a_perfect_choice_would_give():
+    """`rotation_errors_oracle_deg` (each photo's hypothesis nearest the truth) pools like the chosen errors; records
+    without it (results files written before it existed) leave it out of the summary."""
+    first = dict(_record("teapot-cross30-centred", 2, [176.0, 3.0], 1.0, 1.0, 4), rotation_errors_oracle_deg=[6.0, 3.0])
+    second = dict(_record("teapot-cross30-centred", 3, [4.0, 40.0], 1.0, 1.0, 4), rotation_errors_oracle_deg=[4.0, 8.0])
+    (summary,) = summarise([first, second])
+    assert summary["rotation_median_oracle_deg"] == pytest.approx(5.0) and summary["rotation_max_oracle_deg"] == 8.0
+    assert summary["rotation_max_deg"] == 176.0
+    (old,) = summarise([_record("teapot-cross30-centred", 2, [176.0, 3.0], 1.0, 1.0, 4)])
+    assert "rotation_median_oracle_deg" not in old
+
+
 def test_an_unregistered_photo_makes_the_max_infinite():
     (summary,) = summarise([_record("creature-cross20-centred", 2, [1.0, float("nan")], 1.0, 1.0, 4)])
     assert math.isinf(summary["rotation_max_deg"]) and not summary["targets"]["rotation_max_deg"]
@@ -56,3 +68,9 @@ def test_register_and_score_a_tiny_collection(tmp_path):
     assert len(scored["rotation_errors_alone_deg"]) == 2
     if scored["overruled"] == 0:
         assert sorted(scored["rotation_errors_alone_deg"]) == pytest.approx(sorted(scored["rotation_errors_deg"]))
+    # a perfect choice among each photo's hypotheses: never worse than the chosen one or the photo's own best
+    oracle = scored["rotation_errors_oracle_deg"]
+    assert len(oracle) == 2
+    assert all(o <= a + 1e-9 for o, a in zip(oracle, scored["rotation_errors_alone_deg"]))
+    assert sorted(oracle)[0] <= sorted(scored["rotation_errors_deg"])[0] + 1e-9
+    assert sum(oracle) <= sum(scored["rotation_errors_deg"]) + 1e-9

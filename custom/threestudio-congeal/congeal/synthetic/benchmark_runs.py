@@ -32,8 +32,8 @@ def score_run(run_dir: PathLike, collection: PathLike) -> Dict[str, Any]:
     Returns:
         {"rotation_errors_deg": [per photo, file order], "rotation_median_deg", "rotation_p95_deg",
         "rotation_max_deg", "fovy_error_median_deg", "pck@0.05", "pck@0.1" (mapped, per point), "n_points",
-        "pck@0.05_identity", "pck@0.1_identity", "overruled", "undecided", "rotation_errors_alone_deg" (poses.json
-        order; see `_joint_choice_effect`)}.
+        "pck@0.05_identity", "pck@0.1_identity", "overruled", "undecided", "rotation_errors_alone_deg",
+        "rotation_errors_oracle_deg" (both in poses.json order; see `_joint_choice_effect`)}.
     """
     from congeal.evaluation.synthetic_harness import evaluate_synthetic
 
@@ -59,7 +59,8 @@ def score_run(run_dir: PathLike, collection: PathLike) -> Dict[str, Any]:
 
 def _joint_choice_effect(run_dir: PathLike, collection: PathLike) -> Dict[str, Any]:
     """What the collection's joint choice did: photos it overruled (their own best hypothesis, the lowest own
-    `score`, was not chosen), photos left undecided, and every photo's rotation error had it chosen alone."""
+    `score`, was not chosen), photos left undecided, every photo's rotation error had it chosen alone, and had the
+    choice been perfect (its hypothesis nearest the truth: what no vote can beat, so what the hypotheses allow)."""
     import json
 
     import torch
@@ -68,15 +69,19 @@ def _joint_choice_effect(run_dir: PathLike, collection: PathLike) -> Dict[str, A
     from congeal.run.folder import RunFolder
 
     truth = {e["name"]: e for e in json.loads((Path(collection) / "ground_truth.json").read_text())["images"]}
-    overruled, undecided, alone = 0, 0, []
+    overruled, undecided, alone, oracle = 0, 0, [], []
     for name, record in RunFolder(run_dir).read_poses().items():
-        hypotheses = [record] + list(record.get("alternatives") or [])
-        own = min(hypotheses, key=lambda h: h.get("score", float("inf")))
-        overruled += own is not record
+        hypotheses = [record] + list(record.get("alternatives") or [])  # the chosen one first
+        own = min(range(len(hypotheses)), key=lambda h: hypotheses[h].get("score", float("inf")))
+        overruled += own != 0
         undecided += bool(record.get("undecided"))
         gt = torch.tensor(truth[name]["c2w"], dtype=torch.float64)[:3, :3]
-        alone.append(float(rotation_angle_deg(torch.tensor(own["c2w"], dtype=torch.float64)[:3, :3], gt)))
-    return {"overruled": overruled, "undecided": undecided, "rotation_errors_alone_deg": alone}
+        rotations = torch.tensor([h["c2w"] for h in hypotheses], dtype=torch.float64)[:, :3, :3]
+        errors = rotation_angle_deg(rotations, gt)  # [hypotheses]
+        alone.append(float(errors[own]))
+        oracle.append(float(errors.min()))
+    return {"overruled": overruled, "undecided": undecided, "rotation_errors_alone_deg": alone,
+            "rotation_errors_oracle_deg": oracle}
 
 
 def register_and_score(collection: PathLike, run: PathLike, preset: str = "fast", features: str = "rgb",
@@ -148,6 +153,8 @@ def summarise(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     Returns:
         [{"set", "category", "preset", "features", "seeds", "n_photos", "rotation_median_deg", "rotation_p95_deg",
         "rotation_max_deg", "per_seed_median_deg", "pck@0.05", "pck@0.1", "n_points", "fovy_error_median_deg",
+        "overruled", "undecided", "rotation_median_alone_deg" / "rotation_max_alone_deg" and
+        "rotation_median_oracle_deg" / "rotation_max_oracle_deg" (when the records have them),
         "targets": {metric: met?}, "all_targets_met"}].
     """
     groups: Dict[tuple, List[Dict[str, Any]]] = {}
@@ -178,6 +185,10 @@ def summarise(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
         if alone.size:  # what each photo's own best hypothesis would have scored
             summary["rotation_median_alone_deg"] = float(np.median(alone))
             summary["rotation_max_alone_deg"] = float(alone.max())
+        oracle = np.array([e for r in group for e in r.get("rotation_errors_oracle_deg", [])], dtype=np.float64)
+        if oracle.size:  # each photo's hypothesis nearest the truth: the floor of any choice among them
+            summary["rotation_median_oracle_deg"] = float(np.median(oracle))
+            summary["rotation_max_oracle_deg"] = float(oracle.max())
         summary["targets"] = meets(summary)
         summary["all_targets_met"] = all(summary["targets"].values())
         out.append(summary)
