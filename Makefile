@@ -45,7 +45,6 @@ test: venv
 test-targets: venv
 	CONGEAL_TARGET_TESTS=1 $(PY) -m pytest -q tests/synthetic/test_registration_targets.py
 
-# Needs THREESTUDIO_ROOT pointing at a threestudio checkout (see README "Testing").
 # The packages a lent GPU machine lacks (it has PyTorch and transformers, no registry), as wheels for its Python 3.12,
 # for scripts/gpu-check.sh (docs/performance.md "GPU"): the versions this venv tests with.
 gpu-wheels: venv
@@ -55,6 +54,7 @@ gpu-wheels: venv
 		$$($(PY) -m pip list --format=freeze | grep -i -E '^(omegaconf|diffusers|importlib.metadata)==')
 	ls .whl
 
+# Needs THREESTUDIO_ROOT pointing at a threestudio checkout (see README "Testing").
 test-integration: venv
 	$(PY) -m pytest -q tests -m integration
 

@@ -179,16 +179,14 @@ def summarise(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
             key = f"pck@{a:g}"
             hits = sum(r[key] * r["n_points"] for r in group if np.isfinite(r[key]))
             summary[key] = float(hits / points) if points else float("nan")
-        alone = np.array([e for r in group for e in r.get("rotation_errors_alone_deg", [])], dtype=np.float64)
         summary["overruled"] = sum(r.get("overruled", 0) for r in group)
         summary["undecided"] = sum(r.get("undecided", 0) for r in group)
-        if alone.size:  # what each photo's own best hypothesis would have scored
-            summary["rotation_median_alone_deg"] = float(np.median(alone))
-            summary["rotation_max_alone_deg"] = float(alone.max())
-        oracle = np.array([e for r in group for e in r.get("rotation_errors_oracle_deg", [])], dtype=np.float64)
-        if oracle.size:  # each photo's hypothesis nearest the truth: the floor of any choice among them
-            summary["rotation_median_oracle_deg"] = float(np.median(oracle))
-            summary["rotation_max_oracle_deg"] = float(oracle.max())
+        # "alone": each photo's own best hypothesis; "oracle": its hypothesis nearest the truth (no choice beats it)
+        for choice in ("alone", "oracle"):
+            chosen = np.array([e for r in group for e in r.get(f"rotation_errors_{choice}_deg", [])], dtype=np.float64)
+            if chosen.size:  # absent from records written before the field existed
+                summary[f"rotation_median_{choice}_deg"] = float(np.median(chosen))
+                summary[f"rotation_max_{choice}_deg"] = float(chosen.max())
         summary["targets"] = meets(summary)
         summary["all_targets_met"] = all(summary["targets"].values())
         out.append(summary)
