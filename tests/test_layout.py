@@ -1,7 +1,7 @@
 """The core's layout: data flows one way through the stage packages, with no import cycle and no host import.
 
 Package order (an import may only point to the same or an earlier package):
-    common -> models -> io -> geometry -> canonical -> features -> inversion -> registration -> viz -> run
+    common -> weights -> models -> io -> geometry -> canonical -> features -> inversion -> registration -> viz -> run
     -> apps -> evaluation -> synthetic -> setup -> commands (and the top-level cli / __init__ / __main__)
 Inside `registration` the stages keep their data-flow order too (framing -> search -> refine -> mapping -> ...).
 """
@@ -12,11 +12,11 @@ from typing import Dict, List, Set, Tuple
 import congeal
 
 CORE = Path(congeal.__file__).resolve().parent
-PACKAGE_ORDER = ["common", "models", "io", "geometry", "canonical", "features", "inversion", "registration", "viz",
+PACKAGE_ORDER = ["common", "weights", "models", "io", "geometry", "canonical", "features", "inversion", "registration", "viz",
                  "run", "apps", "evaluation", "synthetic", "setup", "commands"]
 # stage modules of `registration` in data-flow order, then the assembly (config of every stage, and poses =
 # search -> refine -> select); a listed module may import only modules listed before it
-REGISTRATION_ORDER = ["framing", "losses", "search", "refine", "consensus", "mapping", "state", "queries", "config", "poses"]
+REGISTRATION_ORDER = ["framing", "losses", "search", "refine", "consensus", "mapping", "state", "queries", "registration_config", "poses"]
 HOST_PACKAGES = ("threestudio", "lightning", "pytorch_lightning", "threestudio_congeal")
 
 
@@ -127,3 +127,23 @@ def test_the_module_map_names_every_module():
     missing = [str(p.relative_to(CORE)) for p in sorted(CORE.rglob("*.py")) if f"`{p.relative_to(CORE).as_posix()}`"
                not in text]
     assert not missing, f"docs/internals.md does not map: {missing}"
+
+
+def _same_file_names(paths) -> Dict[str, List[str]]:
+    by_name: Dict[str, List[str]] = {}
+    for path in paths:
+        if path.name != "__init__.py":
+            by_name.setdefault(path.name, []).append(path.as_posix())
+    return {name: places for name, places in by_name.items() if len(places) > 1}
+
+
+def test_no_two_modules_share_a_file_name():
+    """One name, one job: `run/export.py` beside `apps/export.py` made a reader open the wrong one (the adapters too)."""
+    extension = CORE.parent
+    paths = [p.relative_to(extension) for p in sorted(extension.rglob("*.py"))]
+    assert not _same_file_names(paths), f"modules sharing a file name: {_same_file_names(paths)}"
+
+
+def test_two_modules_with_one_file_name_are_caught():
+    assert _same_file_names([Path("run/export.py"), Path("apps/export.py"), Path("apps/__init__.py"),
+                             Path("run/__init__.py")]) == {"export.py": ["run/export.py", "apps/export.py"]}

@@ -19,7 +19,7 @@ def cli(*argv) -> int:
 
 
 def test_view_serves_and_exports(synthetic_run, tmp_path, capsys):
-    from congeal.apps.viewer import free_port
+    from congeal.apps.viewer.server import free_port
 
     _, run = synthetic_run("same")
     port = free_port()

@@ -33,7 +33,7 @@ def make_world(root: Path) -> World:
     from helpers.textual_inversion import pipeline_dir
     from test_datamodule import write_collection
 
-    from congeal.inversion.mvdream_model import build_mvdream
+    from congeal.models.mvdream import build_mvdream
 
     torch.manual_seed(0)
     ckpt = root / "tiny-mvdream.pt"

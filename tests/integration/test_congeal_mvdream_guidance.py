@@ -1,5 +1,5 @@
 """`congeal-mvdream-guidance` in a real threestudio: a subclass of threestudio-mvdream's guidance, the same SDS
-call, the model built by congeal.inversion.mvdream_model from a (tiny) checkpoint, no network."""
+call, the model built by congeal.models.mvdream from a (tiny) checkpoint, no network."""
 import sys
 
 import pytest
@@ -22,7 +22,7 @@ def guidance_setup(threestudio, extension_via_launch, mvdream_available, monkeyp
     import threestudio.utils.base as base
 
     monkeypatch.setattr(base, "get_device", lambda: torch.device("cpu"))  # threestudio hard-codes cuda
-    from congeal.inversion.mvdream_model import build_mvdream
+    from congeal.models.mvdream import build_mvdream
 
     torch.manual_seed(0)
     reference = build_mvdream(overrides=TINY_OVERRIDES)

@@ -43,7 +43,7 @@ def cpu_threestudio(extension_via_launch, mvdream_available):
 def tiny_mvdream_ckpt(tmp_path_factory, cpu_threestudio) -> Dict[str, Any]:
     from helpers.mvdream import TINY_OVERRIDES
 
-    from congeal.inversion.mvdream_model import build_mvdream
+    from congeal.models.mvdream import build_mvdream
 
     torch.manual_seed(0)
     model = build_mvdream(overrides=TINY_OVERRIDES)

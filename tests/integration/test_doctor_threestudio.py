@@ -1,7 +1,7 @@
 """`congeal doctor` against the real threestudio checkout on THREESTUDIO_ROOT: its rows turn green."""
 import pytest
 
-from congeal.setup import doctor
+from congeal.setup import report as doctor
 from helpers.hub_cache import forbid_network
 
 pytestmark = pytest.mark.integration

@@ -138,7 +138,7 @@ def test_mvdream_guidance_takes_the_embeddings_and_ti_fits_its_unet(ts, tmp_path
     mvdream_importable_or_skip(monkeypatch)
     if "congeal-mvdream-guidance" not in ts.__modules__:
         pytest.skip("congeal-mvdream-guidance is not registered")
-    from congeal.inversion.mvdream_model import build_mvdream
+    from congeal.models.mvdream import build_mvdream
 
     torch.manual_seed(0)
     ckpt = tmp_path / "tiny-4view.pt"

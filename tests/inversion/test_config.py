@@ -4,7 +4,7 @@ from dataclasses import asdict
 import pytest
 
 from congeal.common.errors import InputError
-from congeal.inversion.config import DEFAULT_TEMPLATES, TextualInversionConfig
+from congeal.inversion.inversion_config import DEFAULT_TEMPLATES, TextualInversionConfig
 
 
 def test_round_trip_through_a_plain_dict():

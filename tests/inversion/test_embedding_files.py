@@ -6,7 +6,7 @@ from safetensors import safe_open
 from congeal.inversion.embedding_files import embeds_hash, load_learned_embeds, save_learned_embeds
 from congeal.common.errors import InputError
 from congeal.inversion.placeholder_tokens import install_embeds
-from congeal.inversion.config import TextualInversionConfig
+from congeal.inversion.inversion_config import TextualInversionConfig
 from congeal.inversion.trainer import TextualInversion
 
 from helpers.textual_inversion import collection, fresh_text, one_thread, pipeline_dir, tiny_denoiser  # noqa: F401

@@ -2,7 +2,7 @@
 import torch
 
 from congeal.inversion.noise_schedule import NoiseSchedule
-from congeal.inversion.config import TextualInversionConfig
+from congeal.inversion.inversion_config import TextualInversionConfig
 from congeal.inversion.trainer import TextualInversion
 
 from helpers.mvdream import TINY_OVERRIDES, mvdream_importable_or_skip
@@ -11,7 +11,7 @@ from helpers.textual_inversion import collection, fresh_text, one_thread  # noqa
 
 def tiny_mvdream_denoiser():
     from congeal.inversion.mvdream_denoiser import MVDreamDenoiser
-    from congeal.inversion.mvdream_model import build_mvdream
+    from congeal.models.mvdream import build_mvdream
 
     torch.manual_seed(0)
     model = build_mvdream(overrides=TINY_OVERRIDES)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from congeal.common.errors import InputError
-from congeal.inversion.config import TextualInversionConfig
+from congeal.inversion.inversion_config import TextualInversionConfig
 from congeal.inversion.trainer import TextualInversion, loss_summary
 
 from helpers.textual_inversion import collection, fresh_text, one_thread, tiny_denoiser  # noqa: F401

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from congeal.common.errors import InputError
-from congeal.inversion.config import TextualInversionConfig
+from congeal.inversion.inversion_config import TextualInversionConfig
 from congeal.inversion.trainer import TextualInversion
 
 from helpers.textual_inversion import collection, fresh_text, one_thread, pipeline_dir, tiny_denoiser  # noqa: F401

@@ -21,7 +21,7 @@ def _seed_cache(one_shot_run, out):
 
 def _four_photos(collection_dir):
     """Four of the eight photos: per-photo independence lets a subset stand for the whole (and halves the cost)."""
-    from congeal.registration.config import make_config
+    from congeal.registration.registration_config import make_config
     from congeal.run.pipeline import load_images
 
     photos = load_images(collection_dir / "images", make_config("fast", features="rgb"))
@@ -207,7 +207,7 @@ def test_two_processes_without_a_bank_then_merge_equal_one_process(synthetic_col
     names = photos.names
     script = (
         "import sys, json\n"
-        "from congeal.registration.config import make_config\n"
+        "from congeal.registration.registration_config import make_config\n"
         "from congeal.run.pipeline import load_images\n"
         "from congeal.run.chunked import register_in_chunks\n"
         "canonical, images, out, rank, world, names = sys.argv[1:7]\n"

@@ -1,7 +1,7 @@
 """Re-rendered overlays match the registration's own renders; re-exported maps equal the originals."""
 import numpy as np
 
-from congeal.run.export import reexport_run
+from congeal.run.reexport import reexport_run
 from congeal.run.overlays import rerender_overlays, working_cameras
 from congeal.run.folder import RunFolder
 
@@ -15,7 +15,7 @@ def test_working_cameras_round_trip_the_selected_poses(synthetic_run):
     # rendering the canonical at the stored working camera reproduces the render the mapping was fitted to
     from congeal.canonical.grid import load_canonical
     from congeal.registration.framing import render_in_frame
-    from congeal.registration.config import config_from_dict
+    from congeal.registration.registration_config import config_from_dict
     from congeal.canonical.render import GridRenderer
 
     cfg = config_from_dict(RunFolder(run).read_register()["config"])

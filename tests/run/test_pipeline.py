@@ -16,7 +16,7 @@ from helpers.photo_folders import split_into_folders
 from congeal.common.errors import InputError
 from congeal.registration.consensus import ConsensusConfig
 from congeal.run.outputs import read_poses, read_transforms
-from congeal.registration.config import PRESETS, config_from_dict, config_to_dict, make_config
+from congeal.registration.registration_config import PRESETS, config_from_dict, config_to_dict, make_config
 from congeal.run.pipeline import add_images, register_collection
 
 

@@ -6,7 +6,7 @@
 
 A subclass of threestudio-mvdream's `MultiviewDiffusionGuidance` (`mvdream-multiview-diffusion-guidance`): the SDS
 loop, `__call__` signature, camera conditioning and step schedule are the parent's. Only model construction differs:
-the parent's `configure` runs with its `build_model` swapped for `congeal.inversion.mvdream_model.build_mvdream`, which builds
+the parent's `configure` runs with its `build_model` swapped for `congeal.models.mvdream.build_mvdream`, which builds
 the packaged config without pretrained OpenCLIP weights and loads the MVDream checkpoint strictly (every key filled).
 
 threestudio loads `custom/*` extensions in directory-listing order, so threestudio-mvdream may not be registered yet
@@ -41,7 +41,7 @@ def _swapped_build_model(parent_module: Any, builder: Any) -> Iterator[None]:
 
 def _make_class(parent: type) -> type:
     class CongealMVDreamGuidance(parent):
-        """threestudio-mvdream's guidance; the model comes from `congeal.inversion.mvdream_model.build_mvdream`."""
+        """threestudio-mvdream's guidance; the model comes from `congeal.models.mvdream.build_mvdream`."""
 
         @dataclass
         class Config(parent.Config):
@@ -56,7 +56,7 @@ def _make_class(parent: type) -> type:
         cfg: Config
 
         def _build_model(self, model_name: str, ckpt_path: Optional[str] = None, cache_dir: Any = None) -> Any:
-            from congeal.inversion.mvdream_model import build_mvdream, resolve_checkpoint
+            from congeal.models.mvdream import build_mvdream, resolve_checkpoint
 
             checkpoint = resolve_checkpoint(model_name, ckpt_path, repo_id=self.cfg.repo_id,
                                             allow_download=self.cfg.allow_download)

@@ -81,7 +81,7 @@ class TextualInversionGuidance(BaseObject):
         self._ti = [TextualInversion(tokenizer, text_encoder, None, self._ti_config(), device=self.device)]
 
     def _ti_config(self):
-        from congeal.inversion.config import DEFAULT_TEMPLATES, TextualInversionConfig
+        from congeal.inversion.inversion_config import DEFAULT_TEMPLATES, TextualInversionConfig
 
         cfg = self.cfg
         return TextualInversionConfig(

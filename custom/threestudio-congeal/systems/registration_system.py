@@ -176,7 +176,7 @@ class CongealRegistrationSystem(BaseSystem):
 
     def _add_new_photos(self) -> None:
         from congeal.io.collection import load_collection
-        from congeal.registration.config import config_from_dict
+        from congeal.registration.registration_config import config_from_dict
         from congeal.run.folder import RunFolder
         from congeal.run.pipeline import add_images
 
@@ -252,7 +252,7 @@ class CongealRegistrationSystem(BaseSystem):
             threestudio.info(f"congeal: overlays re-rendered to {path}")
 
     def predict_step(self, batch, batch_idx):
-        from congeal.run.export import reexport_run
+        from congeal.run.reexport import reexport_run
 
         if self.global_rank == 0:
             reexport_run(self._save_root())

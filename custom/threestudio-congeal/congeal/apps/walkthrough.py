@@ -13,12 +13,12 @@ from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
 
-from congeal.apps.decals import Decal, composite_decal, place_decal
-from congeal.apps.edits import edits_dir, write_edit
-from congeal.apps.labels import LABELS_FORMAT, parse_labels
-from congeal.apps.propagate import propagate_labels, write_propagation
-from congeal.apps.run_access import RegisteredRun
-from congeal.apps.textures import checker_texture, texture_edit
+from congeal.apps.edits.decals import Decal, composite_decal, place_decal
+from congeal.apps.edits.edit_folder import edits_dir, write_edit
+from congeal.apps.labels.label_file import LABELS_FORMAT, parse_labels
+from congeal.apps.labels.propagation import propagate_labels, write_propagation
+from congeal.run.registered_run import RegisteredRun
+from congeal.apps.edits.textures import checker_texture, texture_edit
 from congeal.common.atomic import write_json
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike

@@ -7,7 +7,7 @@
 File format ("congeal-canonical-v1"): safetensors with `density` float32 [R,R,R] (σ ≥ 0, per world unit) and
 `rgb` float32 [R,R,R,3] in [0,1], indexed [ix, iy, iz] along world x, y, z; cell centres at
 `-radius + (i + 0.5)·2·radius/R`; metadata `{"format": "congeal-canonical-v1", "radius": "<float>"}`.
-Builders: `congeal.canonical.bake` (signed distance functions), `congeal.canonical.mesh` (triangle meshes).
+Builders: `congeal.canonical.bake` (signed distance functions), `congeal.canonical.from_mesh` (triangle meshes).
 """
 import hashlib
 import math

@@ -5,7 +5,7 @@
     samples = mesh.surface_samples(spacing=0.005)
     samples.colour_at(points), samples.normal_at(points)          # [N,3] each: the nearest surface sample's
 
-Shape as in `congeal.canonical.mesh` (signed distance: voxelised occupancy far from the surface, exact near it → density).
+Shape as in `congeal.canonical.from_mesh` (signed distance: voxelised occupancy far from the surface, exact near it → density).
 Colour: the surface is sampled densely on a barycentric lattice in every triangle (spacing well under a grid cell),
 each sample reads the texture bilinearly at its interpolated UV (OBJ convention: v up, the texture's bottom row at
 v = 0), and every grid cell within 3 cells of the surface takes the colour of its nearest sample (cells farther
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from congeal.canonical.bake import density_for_grid
 from congeal.canonical.grid import Canonical, grid_points
-from congeal.canonical.mesh import _mesh_sdf_on_grid, barycentric_lattice
+from congeal.canonical.from_mesh import _mesh_sdf_on_grid, barycentric_lattice
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
 

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report. Returns 0 when a congeal.yaml run can start, else 1."""
-    from congeal.setup.doctor import can_start, render_table, run_checks
+    from congeal.setup.report import can_start, render_table, run_checks
 
     checks = run_checks(threestudio=args.threestudio, config=args.config)
     ok = can_start(checks)

@@ -53,12 +53,12 @@ def parse_xy(text: str) -> Tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from congeal.apps.edits import edit_name, write_edit
-    from congeal.apps.run_access import RegisteredRun
+    from congeal.apps.edits.edit_folder import edit_name, write_edit
+    from congeal.run.registered_run import RegisteredRun
 
     registered = RegisteredRun(args.run, device=args.device)
     if args.decal:
-        from congeal.apps.decals import composite_decal, load_decal, place_decal
+        from congeal.apps.edits.decals import composite_decal, load_decal, place_decal
 
         if not args.photo or not args.at:
             raise InputError(None, "--decal needs --photo and --at",
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 "at": list(at), "scale": args.scale, "size_px": list(placement.size),
                 "canonical_centre": list(placement.canonical_centre)}
     else:
-        from congeal.apps.textures import checker_texture, load_texture, texture_edit
+        from congeal.apps.edits.textures import checker_texture, load_texture, texture_edit
 
         if args.photo or args.at:
             raise InputError(None, "--photo/--at place a decal", "drop them with --texture")

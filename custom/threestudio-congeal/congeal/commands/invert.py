@@ -69,7 +69,7 @@ def _synthetic_photos(n: int, size: int, seed: int) -> Float[Tensor, "N 3 S S"]:
 
 
 def _build(args, device: torch.device):
-    from congeal.inversion.config import TextualInversionConfig
+    from congeal.inversion.inversion_config import TextualInversionConfig
     from congeal.inversion.trainer import TextualInversion, resolve_precision
 
     config = TextualInversionConfig(token=args.token, init_word=args.init_word, n_vectors=args.n_vectors,

@@ -3,7 +3,7 @@
     congeal propagate out/run --labels labels.json                 # -> out/run/labels/labels/
     congeal propagate out/run --labels labels.json --out my-labels/
 
-labels.json (original pixel coordinates; see congeal.apps.labels):
+labels.json (original pixel coordinates; see congeal.apps.labels.label_file):
     {"photos": {"img_000": {"points": {"snout": [131.2, 79.4]},
                             "polygons": {"saddle": [[100, 90], [130, 92], [128, 110]]},
                             "masks": {"body": "masks/img_000_body.png"}}}}
@@ -30,9 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from congeal.apps.labels import read_labels
-    from congeal.apps.propagate import propagate_labels, write_propagation
-    from congeal.apps.run_access import RegisteredRun
+    from congeal.apps.labels.label_file import read_labels
+    from congeal.apps.labels.propagation import propagate_labels, write_propagation
+    from congeal.run.registered_run import RegisteredRun
 
     registered = RegisteredRun(args.run, device=args.device)
     labels = read_labels(args.labels, registered)

@@ -31,12 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.export:
-        from congeal.apps.export import export_html
+        from congeal.apps.viewer.html_page import export_html
 
         path = export_html(args.run, args.export, max_mesh_resolution=args.mesh_resolution)
         print(json.dumps({"export": str(path), "bytes": path.stat().st_size}))
         return 0
-    from congeal.apps.viewer import start_viewer
+    from congeal.apps.viewer.server import start_viewer
 
     viewer = start_viewer(args.run, host=args.host, port=args.port, device=args.device,
                           max_mesh_resolution=args.mesh_resolution)

@@ -3,7 +3,7 @@
     version_tuple("2.0.0rc1+cu118")        # (2, 0, 0)
     at_least("0.2", MIN_THREESTUDIO)        # True: missing parts count as 0, so "0.2" == "0.2.0"
 
-Used by `congeal doctor` (congeal.setup.checks) and by the extension's `__init__` (the threestudio version gate).
+Used by `congeal doctor` (congeal.setup.environment_checks) and by the extension's `__init__` (the threestudio version gate).
 Reads version strings only: nothing is imported.
 """
 import re

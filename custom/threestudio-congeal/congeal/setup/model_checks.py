@@ -4,16 +4,16 @@
     config, row = load_config("configs/congeal.yaml")
     rows = check_models(config)          # one row per model: local / in the HF cache / needs a download
 
-Never opens a network connection: models are looked up in the on-disk Hugging Face cache (`congeal.models`).
+Never opens a network connection: models are looked up in the on-disk Hugging Face cache (`congeal.weights`).
 """
 from pathlib import Path
 from typing import List, Mapping, Optional, Tuple
 
 from congeal.common.paths import PathLike
-from congeal.models.hub_cache import hub_cache_dir, hub_offline
-from congeal.models.locate import locate, looks_like_repo_id
-from congeal.models.table import GB, KNOWN_GONE, SOURCES, ModelRef, find_gone_ids, flatten_config, refs_in_config
-from congeal.setup.checks import FAIL, OK, WARN, Check, short_error
+from congeal.weights.hub_cache import hub_cache_dir, hub_offline
+from congeal.weights.locate import locate, looks_like_repo_id
+from congeal.weights.table import GB, KNOWN_GONE, SOURCES, ModelRef, find_gone_ids, flatten_config, refs_in_config
+from congeal.setup.environment_checks import FAIL, OK, WARN, Check, short_error
 
 
 # ---------------------------------------------------------------------------------------------------- config, models

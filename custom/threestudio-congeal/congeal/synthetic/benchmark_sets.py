@@ -31,7 +31,7 @@ TUNING_SEEDS = (0, 1)
 HELD_OUT_SEEDS = (2, 3, 4)
 N_IMAGES = 8
 #: bumped whenever the same recipe draws different photos (a cached collection of an older version is rewritten);
-#: 2: meshes (spot) baked with their exact near-surface distance (`congeal.canonical.mesh`), no longer a voxel too fat
+#: 2: meshes (spot) baked with their exact near-surface distance (`congeal.canonical.from_mesh`), no longer a voxel too fat
 GENERATOR_VERSION = 2
 #: per category: {metric: (comparison, bound)}; metrics as in congeal.synthetic.benchmark_runs summaries.
 TARGETS: Dict[str, Dict[str, Tuple[str, float]]] = {
