@@ -40,7 +40,8 @@ setup(
         # canonical shapes from triangle meshes
         "mesh": ["trimesh>=3.20"],
         # `congeal view`: nerfstudio's viewer library (3D scene in the browser, static HTML export)
-        "viewer": ["viser>=1.0", "trimesh>=3.20"],
+        # viser < 1.1.1 serves files outside its root to `GET /../..` (README "Security")
+        "viewer": ["viser>=1.1.1", "trimesh>=3.20"],
         "test": [
             "pytest>=7",
             # checks every annotation (jaxtyping shapes included) at test time; see pytest.ini
@@ -53,7 +54,11 @@ setup(
             "regex",
             # what nerfstudio's data parser imports (nerfstudio itself is installed --no-deps by the Makefile)
             "opencv-python-headless",
-            "viser>=1.0",
+            "viser>=1.1.1",
+            # fuzz tests of the readers of outside data (tests/fuzz)
+            "hypothesis>=6.100",
+            # a real COLMAP reader for `congeal export --format colmap` (tests/apps/export)
+            "pycolmap>=3.10",
             "tensorboard",
             "rich",
         ],
