@@ -1,7 +1,7 @@
 """The core's layout: data flows one way through the stage packages, with no import cycle and no host import.
 
 Package order (an import may only point to the same or an earlier package):
-    common -> weights -> models -> io -> geometry -> canonical -> features -> inversion -> registration -> viz -> run
+    common -> weights -> models -> io -> geometry -> canonical -> features -> inversion -> shape -> registration -> viz -> run
     -> apps -> evaluation -> synthetic -> setup -> commands (and the top-level cli / __init__ / __main__)
 Inside `registration` the stages keep their data-flow order too (framing -> search -> refine -> mapping -> ...).
 """
@@ -12,11 +12,11 @@ from typing import Dict, List, Set, Tuple
 import congeal
 
 CORE = Path(congeal.__file__).resolve().parent
-PACKAGE_ORDER = ["common", "weights", "models", "io", "geometry", "canonical", "features", "inversion", "registration", "viz",
+PACKAGE_ORDER = ["common", "weights", "models", "io", "geometry", "canonical", "features", "inversion", "shape", "registration", "viz",
                  "run", "apps", "evaluation", "synthetic", "setup", "commands"]
 # stage modules of `registration` in data-flow order, then the assembly (config of every stage, and poses =
 # search -> refine -> select); a listed module may import only modules listed before it
-REGISTRATION_ORDER = ["framing", "losses", "search", "refine", "consensus", "mapping", "state", "queries", "registration_config", "poses"]
+REGISTRATION_ORDER = ["framing", "losses", "search", "refine", "consensus", "trust", "mapping", "state", "queries", "registration_config", "poses"]
 HOST_PACKAGES = ("threestudio", "lightning", "pytorch_lightning", "threestudio_congeal")
 
 

@@ -113,37 +113,67 @@ def read_poses(path: Union[str, Path]) -> Dict[str, Dict[str, Any]]:
     return {entry["name"]: entry for entry in read_poses_document(path)["images"]}
 
 
-TRANSFORMS_FORMAT = "congeal-transforms-v2"
+# v3: photos the run itself calls failed (`status: "failed"` in poses.json) are not frames; they are listed in
+# `excluded_frames` with the reason. Frames may carry `mask_path` (nerfstudio trains on the object only).
+TRANSFORMS_FORMAT = "congeal-transforms-v3"
 INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 
 
-def transforms_document(records: Sequence[Mapping[str, Any]], file_paths: Sequence[str]) -> Dict[str, Any]:
+def is_failed(record: Mapping[str, Any]) -> bool:
+    """Does the run itself call this camera failed (poses.json `status`)? Older files have no status: not failed."""
+    return record.get("status") == "failed"
+
+
+def transforms_document(records: Sequence[Mapping[str, Any]], file_paths: Sequence[str],
+                        mask_paths: Optional[Sequence[Optional[str]]] = None) -> Dict[str, Any]:
     """nerfstudio-style transforms.json content.
 
     Every frame carries its own `fl_x fl_y cx cy w h`. The top level repeats them only when every frame shares them:
     nerfstudio's data parser gives top-level intrinsics to *every* frame when they are present, so a top level copied
-    from one photo would silently give all other photos its camera (v1 did that; v2 is this rule).
+    from one photo would silently give all other photos its camera (v1 did that; v2 is this rule). A camera the run
+    calls failed is no frame (nerfstudio would train on it): it is listed in `excluded_frames` with its reason.
+
+    Args:
+        records: poses.json entries, one per photo.
+        file_paths: each photo's path as the file stores it.
+        mask_paths: each photo's mask path as the file stores it (None: no masks; an entry None: no mask for it).
+    Returns:
+        the JSON-ready document.
     """
-    frames = []
-    for record, file_path in zip(records, file_paths):
-        frames.append({
+    frames, excluded = [], []
+    masks = list(mask_paths) if mask_paths is not None else [None] * len(records)
+    for record, file_path, mask_path in zip(records, file_paths, masks):
+        if is_failed(record):
+            excluded.append({"name": record["name"], "file_path": file_path,
+                             "reason": str(record.get("status_reason") or "the run calls this camera failed")})
+            continue
+        frame = {
             "file_path": file_path, "transform_matrix": record["c2w"],
             "fl_x": record["fl_x"], "fl_y": record["fl_y"], "cx": record["cx"], "cy": record["cy"],
             "w": record["width"], "h": record["height"], "name": record["name"],
-        })
+        }
+        if mask_path is not None:
+            frame["mask_path"] = mask_path
+        frames.append(frame)
     doc: Dict[str, Any] = {"format": TRANSFORMS_FORMAT, "camera_model": "OPENCV", "convention": CONVENTION}
     if frames and all(all(f[k] == frames[0][k] for k in INTRINSIC_KEYS) for f in frames):
         doc.update({k: frames[0][k] for k in INTRINSIC_KEYS})
-    doc.update({"k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "frames": frames})
+    doc.update({"k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0, "frames": frames, "excluded_frames": excluded})
     return doc
 
 
 def write_transforms(path: Union[str, Path], records: Sequence[Mapping[str, Any]],
-                     image_paths: Sequence[Union[str, Path]]) -> None:
-    """Write transforms.json atomically; image paths are stored relative to the file's folder (POSIX slashes)."""
+                     image_paths: Sequence[Union[str, Path]],
+                     mask_paths: Optional[Sequence[Optional[Union[str, Path]]]] = None) -> None:
+    """Write transforms.json atomically; image (and mask) paths are stored relative to the file's folder (POSIX
+    slashes). Cameras whose `status` is `failed` are left out of the frames and listed in `excluded_frames`."""
     base = Path(path).resolve().parent
-    rel = [Path(os.path.relpath(Path(p).resolve(), base)).as_posix() for p in image_paths]
-    write_json(path, transforms_document(records, rel))
+
+    def relative(p: Union[str, Path]) -> str:
+        return Path(os.path.relpath(Path(p).resolve(), base)).as_posix()
+
+    rel_masks = None if mask_paths is None else [None if m is None else relative(m) for m in mask_paths]
+    write_json(path, transforms_document(records, [relative(p) for p in image_paths], rel_masks))
 
 
 def read_transforms(path: Union[str, Path]) -> Dict[str, Any]:
