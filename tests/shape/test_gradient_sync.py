@@ -2,6 +2,7 @@
 import socket
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -57,6 +58,7 @@ def _two_ranks(rank: int, port: int, results) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes start torch: ~15 s on the 2-core machine
 def test_two_real_processes_average_with_gloo():
     results = mp.Manager().dict()
     mp.spawn(_two_ranks, args=(_free_port(), results), nprocs=2, join=True)
