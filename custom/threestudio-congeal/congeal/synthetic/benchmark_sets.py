@@ -12,10 +12,11 @@ rotation error ≤ 1°, p95 ≤ 3°, keypoint PCK@0.05 ≥ 0.90), `same-offcentr
 PCK@0.05 ≥ 0.90), `mesh` (the real textured mesh: median ≤ 1°, PCK@0.05 ≥ 0.90), `cross` (median ≤ 5°, every
 photo ≤ 30°, PCK@0.1 ≥ 0.85).
 
-The spot sets need spot's mesh files (see congeal.synthetic.spot); without them they are skipped with
-that reason.
+The spot sets need spot's mesh files (see congeal.synthetic.spot), in a folder passed as `mesh_dir` or named by
+$CONGEAL_SPOT_DIR; no machine path is assumed (an InputError says so when neither is given).
 """
 import json
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,10 @@ from typing import Any, Dict, Optional, Tuple
 
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
+from congeal.synthetic.spot import SPOT_ENV
 
 __all__ = ["BenchmarkSet", "BENCHMARK_SETS", "TUNING_SEEDS", "HELD_OUT_SEEDS", "TARGETS", "N_IMAGES", "get_set",
-           "collection_seed", "write_benchmark_set", "set_folder"]
+           "collection_seed", "write_benchmark_set", "set_folder", "spot_mesh_dir"]
 
 TUNING_SEEDS = (0, 1)
 HELD_OUT_SEEDS = (2, 3, 4)
@@ -98,6 +100,26 @@ def set_folder(root: PathLike, name: str, seed: int) -> Path:
     return Path(root) / name / f"seed{seed}"
 
 
+def spot_mesh_dir(mesh_dir: Optional[PathLike] = None) -> Path:
+    """The folder the spot sets read spot's mesh from: `mesh_dir`, else $CONGEAL_SPOT_DIR.
+
+    Args:
+        mesh_dir: the folder holding spot_triangulated.obj and spot_texture.png, or None.
+    Returns:
+        That folder (whether the files are in it is checked when the mesh is loaded).
+    Raises:
+        InputError: neither `mesh_dir` nor $CONGEAL_SPOT_DIR names a folder.
+    """
+    # no machine path as a fallback: a library that guesses one works on one machine and misleads on every other
+    folder = mesh_dir or os.environ.get(SPOT_ENV)
+    if not folder:
+        raise InputError(None, "the spot benchmark sets need spot's mesh files, and no folder was given",
+                         f"pass the folder (`congeal bench-sets ... --mesh-dir DIR`, or mesh_dir=) or set {SPOT_ENV}; "
+                         "it holds spot_triangulated.obj and spot_texture.png (data/spot.zip of "
+                         "alecjacobson/common-3d-test-models)")
+    return Path(folder)
+
+
 def _recipe(spec: BenchmarkSet, seed: int) -> Dict[str, Any]:
     return {"set": spec.name, "seed": seed, "collection_seed": collection_seed(spec.name, seed),
             "family": spec.family, "mode": spec.mode, "framing": spec.framing, "strength": spec.strength,
@@ -112,16 +134,18 @@ def write_benchmark_set(spec: Any, seed: int, root: PathLike, mesh_dir: Optional
         spec: a `BenchmarkSet` or its name.
         seed: the set's seed (TUNING_SEEDS / HELD_OUT_SEEDS, or any other).
         root: the folder holding all sets; the collection goes to `set_folder(root, name, seed)`.
-        mesh_dir: spot's folder (spot sets only; default CONGEAL_SPOT_DIR, else /work/data/spot).
+        mesh_dir: spot's folder (spot sets only; default $CONGEAL_SPOT_DIR; one of the two is needed).
         overwrite: rewrite even when a collection of the same recipe is there.
     Returns:
         The collection folder (canonical.safetensors, images/, ground_truth.json with a `benchmark` block).
     Raises:
-        InputError: unknown set, or spot's files missing for a spot set.
+        InputError: unknown set, or no folder given for a spot set, or spot's files missing there.
     """
     from congeal.synthetic.family_collection import make_family_collection
 
     spec = get_set(spec) if isinstance(spec, str) else spec
+    if spec.family == "spot":
+        mesh_dir = spot_mesh_dir(mesh_dir)
     folder = set_folder(root, spec.name, seed)
     recipe = _recipe(spec, seed)
     truth = folder / "ground_truth.json"
