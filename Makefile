@@ -1,11 +1,12 @@
 # Two commands for a fresh machine: `make demo` and `make test`.
-# Both create .venv (CPU torch 2.13.0) when it is missing.
+# Both create .venv (CPU torch 2.13.0) when it is missing. `make test` is the fast core suite (~3 min on 2 idle
+# cores); `make test-slow` the end-to-end and fault tests it leaves out (tests/conftest.py lists them); CI runs both.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test test-targets test-integration venv clean gpu-wheels env-threestudio-latest env-threestudio-pinned \
+.PHONY: demo test test-slow test-split test-targets test-integration venv clean gpu-wheels env-threestudio-latest env-threestudio-pinned \
 	test-integration-latest test-integration-pinned
 
 # Side environments for the threestudio integration tests (README "Testing"): one with today's releases, one with
@@ -38,8 +39,19 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m congeal demo --out $(DEMO_OUT)
 
+# The core suite (tests/ less tests/integration, which needs a threestudio checkout), split in two by the `slow`
+# marker: every core test is in exactly one of `test` and `test-slow` (`make test-split` checks it).
+CORE_TESTS := tests --ignore=tests/integration
+PYTEST_ARGS ?=
+
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) $(CORE_TESTS)
+
+test-slow: venv
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS) $(CORE_TESTS)
+
+test-split: venv
+	$(PY) scripts/ci/check_test_split.py
 
 # Issue 14's accuracy targets on held-out benchmark collections (~10 min on 2 cores; spot sets need CONGEAL_SPOT_DIR).
 test-targets: venv
@@ -56,7 +68,8 @@ gpu-wheels: venv
 
 # Needs THREESTUDIO_ROOT pointing at a threestudio checkout (see README "Testing").
 test-integration: venv
-	$(PY) -m pytest -q tests -m integration
+	$(NEED_THREESTUDIO_ROOT)
+	THREESTUDIO_ROOT="$(THREESTUDIO_ROOT)" $(PY) -m pytest -q -rs tests/integration
 
 $(THREESTUDIO_ENVS)/%/.installed: scripts/threestudio-env/requirements-%.txt $(TS_ENV_FILES)
 	$(NEED_THREESTUDIO_ROOT)
