@@ -1,12 +1,12 @@
 """Whether textual inversion may use the MVDream model the SDS guidance already loaded (single-view mode).
 
     share, why_not = mvdream_sharing(ti_guidance, sds_guidance.model, enabled=cfg.share_mvdream_model)
-    if share: ti_guidance.share_mvdream_model(sds_guidance.model)
+    share_mvdream_model(ti_guidance, sds_guidance.model, cfg.share_mvdream_model, warn=log.warning, info=log.info)
 
 Sharing keeps one copy of the weights in memory and fits y* to exactly the UNet that SDS conditions on. It applies
 only when the TI guidance would load MVDream itself (`ti_guidance.denoiser: mvdream`).
 """
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 
 def mvdream_sharing(ti_guidance: Any, model: Optional[Any], enabled: bool) -> Tuple[bool, Optional[str]]:
@@ -31,3 +31,22 @@ def mvdream_sharing(ti_guidance: Any, model: Optional[Any], enabled: bool) -> Tu
                        f"{ti_dtype}); MVDream is loaded twice. Set system.ti_guidance.half_precision_weights: "
                        "false to share it")
     return True, None
+
+
+def share_mvdream_model(ti_guidance: Any, model: Optional[Any], enabled: bool, warn: Callable[[str], Any],
+                        info: Callable[[str], Any]) -> bool:
+    """Share when `mvdream_sharing` says so, and tell the user.
+
+    Args:
+        ti_guidance, model, enabled: as `mvdream_sharing`.
+        warn: shows a warning (why a wanted share was refused). info: shows that the model is shared.
+    Returns:
+        whether the TI guidance now uses `model`.
+    """
+    share, warning = mvdream_sharing(ti_guidance, model, enabled)
+    if warning:
+        warn(warning)
+    if share:
+        ti_guidance.share_mvdream_model(model)
+        info("congeal: textual inversion shares the SDS guidance's MVDream model")
+    return share

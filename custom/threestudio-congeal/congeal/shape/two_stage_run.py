@@ -3,8 +3,8 @@
     run = TwoStageRun(StageSchedule(ti_steps=1000), ti_guidance)    # ti_guidance None when stage 1 is skipped
     run.load_file("learned_embeds.safetensors")                     # optional: initialise y* from a file
     run.write_checkpoint(checkpoint, device, world_size)            # on save (a collective with several processes)
-    warnings = run.read_checkpoint(checkpoint)                      # on load; the generators wait for
-    warning = run.restore_pending_generators(rank, world_size, device)  # ... the first resumed step
+    run.read_checkpoint(checkpoint, warn)                           # on load; the generators wait for
+    run.restore_pending_generators(rank, world_size, device, warn)  # ... the first resumed step
     run.average_gradients(global_step, world_size)                  # after each backward
     path = run.hand_over(trial_dir, configured_path, cwd, rank, barrier)  # entering stage 2: y* in one file
 
@@ -61,13 +61,14 @@ class TwoStageRun:
                                             generator_state.gather_generators(device, world_size),
                                             generator.get_state() if generator is not None else None)
 
-    def read_checkpoint(self, checkpoint: Dict[str, Any]) -> List[str]:
+    def read_checkpoint(self, checkpoint: Dict[str, Any], warn: Optional[Callable[[str], Any]] = None) -> List[str]:
         """Take y*, the TI generator and (for later) the generator states from a loaded checkpoint.
 
         Args:
             checkpoint: the loaded dict.
+            warn: shows each warning to the user, if given.
         Returns:
-            warnings for the user (the checkpoint's ti_steps differs from the config's).
+            the warnings (the checkpoint's ti_steps differs from the config's).
         Raises:
             InputError: the checkpoint's y* does not fit the rows.
         """
@@ -83,18 +84,35 @@ class TwoStageRun:
         if self.ti_guidance is not None:
             token_rows.copy_into_rows(self.rows(), list(state.y_star.values()), "the checkpoint")
         warning = state.ti_steps_warning(self.schedule.ti_steps)
+        if warning and warn is not None:
+            warn(warning)
         return [warning] if warning else []
 
-    def restore_pending_generators(self, rank: int, world_size: int, device: torch.device) -> Optional[str]:
+    def restore_pending_generators(self, rank: int, world_size: int, device: torch.device,
+                                   warn: Optional[Callable[[str], Any]] = None) -> Optional[str]:
         """Restore the generator states a checkpoint left pending, once.
 
-        Args: rank, world_size, device: this process's (see `generator_state.restore_generators`).
-        Returns: a warning when the checkpoint holds another number of processes (nothing restored), else None.
+        Args:
+            rank, world_size, device: this process's (see `generator_state.restore_generators`).
+            warn: shows the warning to the user, if given.
+        Returns:
+            a warning when the checkpoint holds another number of processes (nothing restored), else None.
         """
         if self.pending_rng is None:
             return None
         saved, self.pending_rng = self.pending_rng, None
-        return generator_state.restore_generators(saved, rank, world_size, device)
+        warning = generator_state.restore_generators(saved, rank, world_size, device)
+        if warning and warn is not None:
+            warn(warning)
+        return warning
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Tell the TI guidance which slice of each photo batch this process trains (when it can shard).
+
+        Args: rank: this process's rank. world_size: the number of processes.
+        """
+        if self.ti_guidance is not None and hasattr(self.ti_guidance, "set_shard"):
+            self.ti_guidance.set_shard(rank, world_size)
 
     def average_gradients(self, global_step: int, world_size: int) -> None:
         """Average y*'s gradient over the processes during stage 1 (`gradient_sync`); nothing in stage 2.
