@@ -37,7 +37,8 @@ def test_the_mean_over_a_fake_group_and_a_missing_gradient_joins_as_zeros():
 
 def test_ddp_sync_is_off_in_stage_one_only():
     assert not ddp_syncs("ti") and ddp_syncs("sds")
-    assert ddp_module(None) is None and ddp_module(SimpleNamespace(strategy=SimpleNamespace(model=torch.nn.Linear(1, 1)))) is None
+    plain = SimpleNamespace(strategy=SimpleNamespace(model=torch.nn.Linear(1, 1)))
+    assert ddp_module(None) is None and ddp_module(plain) is None
     set_ddp_sync(SimpleNamespace(strategy=SimpleNamespace(model=torch.nn.Linear(1, 1))), "ti")  # no DDP: no-op
 
 

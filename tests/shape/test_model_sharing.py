@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import torch
 
-from congeal.shape.model_sharing import mvdream_sharing
+from congeal.shape.model_sharing import mvdream_sharing, share_mvdream_model
 
 
 def ti(denoiser="mvdream", dtype=None, can_share=True):
@@ -33,3 +33,16 @@ def test_a_cast_to_half_precision_is_refused_with_the_fix():
     share, warning = mvdream_sharing(ti(dtype=torch.float16), MODEL, enabled=True)
     assert not share and "torch.float16" in warning and "half_precision_weights: false" in warning
     assert MODEL.weight.dtype == torch.float32
+
+
+def test_sharing_hands_the_model_over_and_tells_the_user():
+    got, said = [], []
+    guidance = ti()
+    guidance.share_mvdream_model = got.append
+    assert share_mvdream_model(guidance, MODEL, True, warn=said.append, info=said.append)
+    assert got == [MODEL] and said == ["congeal: textual inversion shares the SDS guidance's MVDream model"]
+    got.clear(), said.clear()
+    assert not share_mvdream_model(ti(dtype=torch.bfloat16), MODEL, True, warn=said.append, info=said.append)
+    assert len(said) == 1 and "bfloat16" in said[0]
+    assert not share_mvdream_model(None, MODEL, True, warn=said.append, info=said.append)  # no stage 1: silent
+    assert len(said) == 1

@@ -27,7 +27,8 @@ def test_an_mvdream_config_needs_every_type_the_parent_class_the_package_and_fil
     check_requirements(config(), checks)
     assert [s[1] for s in seen[:6]] == ["g", "m", "b", "r", "congeal-mvdream-guidance", "p"]
     assert seen[6:] == [("registered", "ti", "system.ti_guidance_type"),
-                        ("registered", "mvdream-multiview-diffusion-guidance", "system.guidance_type (its parent class)"),
+                        ("registered", "mvdream-multiview-diffusion-guidance",
+                         "system.guidance_type (its parent class)"),
                         ("package",), ("file", "/m.pt", "system.guidance.ckpt_path"),
                         ("file", None, "system.learned_embeds_path")]
 

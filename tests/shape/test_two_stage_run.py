@@ -37,14 +37,16 @@ def test_resume_restores_y_star_the_ti_generator_and_every_generator(tmp_path):
     checkpoint = {}
     run.write_checkpoint(checkpoint, CPU, world_size=1)
     torch.save(checkpoint, tmp_path / "c.ckpt")
-    expected = (torch.rand(2), random.random(), np.random.rand(), torch.randn(2, generator=run.ti_guidance.trainer.generator))
+    expected = (torch.rand(2), random.random(), np.random.rand(),
+                torch.randn(2, generator=run.ti_guidance.trainer.generator))
 
     resumed = TwoStageRun(StageSchedule(3), TIGuidance())
     assert resumed.read_checkpoint(torch.load(tmp_path / "c.ckpt", weights_only=True)) == []
     assert torch.equal(resumed.ti_guidance.rows, run.ti_guidance.rows)
     torch.manual_seed(0)  # what a fresh process (and starting its data loader) does before the first step
     assert resumed.restore_pending_generators(0, 1, CPU) is None
-    got = (torch.rand(2), random.random(), np.random.rand(), torch.randn(2, generator=resumed.ti_guidance.trainer.generator))
+    got = (torch.rand(2), random.random(), np.random.rand(),
+           torch.randn(2, generator=resumed.ti_guidance.trainer.generator))
     assert torch.equal(got[0], expected[0]) and got[1:3] == expected[1:3] and torch.equal(got[3], expected[3])
     assert resumed.pending_rng is None and resumed.restore_pending_generators(0, 1, CPU) is None  # once only
 
@@ -70,7 +72,8 @@ def test_a_y_star_file_initialises_the_rows_or_is_refused(tmp_path):
 def test_hand_over_freezes_y_star_in_the_trial(tmp_path):
     run = TwoStageRun(StageSchedule(3), TIGuidance())
     path = run.hand_over(str(tmp_path), None, str(tmp_path), 0, lambda: None)
-    assert path == str(tmp_path / "learned_embeds.safetensors") and torch.equal(run.y_star["<congeal>"], torch.zeros(2, 4))
+    assert path == str(tmp_path / "learned_embeds.safetensors")
+    assert torch.equal(run.y_star["<congeal>"], torch.zeros(2, 4))
 
 
 def test_gradients_are_averaged_in_stage_one_only():
@@ -79,3 +82,24 @@ def test_gradients_are_averaged_in_stage_one_only():
     run.average_gradients(global_step=5, world_size=2)  # stage 2: no collective (none is set up here)
     run.average_gradients(global_step=0, world_size=1)
     assert torch.equal(run.ti_guidance.rows.grad, torch.ones(2, 4))
+
+
+def test_warnings_go_to_the_hosts_logger_once():
+    checkpoint = {}
+    TwoStageRun(StageSchedule(3), TIGuidance()).write_checkpoint(checkpoint, CPU, 1)
+    said = []
+    run = TwoStageRun(StageSchedule(4), TIGuidance())
+    run.read_checkpoint(checkpoint, said.append)
+    assert len(said) == 1 and "ti_steps=3, config says 4" in said[0]
+    assert run.restore_pending_generators(0, 2, CPU, said.append).startswith("congeal: the checkpoint holds")
+    assert len(said) == 2 and run.restore_pending_generators(0, 2, CPU, said.append) is None
+
+
+def test_the_ti_guidance_is_told_its_shard_when_it_can_shard():
+    guidance = TIGuidance()
+    shards = []
+    guidance.set_shard = lambda rank, world: shards.append((rank, world))
+    TwoStageRun(StageSchedule(3), guidance).shard(1, 4)
+    TwoStageRun(StageSchedule(3), TIGuidance()).shard(1, 4)  # cannot shard: left alone
+    TwoStageRun(StageSchedule(0)).shard(1, 4)
+    assert shards == [(1, 4)]

@@ -16,8 +16,10 @@ def image_grid(out: Dict[str, Any]) -> List[Dict[str, Any]]:
     if "comp_rgb" in out:
         grid.append({"type": "rgb", "img": out["comp_rgb"][0], "kwargs": {"data_format": "HWC"}})
     if "comp_normal" in out:
-        grid.append({"type": "rgb", "img": out["comp_normal"][0], "kwargs": {"data_format": "HWC", "data_range": (0, 1)}})
-    grid.append({"type": "grayscale", "img": out["opacity"][0, :, :, 0], "kwargs": {"cmap": None, "data_range": (0, 1)}})
+        grid.append({"type": "rgb", "img": out["comp_normal"][0],
+                     "kwargs": {"data_format": "HWC", "data_range": (0, 1)}})
+    grid.append({"type": "grayscale", "img": out["opacity"][0, :, :, 0],
+                 "kwargs": {"cmap": None, "data_range": (0, 1)}})
     return grid
 
 
