@@ -29,6 +29,7 @@ COMMANDS = {
     "propagate": ("propagate", "carry labels (points, polygons, masks) of some photos to every registered photo"),
     "edit": ("edit", "pose-aware edits: a decal placed on one photo, or a canonical-space texture, on every photo"),
     "view": ("view", "3D viewer of a run (viser): shape, cameras with photos, click-to-correspond; --export HTML"),
+    "export": ("export", "a run for other tools: COLMAP model, GLB scene, mesh (OBJ/PLY/GLB), nerfstudio with masks"),
     "bench-sets": ("bench_sets", "write registration benchmark sets (families × framings × deformation) and score "
                                  "registration on them"),
     "demo": ("demo", "run the main job on a bundled example (what `make demo` runs)"),
