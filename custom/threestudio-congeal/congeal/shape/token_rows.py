@@ -51,13 +51,13 @@ def copy_into_rows(rows: Sequence[Tensor], tensors: Sequence[Tensor], source: Op
             p.copy_(t.to(p.device, p.dtype))
 
 
-def snapshot_rows(embeds: Dict[str, Float[Tensor, "n dim"]]) -> Dict[str, Float[Tensor, "n dim"]]:
+def snapshot_rows(embeds: Dict[str, Float[Tensor, "_n _dim"]]) -> Dict[str, Float[Tensor, "_n _dim"]]:
     """Args: embeds: {token: [n_vectors, dim]} live rows. Returns: detached float32 CPU copies (never aliases)."""
     return {k: v.detach().float().cpu().clone() for k, v in embeds.items()}
 
 
 def current_y_star(ti_guidance: Optional[Any],
-                   snapshot: Optional[Dict[str, Float[Tensor, "n dim"]]]) -> Dict[str, Float[Tensor, "n dim"]]:
+                   snapshot: Optional[Dict[str, Float[Tensor, "_n _dim"]]]) -> Dict[str, Float[Tensor, "_n _dim"]]:
     """y* now.
 
     Args:

@@ -29,7 +29,7 @@ class TwoStageRun:
         """Args: schedule: where stage 1 ends. ti_guidance: the textual-inversion guidance, None without stage 1."""
         self.schedule = schedule
         self.ti_guidance = ti_guidance
-        self.y_star: Optional[Dict[str, Float[Tensor, "n dim"]]] = None
+        self.y_star: Optional[Dict[str, Float[Tensor, "_n _dim"]]] = None
         """The last y* read from a file or checkpoint, or handed over to stage 2."""
         self.pending_rng: Optional[Dict[str, Any]] = None
         """Generator states to restore at the first resumed step (starting a data loader draws from them)."""
@@ -38,7 +38,7 @@ class TwoStageRun:
         """Returns: y*'s trainable rows (`token_rows.trainable_rows`); [] without stage 1."""
         return token_rows.trainable_rows(self.ti_guidance)
 
-    def current_y_star(self) -> Dict[str, Float[Tensor, "n dim"]]:
+    def current_y_star(self) -> Dict[str, Float[Tensor, "_n _dim"]]:
         """Returns: {token: float32 [n_vectors, dim]} on the CPU: the live rows during TI, else the snapshot."""
         return token_rows.current_y_star(self.ti_guidance, self.y_star)
 

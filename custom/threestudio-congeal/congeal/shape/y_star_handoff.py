@@ -38,8 +38,8 @@ def needs_writing(trial_dir: Optional[str], configured: Optional[str]) -> bool:
     return trial_dir is not None or configured is None
 
 
-def publish_y_star(path: str, y_star: Dict[str, Float[Tensor, "n dim"]], rank: int,
-                   barrier: Callable[[], None]) -> Dict[str, Float[Tensor, "n dim"]]:
+def publish_y_star(path: str, y_star: Dict[str, Float[Tensor, "_n _dim"]], rank: int,
+                   barrier: Callable[[], None]) -> Dict[str, Float[Tensor, "_n _dim"]]:
     """Write y* once and read it back on every process.
 
     Args:
@@ -56,8 +56,8 @@ def publish_y_star(path: str, y_star: Dict[str, Float[Tensor, "n dim"]], rank: i
     return load_learned_embeds(path)
 
 
-def hand_over(trial_dir: Optional[str], configured: Optional[str], cwd: str, y_star: Dict[str, Float[Tensor, "n dim"]],
-              rank: int, barrier: Callable[[], None]) -> Tuple[str, Dict[str, Float[Tensor, "n dim"]]]:
+def hand_over(trial_dir: Optional[str], configured: Optional[str], cwd: str, y_star: Dict[str, Float[Tensor, "_n _dim"]],
+              rank: int, barrier: Callable[[], None]) -> Tuple[str, Dict[str, Float[Tensor, "_n _dim"]]]:
     """Args: as `handoff_path` and `publish_y_star`.
     Returns: (the file stage 2 reads y* from, y* as stage 2 uses it: read back from the file when written, else as
     given)."""
