@@ -98,3 +98,44 @@ def test_dinov2_timm_backend_when_installed():
     model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=56, dynamic_img_size=True)
     feats = DINOv2Features(model, input_size=56).extract(torch.rand(1, 3, 56, 56))
     assert feats.shape[-2:] == (4, 4)
+
+
+def _parts_image() -> torch.Tensor:
+    """A part-coloured object on black: four coloured blocks."""
+    image = torch.zeros(1, 3, 64, 64)
+    image[0, :, 8:32, 8:32] = torch.tensor([0.8, 0.2, 0.1])[:, None, None]
+    image[0, :, 8:32, 32:56] = torch.tensor([0.1, 0.6, 0.3])[:, None, None]
+    image[0, :, 32:56, 8:56] = torch.tensor([0.2, 0.3, 0.9])[:, None, None]
+    return image
+
+
+def test_gain_normalised_colours_read_a_darker_tinted_photo_of_the_same_colours_the_same():
+    from congeal.features.extractors import RGBFeatures
+
+    image = _parts_image()
+    darker = image * torch.tensor([0.35, 0.3, 0.4])[None, :, None, None]  # dim light with a bluish cast
+    plain, gain = RGBFeatures(grid=8), RGBFeatures(grid=8, normalise="gain")
+    assert (plain.extract(image) - plain.extract(darker)).abs().max() > 0.2
+    assert torch.allclose(gain.extract(image), gain.extract(darker), atol=1e-4)
+    assert gain.identity != plain.identity  # a cached candidate bank of other features is never reused
+
+
+def test_chromaticity_is_blind_to_lambert_shading():
+    """Lambert shading scales each surface point's colour: a photo shaded from one side (from 0.1 to 1 across the
+    object) and the unlit render give the same chromaticity features."""
+    from congeal.features.extractors import RGBFeatures
+
+    image = _parts_image()
+    shading = torch.linspace(0.1, 1.0, 64)[None, None, None, :]
+    chroma = RGBFeatures(grid=8, normalise="chroma")
+    assert torch.allclose(chroma.extract(image), chroma.extract(image * shading), atol=1e-4)
+    black = torch.zeros(1, 3, 64, 64)
+    assert torch.isfinite(chroma.extract(black)).all()
+
+
+def test_an_unknown_colour_normalisation_is_a_clear_error():
+    from congeal.common.errors import InputError
+    from congeal.features.extractors import RGBFeatures
+
+    with pytest.raises(InputError, match="rgb_normalise"):
+        RGBFeatures(normalise="lab")

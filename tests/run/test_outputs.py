@@ -48,7 +48,7 @@ def test_poses_round_trip_and_validation(tmp_path):
     poses = read_poses(tmp_path / "poses.json")
     assert list(poses) == ["a", "b"] and poses["a"]["alternatives"][0]["score"] == 1.0
     doc = json.loads((tmp_path / "poses.json").read_text())
-    assert doc["format"] == "congeal-poses-v3" and "OpenGL" in doc["convention"]
+    assert doc["format"] == "congeal-poses-v4" and "OpenGL" in doc["convention"]
     with pytest.raises(ValueError):
         write_poses(tmp_path / "dup.json", [records[0], records[0]])
     with pytest.raises(InputError, match="not found"):

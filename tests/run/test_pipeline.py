@@ -50,7 +50,7 @@ def test_cross_instance_accuracy(synthetic_run):
 def test_run_folder_contents(synthetic_run):
     collection, run = synthetic_run("same")
     doc = json.loads((run / "poses.json").read_text())
-    assert doc["format"] == "congeal-poses-v3" and "z-up" in doc["convention"]
+    assert doc["format"] == "congeal-poses-v4" and "z-up" in doc["convention"]
     poses = read_poses(run / "poses.json")
     names = sorted(p.stem for p in (collection / "images").glob("*.png"))
     assert sorted(poses) == names
@@ -264,7 +264,60 @@ def test_undecided_photos_are_said_in_poses_summary_and_overlay(tmp_path):
 
     decided = register_collection(collection / "canonical.safetensors", collection / "images", tmp_path / "run2",
                                   preset="fast", features="rgb", device="cpu", progress=False,
-                                  overrides=small + ["consensus.undecided_ratio=1.01"])
+                                  overrides=small + ["consensus.undecided_ratio=1.01", "trust.ok_below=0.0",
+                                                     "trust.failed_below=0.0"])
     assert decided.summary["undecided"] == 0 and "undecided_images" not in decided.summary
     overlay = np.asarray(Image.open(tmp_path / "run2" / "pictures" / "overlay.png").convert("RGB")).reshape(-1, 3)
     assert (np.abs(overlay - orange).max(axis=1) <= 2).mean() < 0.001
+
+
+def _tiny_collection(tmp_path):
+    from congeal.synthetic.family_collection import make_family_collection
+
+    return make_family_collection(tmp_path / "c", "creature", mode="same", framing="centred", n_images=3,
+                                  image_size=64, resolution=24, seed=1)
+
+
+TINY = ["grid.n_azimuth=4", "grid.n_elevation=2", "refine.steps=3", "mapping.steps=3"]
+
+
+def test_failed_cameras_are_said_framed_red_and_left_out_of_transforms(tmp_path):
+    """The plumbing of the run's own verdict: failed_below above every confidence fails every photo; each record says
+    why, the summary lists them, overlay.png frames them red and transforms.json has no frame of them but lists
+    them in excluded_frames (nerfstudio never trains on a camera the run does not believe)."""
+    from PIL import Image
+
+    from congeal.viz.pictures import FAILED_COLOUR
+
+    collection = _tiny_collection(tmp_path)
+    result = register_collection(collection / "canonical.safetensors", collection / "images", tmp_path / "run",
+                                 preset="fast", features="rgb", device="cpu", progress=False,
+                                 overrides=TINY + ["trust.failed_below=1.01"])
+    poses = read_poses(tmp_path / "run" / "poses.json")
+    assert {r["status"] for r in poses.values()} == {"failed"}
+    assert all(0.0 < r["confidence"] < 1.0 and r["status_reason"].startswith("confidence") for r in poses.values())
+    assert result.summary["failed"] == 3 and set(result.summary["flagged"]) == set(result.names)
+    transforms = read_transforms(tmp_path / "run" / "transforms.json")
+    assert transforms["frames"] == []
+    assert sorted(e["name"] for e in transforms["excluded_frames"]) == sorted(result.names)
+    assert all(e["reason"] == poses[e["name"]]["status_reason"] for e in transforms["excluded_frames"])
+    overlay = np.asarray(Image.open(tmp_path / "run" / "pictures" / "overlay.png").convert("RGB")).reshape(-1, 3)
+    red = np.round(np.array(FAILED_COLOUR) * 255)
+    assert (np.abs(overlay - red).max(axis=1) <= 2).mean() > 0.01
+
+    trusted = register_collection(collection / "canonical.safetensors", collection / "images", tmp_path / "run2",
+                                  preset="fast", features="rgb", device="cpu", progress=False,
+                                  overrides=TINY + ["trust.failed_below=0.0", "trust.ok_below=0.0",
+                                                    "consensus.undecided_ratio=1.01"])
+    assert trusted.summary["failed"] == 0 and "flagged" not in trusted.summary
+    assert len(read_transforms(tmp_path / "run2" / "transforms.json")["frames"]) == 3
+
+
+def test_masks_only_refinement_runs_with_the_polish_colour_term(tmp_path):
+    """`refine.feature_weight=0` ("masks only") used to end in KeyError 'rgb': the polish kept its own colour term
+    but got no colour renderer."""
+    collection = _tiny_collection(tmp_path)
+    result = register_collection(collection / "canonical.safetensors", collection / "images", tmp_path / "run",
+                                 preset="fast", features="rgb", device="cpu", progress=False,
+                                 overrides=TINY + ["refine.feature_weight=0", "refine.polish_feature_weight=0.5"])
+    assert len(read_poses(tmp_path / "run" / "poses.json")) == 3 == len(result.names)

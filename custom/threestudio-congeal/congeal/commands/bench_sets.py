@@ -5,6 +5,8 @@
     congeal bench-sets run bench-sets/ --seeds held-out --preset fast            # every set, one JSON line each
     congeal bench-sets run bench-sets/ --sets creature-same-offcentre43,spot-same-centred --seeds tuning
     congeal bench-sets table bench-sets/results-fast-rgb.jsonl                   # re-summarise earlier runs
+    congeal bench-sets calibrate tuning/results-fast-rgb.jsonl                   # fit the trust model (tuning seeds)
+    congeal bench-sets flags held-out/results-fast-rgb.jsonl                     # how the statuses separate, per set
 
 `run` writes (or re-uses) each collection under OUT/collections/, registers it under OUT/runs/<preset>/, prints one
 JSON line per (set, seed) as it finishes (`"kind": "run"`), then one JSON line per set (`"kind": "set"`, pooled over
@@ -48,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--mesh-dir", type=Path, default=None, help="spot's folder (spot sets)")
     table = sub.add_parser("table", help="summarise the per-run JSON lines of earlier `run`s (a .jsonl file)")
     table.add_argument("results", type=Path, metavar="RESULTS", help="a results-<preset>-<features>.jsonl file")
+    calibrate = sub.add_parser("calibrate", help="fit the per-photo trust model on runs of the tuning seeds")
+    calibrate.add_argument("results", type=Path, metavar="RESULTS", help="a results-<preset>-<features>.jsonl file")
+    calibrate.add_argument("--target-recall", type=float, default=0.95,
+                           help="share of cameras > 30° off that must be flagged on these runs (default 0.95)")
+    flags = sub.add_parser("flags", help="per set: wrong cameras flagged and right ones flagged, with a trust model")
+    flags.add_argument("results", type=Path, metavar="RESULTS", help="a results-<preset>-<features>.jsonl file")
+    flags.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                       help="trust.* override of the model (repeatable), e.g. trust.ok_below=0.6")
 
 
 def _seeds(text: str) -> List[int]:
@@ -72,6 +82,53 @@ def _sets(text: str) -> Sequence:
     return [get_set(name.strip()) for name in text.split(",") if name.strip()]
 
 
+def _latest_runs(results: Path) -> List[dict]:
+    """The last record of every (set, seed, preset, features) of a results file: re-runs replace earlier ones."""
+    if not results.is_file():
+        raise InputError(results, "no such file", "pass the .jsonl written by `congeal bench-sets run`")
+    latest = {}
+    for number, line in enumerate(results.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:  # our own log: NaN is allowed in it (a set without wrong cameras has no recall)
+            record = json.loads(line)
+        except ValueError:
+            raise InputError(results, f"line {number} is not JSON", "pass the .jsonl written by `congeal bench-sets run`"
+                             ) from None
+        if isinstance(record, dict) and record.get("kind") == "run" and all(
+                k in record for k in ("set", "seed", "preset", "features")):
+            latest[(record["set"], record["seed"], record["preset"], record["features"])] = record
+    return list(latest.values())
+
+
+def _trust(args: argparse.Namespace, records: List[dict], out: io.TextIOBase) -> int:
+    """`calibrate`: fit and print the trust model; `flags`: the statuses' recall and false alarms per set."""
+    from congeal.registration.registration_config import make_config
+    from congeal.synthetic.trust_calibration import calibrate, flag_table, photos_of
+
+    if args.action == "calibrate":
+        fitted = calibrate(photos_of(records), target_recall=args.target_recall)
+        cfg = fitted.config
+        print(f"fitted on {fitted.n_photos} photos of {len(records)} runs ({fitted.n_wrong} > 30° off, "
+              f"{fitted.n_right} < 10° off)", file=out)
+        print(f"  --set trust.bias={cfg.bias} --set 'trust.weights=[{','.join(map(str, cfg.weights))}]' "
+              f"--set trust.ok_below={cfg.ok_below} --set trust.failed_below={cfg.failed_below}", file=out)
+        print(json.dumps({"kind": "trust", "all": flag_table(photos_of(records), cfg)}), file=out)
+        return 0
+    cfg = make_config("fast", overrides=args.override).trust
+    by_set: dict = {}
+    for record in records:
+        by_set.setdefault(record["set"], []).append(record)
+    print("| set | photos | > 30° off | flagged | < 10° off | flagged (false alarms) | worst unflagged ° |", file=out)
+    print("|---|---|---|---|---|---|---|", file=out)
+    for name, group in list(by_set.items()) + [("all", records)]:
+        row = flag_table(photos_of(group), cfg)
+        print(f"| {name} | {row['n_photos']} | {row['n_wrong']} | {row['wrong_flagged']} | {row['n_right']} "
+              f"| {row['right_flagged']} ({100 * row['false_alarm_rate']:.1f} %) | {row['unflagged_max_deg']:.1f} |",
+              file=out)
+    return 0
+
+
 def run(args: argparse.Namespace, out: Optional[io.TextIOBase] = None) -> int:
     out = sys.stdout if out is None else out
     from congeal.synthetic.benchmark_sets import BENCHMARK_SETS, HELD_OUT_SEEDS, TUNING_SEEDS, write_benchmark_set
@@ -90,14 +147,10 @@ def run(args: argparse.Namespace, out: Optional[io.TextIOBase] = None) -> int:
 
     from congeal.synthetic.benchmark_runs import markdown_table, run_one, summarise
 
+    if args.action in ("calibrate", "flags"):
+        return _trust(args, _latest_runs(args.results), out)
     if args.action == "table":
-        if not args.results.is_file():
-            raise InputError(args.results, "no such file", "pass the .jsonl written by `congeal bench-sets run`")
-        lines = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()]
-        latest = {}  # the last record of every (set, seed, preset, features): re-runs replace earlier ones
-        for record in lines:
-            if record.get("kind") == "run":
-                latest[(record["set"], record["seed"], record["preset"], record["features"])] = record
+        latest = {(r["set"], r["seed"], r["preset"], r["features"]): r for r in _latest_runs(args.results)}
         for summary in summarise(list(latest.values())):
             print(json.dumps({"kind": "set", **summary}), file=out)
         print(markdown_table(summarise(list(latest.values()))), file=out)

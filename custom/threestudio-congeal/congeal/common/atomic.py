@@ -199,8 +199,9 @@ def save_torch(path: PathLike, obj: Any) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def save_image(path: PathLike, image: Any) -> None:
-    """Save a PIL image or an HxWx3 / HxW array (uint8, or float in [0,1]) atomically; format from the suffix."""
+def save_image(path: PathLike, image: Any, quality: Optional[int] = None) -> None:
+    """Save a PIL image or an HxWx3 / HxW array (uint8, or float in [0,1]) atomically; format from the suffix
+    (`quality`: JPEG quality, 1-95; None = PIL's default)."""
     from PIL import Image
 
     if not isinstance(image, Image.Image):
@@ -210,8 +211,9 @@ def save_image(path: PathLike, image: Any) -> None:
         image = Image.fromarray(array)
     path = Path(path)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
+    options = {"quality": int(quality)} if quality is not None and fmt == "JPEG" else {}
     with atomic_path(path) as tmp:
-        image.save(tmp, format=fmt)
+        image.save(tmp, format=fmt, **options)
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:

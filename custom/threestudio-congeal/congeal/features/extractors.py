@@ -46,6 +46,23 @@ def _normalise(features: Float[Tensor, "B C h w"]) -> Float[Tensor, "B C h w"]:
     return F.normalize(features, dim=1, eps=1e-6)
 
 
+#: colour normalisations of `RGBFeatures` (features.rgb_normalise)
+RGB_NORMALISATIONS = ("none", "gain", "chroma")
+_BACKGROUND_LEVEL = 1e-3  # r + g + b of a cell below this is the black outside the object (photos and renders alike)
+
+
+def _normalised_colours(cells: Float[Tensor, "B 3 g g"], normalise: str) -> Float[Tensor, "B 3 g g"]:
+    """Cell colours under `normalise` (see `RGBFeatures`); the black background stays black."""
+    if normalise == "none":
+        return cells
+    total = cells.sum(1, keepdim=True)
+    foreground = (total > _BACKGROUND_LEVEL).float()
+    if normalise == "gain":
+        mean = (cells * foreground).sum((2, 3), keepdim=True) / foreground.sum((2, 3), keepdim=True).clamp_min(1.0)
+        return (cells * (0.5 / mean.clamp_min(1e-3))).clamp(0.0, 1.0) * foreground
+    return 1.5 * cells / total.clamp_min(_BACKGROUND_LEVEL) * foreground  # grey -> 0.5 in every channel
+
+
 class RGBFeatures:
     """Colour features at a coarse grid: cheap, weight-free, meaningful for part-coloured shapes.
 
@@ -57,17 +74,25 @@ class RGBFeatures:
         grid: feature resolution h = w.
         context_weight: weight of the neighbourhood-mean channels relative to the cell mean.
         batch_size: images per chunk.
+        normalise: "none"; "gain" divides each image's colours by their mean over the object (a darker or tinted
+            photo of the same colours reads the same); "chroma" keeps each cell's chromaticity rgb / (r + g + b) alone
+            (Lambert shading scales a surface point's colour, so a shaded photo and an unlit render agree cell by
+            cell, at the cost of telling dark from bright parts of one hue).
     """
 
-    def __init__(self, grid: int = 16, context_weight: float = 0.5, batch_size: int = 256):
+    def __init__(self, grid: int = 16, context_weight: float = 0.5, batch_size: int = 256, normalise: str = "none"):
+        if normalise not in RGB_NORMALISATIONS:
+            raise InputError(None, f"unknown colour normalisation {normalise!r}",
+                             f"use one of {', '.join(RGB_NORMALISATIONS)} (features.rgb_normalise)")
         self.grid = int(grid)
         self.context_weight = float(context_weight)
         self.batch_size = int(batch_size)
-        self.identity = f"rgb-g{self.grid}-c{self.context_weight:g}"
+        self.normalise = normalise
+        self.identity = f"rgb-g{self.grid}-c{self.context_weight:g}" + ("" if normalise == "none" else f"-{normalise}")
 
     def _extract_chunk(self, images: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B 7 g g"]:
         # area pooling to the grid: anti-aliased whatever the input size
-        cells = F.adaptive_avg_pool2d(images.float(), self.grid)  # [B,3,g,g]
+        cells = _normalised_colours(F.adaptive_avg_pool2d(images.float(), self.grid), self.normalise)  # [B,3,g,g]
         context = F.avg_pool2d(cells, 3, stride=1, padding=1, count_include_pad=False)
         constant = torch.full_like(cells[:, :1], 0.25)
         centred = torch.cat([cells - 0.5, self.context_weight * (context - 0.5), constant], dim=1)
@@ -246,7 +271,7 @@ def build_extractor(name: str, device: Union[str, torch.device] = "cpu", **kwarg
         the extractor.
     """
     if name == "rgb":
-        kwargs = {k: v for k, v in kwargs.items() if k in ("grid", "context_weight", "batch_size")}
+        kwargs = {k: v for k, v in kwargs.items() if k in ("grid", "context_weight", "batch_size", "normalise")}
         return RGBFeatures(**kwargs)
     if name == "dinov2":
         return DINOv2Features(device=device, **kwargs)

@@ -40,7 +40,7 @@ class PoseRenderers:
     refine: Any
     """renders opacity for the mask loss (the closed-form silhouette renderer when the canonical is a grid)."""
     feature: Optional[Any]
-    """renders colour for the refinement's feature term (None when `refine.feature_weight` is 0)."""
+    """renders colour for the refinement's and the polish's feature term (None when neither has one)."""
     final: Any
     """renders every refined hypothesis at the working size (selection, mapping, pictures)."""
 
@@ -55,15 +55,22 @@ class PoseRenderers:
         return cls(search=GridRenderer(canonical, num_samples=cfg.search.render_samples),
                    refine=SilhouetteRenderer(canonical, num_samples=cfg.refine.samples),
                    feature=(GridRenderer(canonical, num_samples=cfg.refine.samples)
-                            if cfg.refine.feature_weight > 0 else None),
+                            if needs_colour(cfg) else None),
                    final=GridRenderer(canonical, num_samples=cfg.final_samples, front_level=cfg.final_front_level,
                                       front_gap_cells=cfg.final_front_gap_cells))
 
     @classmethod
     def shared(cls, renderer: Any, cfg: RegistrationConfig) -> "PoseRenderers":
         """One external renderer (e.g. a threestudio renderer through the protocol) for every step."""
-        return cls(search=renderer, refine=renderer, feature=renderer if cfg.refine.feature_weight > 0 else None,
+        return cls(search=renderer, refine=renderer, feature=renderer if needs_colour(cfg) else None,
                    final=renderer)
+
+
+def needs_colour(cfg: RegistrationConfig) -> bool:
+    """Does the refinement or the polish compare colours? (`refine.feature_weight=0` alone leaves the polish's own
+    `polish_feature_weight`: the polish then still needs a colour renderer.)"""
+    polish = cfg.refine.polish_feature_weight
+    return cfg.refine.feature_weight > 0 or (polish is not None and polish > 0)
 
 
 @dataclass
@@ -170,7 +177,7 @@ def estimate_poses(photos: Float[Tensor, "N 3 S S"], masks: Float[Tensor, "N 1 S
     known = ~torch.isnan(known_fovy[photo_of])
     # the refinement's feature term is a colour term whatever the search's features: it runs at every step for
     # every hypothesis, where a DINOv2 forward and backward pass would cost more than all the rest
-    colour = RGBFeatures(grid=cfg.features.rgb_grid)
+    colour = RGBFeatures(grid=cfg.features.rgb_grid, normalise=cfg.features.rgb_normalise)
     refine_kwargs = dict(known_fovy=known, extractor=colour, progress=progress, feature_renderer=renderers.feature)
 
     def refine():

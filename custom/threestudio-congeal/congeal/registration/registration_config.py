@@ -19,6 +19,7 @@ from congeal.common.errors import InputError
 from congeal.features.extractors import FeatureExtractor, build_extractor
 from congeal.geometry.candidates import CandidateGridConfig
 from congeal.registration.consensus import ConsensusConfig
+from congeal.registration.trust import TrustConfig
 from congeal.registration.mapping import MappingConfig
 from congeal.registration.refine import RefineConfig
 from congeal.registration.search import SearchConfig
@@ -38,6 +39,9 @@ class FeatureConfig:
     """DINOv2 input side (multiple of 14)."""
     rgb_grid: int = 16
     """RGB feature grid side."""
+    rgb_normalise: str = "none"
+    """Colour normalisation of the rgb features, also the refinement's colour term: "none", "gain" (each image's colours
+    over their mean on the object) or "chroma" (chromaticity; shading-blind). See `congeal.features.extractors`."""
     batch_size: int = 64
     """images per extractor call."""
 
@@ -85,6 +89,8 @@ class RegistrationConfig:
     """the soft-IoU pose refinement."""
     consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
     """the joint choice of one hypothesis per photo by the whole collection (flips, ambiguity)."""
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    """How far each photo's camera is trusted: the calibrated confidence and the ok / undecided / failed status."""
     mapping: MappingConfig = field(default_factory=MappingConfig)
     """the per-photo coordinate-map fit."""
 
@@ -236,6 +242,6 @@ def build_configured_extractor(cfg: RegistrationConfig, device: torch.device) ->
     """The feature extractor `cfg.features` names, on `device`."""
     fc = cfg.features
     if fc.name == "rgb":
-        return build_extractor("rgb", grid=fc.rgb_grid, batch_size=fc.batch_size)
+        return build_extractor("rgb", grid=fc.rgb_grid, batch_size=fc.batch_size, normalise=fc.rgb_normalise)
     return build_extractor("dinov2", device=device, model=fc.dinov2_model, layer=fc.layer,
                            input_size=fc.input_size, batch_size=fc.batch_size)

@@ -24,9 +24,11 @@ from congeal.common.errors import InputError
 from congeal.common.json_files import read_json
 
 # v2: real pinhole cameras (cx, cy = the photo's centre), focal/principal sources; v3: the collection's joint choice
-# (per photo `ambiguity`, `undecided`; every hypothesis' `disagreement` and `joint_score`)
-POSES_FORMAT = "congeal-poses-v3"
-READABLE_POSES_FORMATS = ("congeal-poses-v1", "congeal-poses-v2", POSES_FORMAT)
+# (per photo `ambiguity`, `undecided`; every hypothesis' `disagreement` and `joint_score`); v4: how far to trust each
+# photo's camera (`confidence` in [0, 1], `status` ok | undecided | failed, `status_reason` when not ok)
+POSES_FORMAT = "congeal-poses-v4"
+READABLE_POSES_FORMATS = ("congeal-poses-v1", "congeal-poses-v2", "congeal-poses-v3", POSES_FORMAT)
+STATUSES = ("ok", "undecided", "failed")
 CAMERA_FIELDS = ("c2w", "fovy_deg", "fl_x", "fl_y", "cx", "cy", "width", "height", "azimuth_deg", "elevation_deg",
                  "distance")
 
@@ -98,13 +100,19 @@ def read_poses_document(path: Union[str, Path]) -> Dict[str, Any]:
         raise InputError(path, f"is not a {' or '.join(READABLE_POSES_FORMATS)} file",
                          "re-run `congeal register` to write it")
     for entry in doc["images"]:
+        if not isinstance(entry, dict):
+            raise InputError(path, "has an image entry that is not an object", "re-run `congeal register`")
         missing = [k for k in ("name",) + CAMERA_FIELDS if k not in entry]
         if missing:
             raise InputError(path, f"entry {entry.get('name', '?')!r} lacks {missing}", "re-run `congeal register`")
         c2w = entry["c2w"]
-        if len(c2w) != 4 or any(len(row) != 4 for row in c2w) or not all(
-                math.isfinite(v) for row in c2w for v in row):
+        if not (isinstance(c2w, list) and len(c2w) == 4 and all(isinstance(row, list) and len(row) == 4 for row in c2w)
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                        for row in c2w for v in row)):
             raise InputError(path, f"entry {entry['name']!r} has a bad c2w", "re-run `congeal register`")
+        if "status" in entry and entry["status"] not in STATUSES:
+            raise InputError(path, f"entry {entry['name']!r} has an unknown status {entry['status']!r}",
+                             f"use one of {', '.join(STATUSES)} or re-run `congeal register`")
     return doc
 
 

@@ -83,5 +83,7 @@ def rerender_overlays(run_dir: PathLike, out_path: Optional[PathLike] = None, re
     rgb = torch.cat([o["rgb"] for o in outs]).clamp(0, 1).cpu()  # [N,S,S,3]
     opacity = torch.cat([o["opacity"] for o in outs]).cpu()  # [N,S,S,1]
     path = Path(out_path) if out_path is not None else run.pictures_dir / "overlay-rerendered.png"
-    write_overlay_grid(path, torch.stack(photos), rgb, opacity, names)
+    poses = run.read_poses()
+    statuses = [str(poses.get(name, {}).get("status", "ok")) for name in names]  # frames: failed red, undecided orange
+    write_overlay_grid(path, torch.stack(photos), rgb, opacity, names, statuses=statuses)
     return path

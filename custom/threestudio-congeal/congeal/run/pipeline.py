@@ -39,6 +39,7 @@ from congeal.registration.poses import PoseEstimates, PoseRenderers, estimate_po
 from congeal.registration.queries import write_forward_map
 from congeal.registration.search import CandidateBank, bank_key, build_candidate_bank, load_bank, save_bank
 from congeal.registration.state import write_image_state
+from congeal.registration.trust import TrustConfig, assess_trust, signals_from_records
 from congeal.run.folder import REGISTER_FORMAT, RunFolder
 from congeal.run.map_pictures import write_map_pictures
 from congeal.run.outputs import camera_record, write_poses, write_transforms
@@ -179,6 +180,22 @@ def _records(collection: Any, estimates: PoseEstimates) -> List[Dict[str, Any]]:
     return records
 
 
+def _assess(records: List[Dict[str, Any]], previous: Sequence[Dict[str, Any]], cfg: TrustConfig) -> None:
+    """Each new photo's confidence, status and reason (the photos registered before count in the collection's
+    medians). The collection's `undecided` verdict (two readings it cannot tell apart) makes an `ok` undecided."""
+    trust = assess_trust(signals_from_records(records), cfg,
+                         reference=signals_from_records(previous) if previous else None)
+    for record, confidence, status, reason in zip(records, trust.confidence.tolist(), trust.status, trust.reasons):
+        if status == "ok" and record.get("undecided"):
+            status = "undecided"
+            reason = (f"confidence {confidence:.2f}: the collection cannot tell two distinct poses apart "
+                      f"(ambiguity {record['ambiguity']:.2f})")
+        record["confidence"] = round(float(confidence), 4)
+        record["status"] = status
+        if reason:
+            record["status_reason"] = reason
+
+
 def _fit_maps(session: _Session, collection: Any, estimates: PoseEstimates, records: List[Dict[str, Any]],
               folder: RunFolder) -> None:
     """fit_warps for all photos at once, then each photo's state and map files."""
@@ -194,10 +211,10 @@ def _fit_maps(session: _Session, collection: Any, estimates: PoseEstimates, reco
 
 
 def _write_pictures(folder: RunFolder, cfg: RegistrationConfig, collection: Any, estimates: PoseEstimates,
-                    suffix: str = "") -> None:
+                    statuses: Sequence[str], suffix: str = "") -> None:
     write_overlay_grid(folder.pictures_dir / f"overlay{suffix}.png", collection.images.float().cpu(),
                        estimates.render["rgb"].cpu(), estimates.render["opacity"].cpu(), collection.names,
-                       undecided=estimates.joint.undecided.tolist())
+                       undecided=estimates.joint.undecided.tolist(), statuses=statuses)
     best = estimates.candidates[estimates.best].cpu()
     el = (best // cfg.grid.n_azimuth) % cfg.grid.n_elevation
     az = best % cfg.grid.n_azimuth
@@ -229,6 +246,13 @@ def _summary(out_dir: Path, records: List[Dict[str, Any]], stages: List[Dict[str
     summary["undecided"] = len(undecided)
     if undecided:  # photos whose two readings neither they nor the collection could tell apart: check these first
         summary["undecided_images"] = undecided
+    # what the run itself does not fully believe, and why: failed cameras are left out of transforms.json, exports,
+    # propagate and edit; undecided ones are kept, marked for a look
+    summary["failed"] = sum(r.get("status") == "failed" for r in records)
+    flagged = {r["name"]: {"status": r["status"], "reason": r.get("status_reason", "")}
+               for r in records if r.get("status") in ("failed", "undecided")}
+    if flagged:
+        summary["flagged"] = flagged
     if added:
         summary["added"] = added
     return summary
@@ -269,6 +293,7 @@ def _register(folder: RunFolder, session: _Session, collection: Any, timer: Stag
     for record, focal in zip(new_records, known):  # where each camera's intrinsics came from
         record["principal_source"] = "image-centre"
         record["focal_source"] = focal.source if focal is not None else "estimated"
+    _assess(new_records, previous_records, session.cfg.trust)
     timer.run("mapping", lambda: _fit_maps(session, collection, estimates, new_records, folder))
 
     def outputs():
@@ -276,7 +301,8 @@ def _register(folder: RunFolder, session: _Session, collection: Any, timer: Stag
         _write_outputs(folder, session, records, list(previous_entries) + _image_entries(collection), extra)
         _save_score_grids(folder, collection.names, estimates)
         save_field(folder.consensus_field, estimates.joint.field)
-        _write_pictures(folder, session.cfg, collection, estimates, suffix=picture_suffix)
+        _write_pictures(folder, session.cfg, collection, estimates, [r["status"] for r in new_records],
+                        suffix=picture_suffix)
         write_map_pictures(folder.root)
         return records
 

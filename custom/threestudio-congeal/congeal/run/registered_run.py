@@ -2,6 +2,7 @@
 
     run = RegisteredRun("out/run")
     run.names                         # photos with a pose and a coordinate map, in poses.json order
+    run.left_out                      # {name: reason}: cameras the run itself calls failed (not in names)
     run.require("cat_07")             # InputError naming the run and listing its photos when unknown
     omap = run.object_map("cat_07")   # ObjectMap: xyz [H,W,3] (NaN outside), valid [H,W]  (maps/cat_07.npz)
     photo = run.photo("cat_07")       # Photo: rgb [H,W,3] float32, alpha [H,W] or None, on the map's grid
@@ -9,6 +10,8 @@
 
 Every file is found through `congeal.run.folder.RunFolder`; point transfer goes through `Correspondence`.
 A folder written by another version (register.json / poses.json format tags, map arrays) raises InputError.
+A camera the run calls failed (poses.json `status`) is no result: it is left out of `names` (so out of propagated
+labels, edits and exports) unless `include_failed` is set, and listed with its reason in `left_out`.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +58,7 @@ class RegisteredRun:
         device: torch device for the correspondence look-ups.
     """
 
-    def __init__(self, run_dir: PathLike, device: str = "cpu"):
+    def __init__(self, run_dir: PathLike, device: str = "cpu", include_failed: bool = False):
         self.folder = RunFolder(run_dir)
         root = self.folder.root
         if not root.is_dir():
@@ -63,10 +66,18 @@ class RegisteredRun:
         self.register: Dict[str, Any] = self.folder.read_register()  # format tag checked: another version -> error
         self.poses: Dict[str, Dict[str, Any]] = self.folder.read_poses()
         maps = set(self.folder.map_names())
-        self.names: List[str] = [n for n in self.poses if n in maps]
-        if not self.names:
+        mapped = [n for n in self.poses if n in maps]
+        self.left_out: Dict[str, str] = {} if include_failed else {
+            n: str(self.poses[n].get("status_reason") or "the run calls this camera failed")
+            for n in mapped if self.poses[n].get("status") == "failed"}
+        self.names: List[str] = [n for n in mapped if n not in self.left_out]
+        if not mapped:
             raise InputError(root, "has no photo with both a pose (poses.json) and a coordinate map (maps/*.npz)",
                              "re-run `congeal register` with the mapping stage on")
+        if not self.names:
+            raise InputError(root, f"calls every photo's camera failed ({len(mapped)} photos)",
+                             "look at pictures/overlay.png and poses.json `status_reason`; pass --include-flagged "
+                             "to use them anyway")
         self.device = device
         self._maps: Dict[str, ObjectMap] = {}
         self._photo_paths: Optional[Dict[str, Path]] = None
@@ -79,6 +90,9 @@ class RegisteredRun:
 
     def require(self, name: str) -> str:
         """`name` if the run registered such a photo, else InputError listing the ones it did."""
+        if name in self.left_out:
+            raise InputError(self.root, f"calls the camera of {name!r} failed ({self.left_out[name]})",
+                             "use another photo, or pass --include-flagged to use it anyway")
         if name not in self.names:
             shown = ", ".join(self.names[:20]) + (" ..." if len(self.names) > 20 else "")
             raise InputError(self.root, f"has no registered photo named {name!r}", f"use one of: {shown}")

@@ -54,7 +54,51 @@ def score_run(run_dir: PathLike, collection: PathLike) -> Dict[str, Any]:
         out[key] = float(report["keypoints"]["mapped"][key]["per_point"])
         out[f"{key}_identity"] = float(report["keypoints"]["identity"][key]["per_point"])
     out.update(_joint_choice_effect(run_dir, collection))
+    out["photos"] = _photo_trust(run_dir, [row["name"] for row in report["per_image"]], errors)
     return out
+
+
+#: what the trust calibration reads of each photo's poses.json entry (congeal.registration.trust)
+TRUST_FIELDS = ("iou", "feature_distance", "ambiguity", "disagreement", "confidence")
+
+
+def _photo_trust(run_dir: PathLike, names: Sequence[str], errors: Sequence[float]) -> List[Dict[str, Any]]:
+    """Per photo (rotation_errors_deg order): its error, status and the signals the trust model reads."""
+    from congeal.run.folder import RunFolder
+
+    poses = RunFolder(run_dir).read_poses()
+    rows = []
+    for name, error in zip(names, errors):
+        record = poses.get(name, {})
+        row = {"name": name, "error_deg": float(error), "status": str(record.get("status", "ok")),
+               "undecided": bool(record.get("undecided", False))}
+        row.update({key: float(record[key]) for key in TRUST_FIELDS if key in record})
+        rows.append(row)
+    return rows
+
+
+def flag_metrics(photos: Sequence[Dict[str, Any]], wrong_deg: float = 30.0, right_deg: float = 10.0) -> Dict[str, Any]:
+    """How well the statuses separate right from wrong cameras (issue 34's bar).
+
+    Returns:
+        {"n_wrong": photos > wrong_deg off, "wrong_flagged": of those, flagged (undecided or failed),
+        "flag_recall": their fraction (NaN without wrong photos), "n_right": photos < right_deg off,
+        "right_flagged", "false_alarm_rate", "unflagged_max_deg": the worst unflagged photo's error,
+        "failed": photos failed}.
+    """
+    flagged = [p["status"] in ("undecided", "failed") for p in photos]
+    errors = [p["error_deg"] for p in photos]
+    wrong = [f for f, e in zip(flagged, errors) if not e <= wrong_deg]  # an unregistered photo (inf, NaN) is wrong
+    right = [f for f, e in zip(flagged, errors) if e < right_deg]
+    unflagged = [e for f, e in zip(flagged, errors) if not f]
+    return {
+        "n_wrong": len(wrong), "wrong_flagged": int(sum(wrong)),
+        "flag_recall": float(sum(wrong) / len(wrong)) if wrong else float("nan"),
+        "n_right": len(right), "right_flagged": int(sum(right)),
+        "false_alarm_rate": float(sum(right) / len(right)) if right else float("nan"),
+        "unflagged_max_deg": float(max(unflagged)) if unflagged else 0.0,
+        "failed": int(sum(p["status"] == "failed" for p in photos)),
+    }
 
 
 def _joint_choice_effect(run_dir: PathLike, collection: PathLike) -> Dict[str, Any]:
@@ -142,7 +186,7 @@ def meets(summary: Dict[str, Any]) -> Dict[str, bool]:
     """{metric: met?} for the targets of the summary's category."""
     out = {}
     for metric, (comparison, bound) in get_set(summary["set"]).targets.items():
-        value = summary[metric]
+        value = summary.get(metric, float("nan"))
         out[metric] = bool(np.isfinite(value) and (value <= bound if comparison == "<=" else value >= bound))
     return out
 
@@ -179,6 +223,9 @@ def summarise(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
             key = f"pck@{a:g}"
             hits = sum(r[key] * r["n_points"] for r in group if np.isfinite(r[key]))
             summary[key] = float(hits / points) if points else float("nan")
+        photos = [p for r in group for p in r.get("photos", [])]
+        if photos:  # absent from records written before the statuses existed
+            summary.update(flag_metrics(photos))
         summary["overruled"] = sum(r.get("overruled", 0) for r in group)
         summary["undecided"] = sum(r.get("undecided", 0) for r in group)
         # "alone": each photo's own best hypothesis; "oracle": its hypothesis nearest the truth (no choice beats it)

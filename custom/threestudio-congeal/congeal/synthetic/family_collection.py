@@ -39,9 +39,14 @@ from congeal.geometry.cameras import CONVENTION, Cameras, project
 from congeal.synthetic.catalogue import get_family
 from congeal.synthetic.families import Family, Subject
 from congeal.synthetic.generator import DEFORMATION_STRENGTH, FORMAT, MODES, shaded_photo
+from congeal.synthetic.photo_conditions import wild_photo
 from congeal.synthetic.photo_framing import FRAMINGS, Framing, sample_view
 
-__all__ = ["make_family_collection", "observe_keypoints"]
+__all__ = ["make_family_collection", "observe_keypoints", "CONDITIONS"]
+
+#: studio: one light from the camera's side, a flat background, RGBA PNG with the exact alpha;
+#: wild: `congeal.synthetic.photo_conditions` (any light, clutter, JPEG, a segmenter's mask in masks/<stem>.png)
+CONDITIONS = ("studio", "wild")
 
 
 def observe_keypoints(keypoints: Dict[str, np.ndarray], subject: Subject, cameras: Cameras,
@@ -89,6 +94,7 @@ def make_family_collection(
     photo_resolution: Optional[int] = None,
     mesh_dir: Optional[PathLike] = None,
     extra: Optional[Dict[str, Any]] = None,
+    conditions: str = "studio",
 ) -> Path:
     """Write a synthetic collection with ground truth.
 
@@ -105,6 +111,8 @@ def make_family_collection(
         photo_resolution: bake the photographed instances at this resolution instead (None: `resolution`).
         mesh_dir: where the spot family's files are (see `get_family`).
         extra: more top-level ground-truth fields (e.g. the benchmark set's name).
+        conditions: "studio" (RGBA PNG photos, exact alpha) or "wild" (JPEG photos + masks/<stem>.png; see
+            `congeal.synthetic.photo_conditions`).
     Returns:
         out_dir as a Path: canonical.safetensors, images/img_000.png … (RGBA), ground_truth.json.
     """
@@ -115,6 +123,8 @@ def make_family_collection(
         framing = FRAMINGS[framing]
     if mode not in MODES:
         raise InputError(None, f"unknown synthetic mode {mode!r}", f"use one of {', '.join(MODES)}")
+    if conditions not in CONDITIONS:
+        raise InputError(None, f"unknown photo conditions {conditions!r}", f"use one of {', '.join(CONDITIONS)}")
     if mode == "cross" and family.deform is None:
         raise InputError(None, f"the {family.name} family has no cross-instance variation", "use mode 'same'")
     if n_images < 1 or image_size < 8 or resolution < 8 or not 0.0 <= strength < 1.0:
@@ -145,15 +155,25 @@ def make_family_collection(
         cameras = view.cameras
         with torch.no_grad():
             render = renderer.render(cameras, view.height, view.width)
-        shaded = shaded_photo(subject.normals, render, view.c2w, rng)
         name = f"img_{index:03d}"
-        save_image(out / "images" / f"{name}.png", shaded.pop("rgba"))
+        if conditions == "wild":
+            photo = wild_photo(subject.normals, render, rng)
+            file = f"images/{name}.jpg"
+            save_image(out / file, photo.rgb, quality=photo.jpeg_quality)
+            save_image(out / "images" / "masks" / f"{name}.png", photo.mask.astype(np.uint8) * 255)
+            shaded = {"light": photo.record["lights"][0], "ambient": photo.record["ambient"],
+                      "background": photo.record["background_kind"],
+                      "conditions": photo.record}
+        else:
+            shaded = shaded_photo(subject.normals, render, view.c2w, rng)
+            file = f"images/{name}.png"
+            save_image(out / file, shaded.pop("rgba"))
         # The grid blurs the surface: keypoint vs rendered depth within 3 cells counts as unoccluded.
         observed = observe_keypoints(keypoints, subject, cameras, render, 3.0 * instance.cell_size)
         record = view.record
         images.append({
             "name": name,
-            "file": f"images/{name}.png",
+            "file": file,
             "width": view.width,
             "height": view.height,
             "c2w": view.c2w[0].tolist(),
@@ -172,6 +192,7 @@ def make_family_collection(
             "principal_point": record["principal_point"],
             "focal_px": record["focal_px"],
             "keypoints": observed,
+            **({"conditions": shaded["conditions"]} if "conditions" in shaded else {}),
         })
 
     write_json(out / "ground_truth.json", {
@@ -185,6 +206,7 @@ def make_family_collection(
         "symmetry": family.symmetry,
         "resolution": resolution,
         "photo_resolution": photo_resolution,
+        "conditions": conditions,
         **(extra or {}),
         "canonical": "canonical.safetensors",
         "keypoint_names": list(family.keypoint_names),

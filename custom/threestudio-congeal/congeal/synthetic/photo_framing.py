@@ -58,6 +58,9 @@ FRAMINGS: Dict[str, Framing] = {
     # A phone's main camera: ~50° across the short side of a 4:3 photo, ~65° across the long side.
     "offcentre43": Framing("offcentre43", 4.0 / 3.0, (3.0, 12.0), (35.0, 55.0), (0.5, 0.7), 0.0),
     "offcentre34": Framing("offcentre34", 3.0 / 4.0, (3.0, 12.0), (40.0, 60.0), (0.4, 0.55), 0.0),
+    # Photos from the web: 4:3, the object small (a third of the frame) to larger than it, anywhere in the frame, a
+    # little cut off at an edge now and then (the in-plane shift moves the object, the rotation is unchanged)
+    "wild43": Framing("wild43", 4.0 / 3.0, None, (35.0, 55.0), (0.3, 1.05), 0.3),
 }
 
 

@@ -124,7 +124,8 @@ def overlay(photo: AnyImage, render: AnyImage, opacity: AnyImage, alpha: float =
 
 def write_overlay_grid(path: PathLike, photos: Float[Tensor, "N 3 S S"], renders: Float[Tensor, "N S S 3"],
                        opacities: Float[Tensor, "N S S 1"], names: Sequence[str], per_row: int = 2,
-                       undecided: Optional[Sequence[bool]] = None) -> Path:
+                       undecided: Optional[Sequence[bool]] = None,
+                       statuses: Optional[Sequence[str]] = None) -> Path:
     """Every photo beside the canonical rendered at its estimated pose, and the two overlaid.
 
     Args:
@@ -136,6 +137,8 @@ def write_overlay_grid(path: PathLike, photos: Float[Tensor, "N 3 S S"], renders
         per_row: photos per row (each photo takes three tiles).
         undecided: photos whose pose the collection could not decide between two readings: their tiles get an
             orange frame and "UNDECIDED" in the label.
+        statuses: each photo's status (poses.json): `failed` tiles get a red frame and "FAILED", `undecided` ones
+            the orange frame (this wins over `undecided`).
     Returns:
         the path.
     """
@@ -143,9 +146,11 @@ def write_overlay_grid(path: PathLike, photos: Float[Tensor, "N 3 S S"], renders
     labels: List[str] = []
     for i, name in enumerate(names):
         row = [to_hwc(photos[i]), to_hwc(renders[i]), overlay(photos[i], renders[i], opacities[i])]
-        if undecided is not None and undecided[i]:
-            row = [_framed(tile, UNDECIDED_COLOUR) for tile in row]
-            name = f"{name} UNDECIDED"
+        status = statuses[i] if statuses is not None else (
+            "undecided" if undecided is not None and undecided[i] else "ok")
+        if status in STATUS_COLOURS:
+            row = [_framed(tile, STATUS_COLOURS[status]) for tile in row]
+            name = f"{name} {status.upper()}"
         tiles += row
         labels += [name, "render", "overlay"]
     scale = 2 if photos.shape[-1] >= 192 else 1
@@ -155,6 +160,9 @@ def write_overlay_grid(path: PathLike, photos: Float[Tensor, "N 3 S S"], renders
 
 #: the frame colour of photos whose pose is undecided (also the viewer's colour of alternatives)
 UNDECIDED_COLOUR = (1.0, 0.55, 0.0)
+#: the frame colour of photos whose camera the run calls failed
+FAILED_COLOUR = (0.9, 0.1, 0.1)
+STATUS_COLOURS = {"undecided": UNDECIDED_COLOUR, "failed": FAILED_COLOUR}
 
 
 def _framed(tile: Float[np.ndarray, "H W 3"], colour: Tuple[float, float, float]) -> Float[np.ndarray, "H W 3"]:

@@ -241,6 +241,8 @@ def propagate_labels(run: RegisteredRun, labels: LabelSet, cfg: Optional[Propaga
         "format": PROPAGATED_FORMAT, "run": str(run.root), "labels": str(labels.path), "sources": labels.sources,
         "point_names": labels.point_names, "region_names": labels.region_names,
         "surface_tolerance": tolerance, "photos": {},
+        # cameras the run itself calls failed get no labels (RegisteredRun(include_failed=True) to include them)
+        "left_out": dict(run.left_out),
     }
     masks: Dict[str, Dict[str, np.ndarray]] = {}
     for target in run.names:

@@ -35,7 +35,7 @@ def export_html(run_dir: PathLike, out_file: PathLike, max_mesh_resolution: int 
     out = Path(out_file)
     if out.exists() and out.is_dir():
         raise InputError(out, "is a folder", "pass a file name such as run.html")
-    run = RegisteredRun(run_dir)
+    run = RegisteredRun(run_dir, include_failed=True)  # every photo is shown; flagged ones are marked
     scene = build_scene(run, max_mesh_resolution=max_mesh_resolution)
     # a private server on a free loopback port records the scene; nobody connects to it (its banner is not shown)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -12,6 +12,9 @@ OpenCV camera axes (x right, y down, looking down +z), so c2w_cv = c2w_gl · dia
 drawn as the rectangle where its pixels' rays meet the plane z_cv = depth — exact for any principal point — with
 the frustum's edges from the camera centre to its corners.
 
+Flagged photos: a congeal-poses-v4 entry carries `status` (`ok`, `undecided`, `failed`) and `status_reason`; the
+scene keeps both (`statuses`, `reasons`) so the viewer can mark them.
+
 Ambiguous photos: a congeal-poses-v3 entry carries `undecided` (the collection could not choose between the photo's
 readings, `registration.consensus`), which decides. Older files: `ambiguity` as true/false or an object with a boolean
 "ambiguous" decides; without either, a photo is ambiguous when one of
@@ -190,6 +193,10 @@ class ViewerScene:
     """Every photo's alternatives (shown on request)."""
     depth: float = 1.0
     """Distance from each camera to its image rectangle."""
+    statuses: Dict[str, str] = field(default_factory=dict)
+    """Each photo's status from poses.json (`ok`, `undecided`, `failed`; older files: `ok`)."""
+    reasons: Dict[str, str] = field(default_factory=dict)
+    """Why a flagged photo is flagged (poses.json `status_reason`)."""
 
     def view_position(self) -> Float[np.ndarray, "3"]:
         """A camera position that sees the shape and every frustum."""
@@ -222,4 +229,8 @@ def build_scene(run: RegisteredRun, max_mesh_resolution: int = 96, depth_fractio
         if chosen:
             alternatives[name] = [CameraGeometry.from_record(f"{name}#{i}", a, record) for i, a in enumerate(chosen)]
     distance = float(np.median([np.linalg.norm(c.position) for c in cameras.values()]))
-    return ViewerScene(mesh, cameras, alternatives, every, depth=depth_fraction * max(distance, 1e-3))
+    statuses = {name: str(run.camera(name).get("status", "ok")) for name in run.names}
+    reasons = {name: str(run.camera(name).get("status_reason", "")) for name in run.names
+               if statuses[name] != "ok"}
+    return ViewerScene(mesh, cameras, alternatives, every, depth=depth_fraction * max(distance, 1e-3),
+                       statuses=statuses, reasons=reasons)
