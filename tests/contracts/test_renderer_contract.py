@@ -115,7 +115,14 @@ CASES = [
     pytest.param("threestudio.render_rays", marks=pytest.mark.integration),
 ]
 # Contract breaks found by this file: case -> (test name, reason); marked xfail(strict=True) so a fix shows up.
-KNOWN_BREAKS: Dict[str, Tuple[str, str]] = {}
+KNOWN_BREAKS: Dict[str, Tuple[str, str]] = {
+    "threestudio.render": (
+        "test_depth_is_the_distance_along_the_viewing_axis",
+        "adapters/renderer.py ThreestudioRenderer.render returns the distance along the ray as depth (t), not the "
+        "depth along the viewing axis that GridRenderer and geometry.cameras.project give (t·cos of the ray's "
+        "off-axis angle; 2% off at a frame's corner here); fix: multiply by the cosine, as GridRenderer.render does",
+    ),
+}
 
 
 @pytest.fixture(params=CASES)
@@ -199,25 +206,38 @@ def test_values_are_finite_and_in_the_promised_ranges(case, device):
             assert float(out[key].min()) >= 0.0, key
 
 
-def test_xyz_is_on_the_pixel_ray_and_depth_is_along_the_viewing_axis(case, device):
-    if "xyz" not in case.keys:
-        pytest.skip("no xyz promised (opacity only)")
+def _hits(case: Case, device) -> Tuple[Cameras, Dict[str, Tensor], Tensor]:
+    """(cameras, their render, the pixels [3,H,W] with some opacity: xyz is normalised by opacity, so it is
+    meaningful there)."""
     cameras = _cameras(device)
     with torch.no_grad():
         out = _render(case, cameras)
-    hit = out["opacity"][..., 0] > 0.05  # xyz is normalised by opacity: meaningful where there is some
-    xy, depth = project(out["xyz"].reshape(3, -1, 3), cameras)
+    return cameras, out, out["opacity"][..., 0] > 0.05
+
+
+def test_xyz_is_on_the_pixel_ray(case, device):
+    if "xyz" not in case.keys:
+        pytest.skip("no xyz promised (opacity only)")
+    cameras, out, hit = _hits(case, device)
+    xy, _ = project(out["xyz"].reshape(3, -1, 3), cameras)
     rows, cols = torch.meshgrid(torch.arange(H, device=device) + 0.5, torch.arange(W, device=device) + 0.5,
                                 indexing="ij")
     centres = torch.stack([cols, rows], dim=-1).expand(3, H, W, 2)
     assert torch.allclose(xy.reshape(3, H, W, 2)[hit], centres[hit], atol=2e-3), "xyz is off its pixel's ray"
-    if "depth" in out:
-        assert torch.allclose(out["depth"][..., 0][hit], depth.reshape(3, H, W)[hit], atol=1e-4), \
-            "depth is not the distance along the viewing axis (geometry.cameras.project's depth)"
     if "t" in out:
-        origins = cameras.c2w[:, None, None, :3, 3]
-        distance = (out["xyz"] - origins).norm(dim=-1)
+        distance = (out["xyz"] - cameras.c2w[:, None, None, :3, 3]).norm(dim=-1)
         assert torch.allclose(out["t"][..., 0][hit], distance[hit], atol=1e-4), "t is not the distance along the ray"
+
+
+def test_depth_is_the_distance_along_the_viewing_axis(case, device):
+    """`depth`, where promised, is `geometry.cameras.project`'s depth of xyz (what the synthetic ground truth's
+    visibility test compares it with), not the distance along the ray."""
+    if "depth" not in case.keys:
+        pytest.skip("no depth promised")
+    cameras, out, hit = _hits(case, device)
+    _, depth = project(out["xyz"].reshape(3, -1, 3), cameras)
+    assert torch.allclose(out["depth"][..., 0][hit], depth.reshape(3, H, W)[hit], atol=1e-4), \
+        "depth is not the distance along the viewing axis (geometry.cameras.project's depth)"
 
 
 def test_the_principal_point_is_honoured(case, device):
