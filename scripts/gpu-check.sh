@@ -6,7 +6,7 @@
 #
 #   make gpu-wheels                                   # here: .whl/ (omegaconf, diffusers, importlib_metadata)
 #   device run: command "bash scripts/gpu-check.sh", carry [".whl"], timeout_s 540   # results under $OUT
-#   DEVICE=cpu TINY=1 PYTHON=.venv/bin/python OUT=/tmp/gpu-check bash scripts/gpu-check.sh   # smoke test here
+#   DEVICE=cpu TINY=1 PYTHON=.venv/bin/python OUT="$(mktemp -d)" bash scripts/gpu-check.sh   # smoke test here
 #
 # Budget: about 8 minutes on an H100 (each step has its own timeout, so one slow step leaves the others' numbers).
 # Not covered: the SDS-step overhead at real MVDream size, which needs threestudio and its compiled extensions there.
@@ -17,9 +17,12 @@ DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if ls .whl/*.whl >/dev/null 2>&1; then
-    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu-check-site \
+    # a fresh private folder (not a fixed /tmp path another user could have planted), removed on exit
+    site=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check-site.XXXXXXXX") || exit 1
+    trap 'rm -rf "$site"' EXIT
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
         .whl/*.whl || { echo "installing the carried wheels failed" | tee "$OUT/errors.txt"; exit 1; }
-    export PYTHONPATH=/tmp/gpu-check-site:${PYTHONPATH:-}
+    export PYTHONPATH=$site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD/custom/threestudio-congeal:${PYTHONPATH:-}
 {

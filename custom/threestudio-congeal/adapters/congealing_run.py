@@ -11,9 +11,7 @@ and loads their weights, checking that every parameter of the three modules was 
 """
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
-
-import torch
+from typing import Any, Dict, Optional
 
 
 @dataclass
@@ -30,6 +28,24 @@ def _error(path: str, problem: str, fix: str):
     from congeal.common.errors import InputError
 
     return InputError(path, problem, fix)
+
+
+def read_checkpoint_weights(ckpt_path: str) -> Dict[str, Any]:
+    """The `state_dict` of a Lightning checkpoint, loaded with `weights_only=True` (never a full unpickle: a
+    checkpoint may come from someone else; `congeal.weights.torch_files`).
+
+    Raises:
+        InputError: a file that is not a readable torch checkpoint, holds Python objects beyond tensors and plain
+            data, or has no state dict.
+    """
+    from congeal.weights.torch_files import load_torch_file
+
+    fix = "point system.canonical_ckpt at a checkpoint written by a congealing run (ckpts/last.ckpt)"
+    checkpoint = load_torch_file(ckpt_path, fix)
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise _error(ckpt_path, "holds no state_dict (it is not a Lightning checkpoint)", fix)
+    return state
 
 
 def load_congealing_run(trial_dir: str, ckpt_path: Optional[str] = None, device: Any = "cpu") -> CongealingRun:
@@ -60,7 +76,7 @@ def load_congealing_run(trial_dir: str, ckpt_path: Optional[str] = None, device:
     geometry = threestudio.find(system_cfg.geometry_type)(system_cfg.geometry)
     material = threestudio.find(system_cfg.material_type)(system_cfg.material)
     background = threestudio.find(system_cfg.background_type)(system_cfg.background)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint_weights(ckpt_path)
     for prefix, module in (("geometry", geometry), ("material", material), ("background", background)):
         own = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
         missing, _unexpected = module.load_state_dict(own, strict=False)

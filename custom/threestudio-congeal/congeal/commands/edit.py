@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strength", type=float, default=0.85,
                         help="with --texture: 0 = photo unchanged, 1 = texture only (default 0.85)")
     parser.add_argument("--name", default=None, help="edit folder name under RUN/edits/ (default: decal-<stem> / "
-                                                     "texture-<stem>)")
+                                                     "texture-<stem>); a plain name, never a path")
     parser.add_argument("--tile", type=int, default=200, help="grid tile side in pixels (default 200)")
     parser.add_argument("--device", default="cpu", help="torch device for the correspondence look-ups")
 
@@ -53,10 +53,13 @@ def parse_xy(text: str) -> Tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from congeal.apps.edits.edit_folder import edit_name, write_edit
+    from congeal.apps.edits.edit_folder import edit_folder, edit_name, write_edit
     from congeal.run.registered_run import RegisteredRun
 
     registered = RegisteredRun(args.run, device=args.device)
+    # the folder name is checked before any work: `--name ../../x` or an absolute path never leaves RUN/edits/
+    name = args.name or edit_name("decal" if args.decal else "texture", args.decal or args.texture)
+    edit_folder(registered, name)
     if args.decal:
         from congeal.apps.edits.decals import composite_decal, load_decal, place_decal
 
@@ -68,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
         decal = load_decal(args.decal)
         placement = place_decal(registered, decal, args.photo, at, args.scale)
         edited = {name: composite_decal(registered, decal, placement, name) for name in registered.names}
-        name = args.name or edit_name("decal", args.decal)
         info = {"kind": "decal", "decal": str(Path(args.decal).resolve()), "photo": args.photo,
                 "at": list(at), "scale": args.scale, "size_px": list(placement.size),
                 "canonical_centre": list(placement.canonical_centre)}
@@ -79,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(None, "--photo/--at place a decal", "drop them with --texture")
         texture = checker_texture() if args.texture == "checker" else load_texture(args.texture)
         edited = texture_edit(registered, texture, period=args.texture_scale, strength=args.strength)
-        name = args.name or edit_name("texture", args.texture)
         info = {"kind": "texture", "texture": args.texture if args.texture == "checker"
                 else str(Path(args.texture).resolve()), "texture_scale": args.texture_scale,
                 "strength": args.strength}

@@ -24,9 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", required=True,
                         help='label file: {"photos": {"<photo>": {"points": {"<name>": [x, y]}, "polygons": {...}, '
                              '"masks": {...}}}} in original pixels')
-    parser.add_argument("--out", default=None, help="output folder (default: RUN/labels/<labels file stem>/)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default: RUN/labels/<labels file stem, made file-safe>/)")
     parser.add_argument("--tile", type=int, default=200, help="grid tile side in pixels (default 200)")
     parser.add_argument("--device", default="cpu", help="torch device for the correspondence look-ups")
+
+
+def default_out(registered, labels: str) -> Path:
+    """RUN/labels/<safe labels-file stem>/: a file named `...json` (stem `..`) never makes it the run folder."""
+    from congeal.common.safe_names import ensure_inside, safe_file_name
+
+    out = registered.folder.labels_dir / safe_file_name(Path(labels).stem)
+    return ensure_inside(registered.root, out, "the default output folder")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     registered = RegisteredRun(args.run, device=args.device)
     labels = read_labels(args.labels, registered)
     result = propagate_labels(registered, labels)
-    out = Path(args.out) if args.out else registered.folder.labels_dir / Path(args.labels).stem
+    out = Path(args.out) if args.out else default_out(registered, args.labels)
     write_propagation(result, registered, out, tile=args.tile)
     photos = result.doc["photos"]
     points = [p for entry in photos.values() for p in entry["points"].values() if not p["given"]]

@@ -19,6 +19,7 @@ from torch import Tensor
 from congeal.common.atomic import write_safetensors
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
+from congeal.weights.torch_files import load_torch_file
 
 FILE_NAME = "learned_embeds.safetensors"
 TORCH_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")  # torch pickles of the same dict; anything else: safetensors
@@ -55,7 +56,8 @@ def load_learned_embeds(path: PathLike) -> LearnedEmbeds:
     Returns:
         token -> float32 [n_vectors, dim] on the CPU.
     Raises:
-        InputError: missing/unreadable file, empty dict, or tensors that are not [n_vectors, dim].
+        InputError: missing/unreadable file, empty dict, a torch file holding more than tensors and plain data, or
+            entries that are not [n_vectors, dim] tensors of finite floats.
     """
     path = Path(path)
     if path.is_dir():
@@ -63,24 +65,30 @@ def load_learned_embeds(path: PathLike) -> LearnedEmbeds:
     if not path.is_file():
         raise InputError(path, "learned-embedding file not found",
                          "run `congeal invert ... --out DIR` first and pass DIR/learned_embeds.safetensors")
-    try:
-        if path.suffix in TORCH_SUFFIXES:
-            raw = torch.load(str(path), map_location="cpu", weights_only=True)
-        else:
-            from safetensors.torch import load_file
+    if path.suffix in TORCH_SUFFIXES:  # weights_only, never a full unpickle: the file may be a stranger's
+        raw = load_torch_file(path, "re-create it with `congeal invert`", what="learned-embedding file")
+    else:
+        from safetensors.torch import load_file
 
+        try:
             raw = load_file(str(path), device="cpu")
-    except Exception as error:  # a truncated or foreign file: say which, not a deep traceback
-        raise InputError(path, f"cannot be read as a learned-embedding file ({type(error).__name__}: {error})",
-                         "re-create it with `congeal invert`") from error
+        except Exception as error:  # a truncated or foreign file: say which, not a deep traceback
+            message = (str(error).splitlines() or [""])[0][:200]
+            raise InputError(path, f"cannot be read as a learned-embedding file ({type(error).__name__}: "
+                                   f"{message})", "re-create it with `congeal invert`") from None
     if isinstance(raw, dict) and "string_to_param" in raw:  # Automatic1111 layout
-        raw = {str(raw.get("name", "<embedding>")): raw["string_to_param"]["*"]}
+        table = raw["string_to_param"]
+        if not isinstance(table, dict) or "*" not in table:
+            raise InputError(path, "has a string_to_param entry without its '*' tensor",
+                             "re-create it with `congeal invert`")
+        raw = {str(raw.get("name", "<embedding>")): table["*"]}
     if not isinstance(raw, dict) or not raw:
         raise InputError(path, "holds no token embeddings", "re-create it with `congeal invert`")
     embeds = {}
     for token, rows in raw.items():
-        if not isinstance(rows, Tensor) or rows.dim() not in (1, 2) or rows.numel() == 0:
-            raise InputError(path, f"entry {token!r} is not a [n_vectors, dim] tensor",
+        if not isinstance(rows, Tensor) or rows.dim() not in (1, 2) or rows.numel() == 0 \
+                or not rows.is_floating_point() or not bool(torch.isfinite(rows).all()):
+            raise InputError(path, f"entry {str(token)[:80]!r} is not a [n_vectors, dim] tensor of finite floats",
                              "re-create it with `congeal invert`")
         embeds[str(token)] = (rows[None] if rows.dim() == 1 else rows).to(torch.float32)
     return embeds

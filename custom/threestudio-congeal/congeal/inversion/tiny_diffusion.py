@@ -91,7 +91,7 @@ def build_sd_parts(size: str = "tiny", tokenizer=None, tokenizer_dir: Optional[P
     """Random-weight SD parts of the named size ("tiny" or "sd21-base").
 
     Args:
-        tokenizer: a CLIP tokenizer; built offline into `tokenizer_dir` (or a temp dir) when None.
+        tokenizer: a CLIP tokenizer; built offline into `tokenizer_dir` (or a temporary folder it removes) when None.
         seed: torch seed for the random weights.
     Returns:
         {"tokenizer", "text_encoder" (CLIPTextModel), "unet" (UNet2DConditionModel), "vae" (AutoencoderKL),
@@ -106,8 +106,11 @@ def build_sd_parts(size: str = "tiny", tokenizer=None, tokenizer_dir: Optional[P
     if size not in SIZES:
         raise InputError(None, f"unknown model size {size!r}", f"use one of {sorted(SIZES)}")
     spec = SIZES[size]
-    if tokenizer is None:
-        tokenizer = clip_tokenizer_offline(tokenizer_dir or tempfile.mkdtemp(prefix="congeal-clip-"))
+    if tokenizer is None and tokenizer_dir is not None:
+        tokenizer = clip_tokenizer_offline(tokenizer_dir)
+    elif tokenizer is None:  # the tokenizer holds its vocabulary in memory: the files need not outlive the call
+        with tempfile.TemporaryDirectory(prefix="congeal-clip-") as scratch:
+            tokenizer = clip_tokenizer_offline(scratch)
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=49408, max_position_embeddings=77,
                                                 pad_token_id=1, bos_token_id=49406, eos_token_id=49407, **spec["text"]))

@@ -5,17 +5,18 @@
     mask, notes = decode_mask(Path("photos/masks/chair.png"), photo)
 
 Handled: 0-byte, unreadable, corrupt or truncated files; content that does not match the suffix (decoded by
-content, noted); decompression bombs (refused from the header, before any pixel is decoded); CMYK (converted,
+content, noted); decompression bombs (refused from the header by our own `max_pixels`, before any pixel is
+decoded, without touching PIL's process-wide `Image.MAX_IMAGE_PIXELS`: safe with other threads); CMYK (converted,
 through the embedded ICC profile when there is one); 16-bit (scaled by 65535, not clipped); palette with
 transparency, grey, grey+alpha, RGBA (alpha kept); EXIF orientation (applied to the photo and, when needed, to its
 mask); animated files (first frame).
 """
 import contextlib
 import io
-import warnings
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -23,6 +24,9 @@ from PIL import Image, UnidentifiedImageError
 from congeal.common.errors import InputError
 
 DEFAULT_MAX_PIXELS = 64_000_000
+# some formats (GIF, TIFF, ICO, ...) check PIL's own, process-wide limit again while decoding
+_PIL_LIMIT_FIX = ("downscale it; PIL's own limit (PIL.Image.MAX_IMAGE_PIXELS) also applies to this format, and "
+                  "only the program that embeds congeal may raise it")
 EXIF_ORIENTATION = 0x0112
 # EXIF orientation -> the PIL transpose that makes the image upright (the EXIF 2.3 table)
 _UPRIGHT = {
@@ -83,12 +87,11 @@ def read_header(path: Path, max_pixels: float = DEFAULT_MAX_PIXELS, what: str = 
     if size == 0:
         raise InputError(path, f"is a 0-byte {what}", "re-copy or re-download it, or remove it from the folder")
     try:
-        with _own_bomb_check(max_pixels):
-            image = Image.open(path)
+        image = _open_lazily(path)
     except PermissionError:
         raise InputError(path, f"cannot be read (permission denied)",
                          "make it readable (chmod a+r) or remove it from the folder") from None
-    except Image.DecompressionBombError as error:
+    except Image.DecompressionBombError as error:  # only from Image.open, where the plugins cannot be reached
         raise InputError(path, f"is too large to decode safely ({error})",
                          "downscale it, or raise max_pixels (congeal check --max-pixels)") from None
     except UnidentifiedImageError:
@@ -132,8 +135,9 @@ def decode_image(path: Path, max_pixels: float = DEFAULT_MAX_PIXELS, min_side: i
         if getattr(image, "n_frames", 1) > 1:
             notes.append(f"has {image.n_frames} frames; using the first")
         try:
-            with _own_bomb_check(max_pixels):
-                image.load()
+            image.load()
+        except Image.DecompressionBombError as error:
+            raise InputError(path, f"is too large to decode safely ({error})", _PIL_LIMIT_FIX) from None
         except Exception as error:
             raise InputError(path, f"is corrupt or truncated ({type(error).__name__}: {str(error)[:120]})",
                              "re-download or re-export it, or remove it from the folder") from None
@@ -169,8 +173,9 @@ def decode_mask(path: Path, photo: DecodedImage, image_path: Optional[Path] = No
     image = read_header(path, max_pixels, what="mask file")
     try:
         try:
-            with _own_bomb_check(max_pixels):
-                image.load()
+            image.load()
+        except Image.DecompressionBombError as error:
+            raise InputError(path, f"is too large to decode safely ({error})", _PIL_LIMIT_FIX) from None
         except Exception as error:
             raise InputError(path, f"is a corrupt or truncated mask file ({type(error).__name__}: "
                                    f"{str(error)[:120]})", "re-export the mask as PNG") from None
@@ -212,18 +217,41 @@ def upright(array: np.ndarray, orientation: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-@contextlib.contextmanager
-def _own_bomb_check(max_pixels: float) -> Iterator[None]:
-    """Let our `max_pixels` decide (checked from the header right after opening): PIL's own limit and warning are
-    switched off while opening/decoding, so a limit above PIL's default works and the user sees one message."""
-    saved = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+def _open_lazily(path: Path) -> Image.Image:
+    """`Image.open`, except that a file over PIL's process-wide pixel limit is still opened (header only) by the
+    plugin that accepts its first bytes, without changing that limit. `read_header` then applies our `max_pixels`.
+
+    Setting `Image.MAX_IMAGE_PIXELS = None` around `Image.open` (what this replaced) switched the limit off for
+    every thread of the process while it lasted; this reads nothing global but the plugin registry.
+    """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+        return Image.open(path)  # within PIL's limit (nearly every photo): the plain way
+    except Image.DecompressionBombError:
+        pass  # over PIL's limit: read the header ourselves, so that our `max_pixels` decides (and names the size)
+    registry, ids = getattr(Image, "OPEN", None), getattr(Image, "ID", None)
+    if registry is None or ids is None:  # a Pillow without the plugin registry: its own limit applies as well
+        return Image.open(path)
+    handle = open(path, "rb")
+    try:
+        prefix = handle.read(16)
+        for load_plugins in (Image.preinit, Image.init):
+            load_plugins()
+            for name in list(ids):
+                factory, accept = registry[name]
+                accepted = True if not accept else accept(prefix)
+                if not accepted or isinstance(accepted, str):  # a str is a "looks like, cannot open" note
+                    continue
+                handle.seek(0)
+                try:
+                    image = factory(handle, str(path))
+                except (SyntaxError, IndexError, TypeError, struct.error):  # not this format after all
+                    continue
+                image._exclusive_fp = True  # image.close() closes the file, as after Image.open(path)
+                return image
+        raise UnidentifiedImageError(f"cannot identify image file {str(path)!r}")
+    except BaseException:
+        handle.close()
+        raise
 
 
 def _format_hint(path: Path) -> str:

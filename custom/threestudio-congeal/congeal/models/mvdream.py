@@ -134,32 +134,26 @@ def instantiate(config: Mapping[str, Any]) -> torch.nn.Module:
 def load_state_dict_file(path: Union[str, Path]) -> Dict[str, torch.Tensor]:
     """Read a checkpoint (.pt/.ckpt/.bin torch pickle or .safetensors) as a flat state dict on CPU.
 
-    Torch files are memory-mapped when the torch version and file format allow it (lower peak host memory) and read
-    with `weights_only=True` (a plain state dict needs nothing else). A Lightning-style {"state_dict": ...} is unwrapped.
+    Torch files are read by `congeal.weights.torch_files.load_torch_file`: always `weights_only=True` (memory-mapped
+    where the torch and the file allow), never a full unpickle, whatever the file holds or the torch version is. A
+    Lightning-style {"state_dict": ...} is unwrapped.
     """
+    from congeal.weights.torch_files import load_torch_file
+
     path = Path(path).expanduser()
+    fix = ("set system.guidance.ckpt_path to the downloaded sd-v2.1-base-4view.pt, or null to use the Hugging Face "
+           "cache")
     if not path.is_file():
-        raise InputError(path, "checkpoint file does not exist",
-                         "set system.guidance.ckpt_path to the downloaded sd-v2.1-base-4view.pt, or null to use "
-                         "the Hugging Face cache")
+        raise InputError(path, "checkpoint file does not exist", fix)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
-    state = None
-    for kwargs in ({"mmap": True, "weights_only": True}, {"weights_only": True}, {}):
         try:
-            state = torch.load(str(path), map_location="cpu", **kwargs)
-            break
-        except TypeError:  # an older torch without mmap / weights_only
-            continue
-        except RuntimeError as error:  # legacy (non-zip) files cannot be memory-mapped
-            if "mmap" in str(error) and kwargs.get("mmap"):
-                continue
-            raise InputError(path, f"cannot read the checkpoint ({error})", "re-download the file") from error
-        except Exception as error:  # noqa: BLE001 - truncated file, pickle with objects, ...
-            raise InputError(path, f"cannot read the checkpoint ({type(error).__name__}: {error})",
-                             "re-download the file; it should be a plain state dict") from error
+            return load_file(str(path), device="cpu")
+        except Exception as error:  # noqa: BLE001 - truncated or foreign file: one line, not a Rust traceback
+            raise InputError(path, f"cannot read the checkpoint ({type(error).__name__}: {str(error)[:200]})",
+                             "re-download the file") from None
+    state = load_torch_file(path, "re-download the file; it should be a plain state dict")
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping):

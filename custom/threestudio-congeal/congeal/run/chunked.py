@@ -38,6 +38,7 @@ import torch
 from congeal.common.atomic import publish, remove_temporaries, same_file, write_json
 from congeal.common.device import resolve_device
 from congeal.common.errors import InputError
+from congeal.common.json_files import read_json
 from congeal.common.paths import PathLike
 from congeal.features.extractors import FeatureExtractor
 from congeal.registration.registration_config import RegistrationConfig, build_configured_extractor, make_config
@@ -71,8 +72,8 @@ def _plan(out_dir: Path, names: List[str], chunk_size: int) -> ChunkPlan:
     """The run's chunk plan; a relaunch must see the same photos, else the folder belongs to another run."""
     path = out_dir / MANIFEST
     if path.is_file():
-        doc = json.loads(path.read_text())
-        if doc.get("names") != names or int(doc.get("chunk_size", -1)) != chunk_size:
+        doc = _read_manifest(path)
+        if doc["names"] != names or doc["chunk_size"] != chunk_size:
             raise InputError(path, "this run folder was started with other photos or another chunk size",
                              "resume with the same photos and chunk size, or choose a new output folder")
         return ChunkPlan(names, chunk_size)
@@ -86,8 +87,20 @@ def _read_plan(out_dir: Path) -> ChunkPlan:
     manifest = out_dir / MANIFEST
     if not manifest.is_file():
         raise InputError(out_dir, "has no chunks.json", "run `register_in_chunks` into this folder first")
-    doc = json.loads(manifest.read_text())
-    return ChunkPlan(list(doc["names"]), int(doc["chunk_size"]))
+    doc = _read_manifest(manifest)
+    return ChunkPlan(doc["names"], doc["chunk_size"])
+
+
+def _read_manifest(path: Path) -> Dict[str, Any]:
+    """chunks.json, checked: `names` a list of strings, `chunk_size` a positive integer (InputError otherwise)."""
+    fix = "remove the chunks.json (and chunks/) of this folder and relaunch, or choose a new output folder"
+    doc = read_json(path, fix, expect=dict)
+    names, size = doc.get("names"), doc.get("chunk_size")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise InputError(path, "has no list of photo names (\"names\")", fix)
+    if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
+        raise InputError(path, f"has chunk_size {size!r}, not a positive integer", fix)
+    return {"names": list(names), "chunk_size": size}
 
 
 def done_chunks(out_dir: PathLike) -> List[int]:
@@ -159,10 +172,13 @@ def _chunk_picture(run: RunFolder, index: int, name: str) -> Path:
 def chunk_version(out_dir: PathLike, index: int) -> Optional[str]:
     """The version a committed chunk was given (None for a chunk folder written before versions existed)."""
     path = ChunkPlan([], 1).chunk_dir(Path(out_dir), index) / CHUNK_FILE
-    try:
-        return str(json.loads(path.read_text())["version"])
-    except (OSError, ValueError, KeyError, TypeError):
+    if not path.is_file():
         return None
+    try:
+        doc = read_json(path, "relaunch to register this chunk again", expect=dict)
+    except InputError:  # unreadable: treated like a chunk without a version (it is re-published)
+        return None
+    return str(doc["version"]) if isinstance(doc.get("version"), (str, int)) else None
 
 
 def publish_chunk(out_dir: PathLike, index: int) -> int:
@@ -335,9 +351,11 @@ def merge_chunks(out_dir: PathLike, pictures: bool = True) -> Dict[str, Any]:
     _clean_leftovers(out_dir)
     merged_path = out_dir / CHUNKS_DIR / MERGED
     try:
-        merged_versions = dict(json.loads(merged_path.read_text())["versions"])
-    except (OSError, ValueError, KeyError, TypeError):
-        merged_versions = {}
+        merged_doc = read_json(merged_path, "it is rewritten by this merge", expect=dict) \
+            if merged_path.is_file() else {}
+    except InputError:  # unreadable: every chunk counts as not merged yet
+        merged_doc = {}
+    merged_versions = merged_doc.get("versions") if isinstance(merged_doc.get("versions"), dict) else {}
     versions: Dict[str, Optional[str]] = {}
     records: Dict[str, Dict[str, Any]] = {}
     entries: Dict[str, Dict[str, Any]] = {}

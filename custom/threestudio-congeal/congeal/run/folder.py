@@ -15,7 +15,6 @@ Layout (README "Output formats"):
     pictures/                                        overlays, score maps, NOCS maps, correspondences
     edits/, labels/                                  what `congeal edit` / `congeal propagate` write
 """
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -114,18 +113,19 @@ class RunFolder:
         if not self.register.is_file():
             raise InputError(self.root, "is not a registration run (no register.json)",
                              "pass the --out folder of a finished `congeal register`")
-        doc = read_json(self.register, fix="re-run `congeal register`")
-        if not isinstance(doc, dict) or doc.get("format") != REGISTER_FORMAT:
+        doc = read_json(self.register, fix="re-run `congeal register`", expect=dict)
+        if doc.get("format") != REGISTER_FORMAT:
             raise InputError(self.register, f"is not a {REGISTER_FORMAT} file", "re-run `congeal register`")
         return doc
 
     def read_register_json(self) -> Optional[Dict[str, Any]]:
         """register.json as it is, or None when it is absent or unreadable (for readers with defaults)."""
-        try:
-            doc = json.loads(self.register.read_text()) if self.register.is_file() else None
-        except (OSError, ValueError):
+        if not self.register.is_file():
             return None
-        return doc if isinstance(doc, dict) else None
+        try:  # the same limits as every reader (size, depth, numbers): a hostile file reads as absent here
+            return read_json(self.register, fix="re-run `congeal register`", expect=dict)
+        except InputError:
+            return None
 
     def photo_paths(self) -> Dict[str, Path]:
         """{name: original photo path} from register.json's `images` entries ({} when there are none)."""

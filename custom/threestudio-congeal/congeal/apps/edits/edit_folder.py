@@ -16,8 +16,9 @@ import numpy as np
 from congeal.viz.photo_grid import photo_grid
 from congeal.run.registered_run import RegisteredRun
 from congeal.common.atomic import save_image, write_json
+from congeal.common.safe_names import ensure_inside, folder_name, safe_file_name
 
-__all__ = ["EDIT_FORMAT", "edits_dir", "edit_name", "write_edit"]
+__all__ = ["EDIT_FORMAT", "edits_dir", "edit_name", "edit_folder", "write_edit"]
 
 EDIT_FORMAT = "congeal-edit-v1"
 
@@ -28,10 +29,18 @@ def edits_dir(run: RegisteredRun) -> Path:
 
 
 def edit_name(kind: str, file: str) -> str:
-    """A folder name for an edit: '<kind>-<file stem>', file-name safe."""
-    stem = Path(file).stem
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem) or "edit"
-    return f"{kind}-{safe}"
+    """A folder name for an edit: '<kind>-<file stem>', file-name safe (`congeal.common.safe_names`)."""
+    return f"{kind}-{safe_file_name(Path(file).stem or 'edit')}"
+
+
+def edit_folder(run: RegisteredRun, name: str) -> Path:
+    """RUN/edits/<name>/, checked: `name` is one plain folder name and the folder resolves inside the run.
+
+    Raises:
+        InputError: a name such as `../../x` or `/tmp/x`, or an `edits` symlink that leads out of the run.
+    """
+    folder = edits_dir(run) / folder_name(name, "the edit name (--name)")
+    return ensure_inside(run.root, folder, "the edit folder")
 
 
 def write_edit(run: RegisteredRun, name: str, edited: Mapping[str, Tuple[np.ndarray, np.ndarray]],
@@ -40,16 +49,18 @@ def write_edit(run: RegisteredRun, name: str, edited: Mapping[str, Tuple[np.ndar
 
     Args:
         run: the run.
-        name: the edit's folder name.
+        name: the edit's folder name (one plain name; `../x` or an absolute path is refused).
         edited: photo -> (edited straight rgb [H,W,3] in [0,1], edit coverage [H,W] in [0,1]).
         info: JSON-ready description of the edit (stored in edit.json).
         tile: grid tile side in pixels.
     Returns:
         the written paths (photos, grid.png, edit.json).
+    Raises:
+        InputError: a name that is not a plain folder name, or a folder that resolves outside the run.
     """
     from PIL import Image
 
-    folder = edits_dir(run) / name
+    folder = edit_folder(run, name)
     written: List[Path] = []
     photos: Dict[str, Any] = {}
     shown = []
@@ -64,7 +75,8 @@ def write_edit(run: RegisteredRun, name: str, edited: Mapping[str, Tuple[np.ndar
         else:
             image = Image.fromarray(rgb8, "RGB")
             shown.append(rgb)
-        path = folder / f"{photo_name}.png"
+        # photo names come from the run's files, which may be someone else's: never a path out of the folder
+        path = ensure_inside(folder, folder / f"{photo_name}.png", f"the edited photo {photo_name!r}")
         save_image(path, image)
         written.append(path)
         total = float(coverage.sum())

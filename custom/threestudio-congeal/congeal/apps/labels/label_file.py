@@ -21,6 +21,11 @@ File (original pixel coordinates; pixel (row i, col j) has its centre at (j + 0.
 Points, polygons and masks are named; one name may be given on several photos (the propagated position then comes
 from all of them, and their disagreement lowers its confidence). A point name and a region name (polygon or mask)
 must differ. Mask files (white / non-zero = inside; paths relative to the label file) have the photo's size.
+
+Limits (a label file may come from anyone; docs/security.md): the file is at most `MAX_LABEL_FILE_BYTES`, nested
+no deeper than `congeal.common.json_files.MAX_JSON_DEPTH`, a polygon has at most `MAX_POLYGON_VERTICES` vertices,
+a photo at most `MAX_LABELS_PER_PHOTO` labels, a name at most `MAX_LABEL_NAME_CHARS` characters. Names may hold any
+character: the files written for them use `LabelSet.file_names` (safe, distinct stems).
 """
 import math
 from dataclasses import dataclass, field
@@ -33,10 +38,16 @@ from jaxtyping import Bool, Float
 from congeal.common.errors import InputError
 from congeal.common.json_files import read_json
 from congeal.common.paths import PathLike
+from congeal.common.safe_names import unique_file_names
 
-__all__ = ["LABELS_FORMAT", "PhotoLabels", "LabelSet", "read_labels", "parse_labels", "polygon_mask"]
+__all__ = ["LABELS_FORMAT", "MAX_LABEL_FILE_BYTES", "MAX_POLYGON_VERTICES", "MAX_LABELS_PER_PHOTO",
+           "MAX_LABEL_NAME_CHARS", "PhotoLabels", "LabelSet", "read_labels", "parse_labels", "polygon_mask"]
 
 LABELS_FORMAT = "congeal-labels-v1"
+MAX_LABEL_FILE_BYTES = 8 * 1024 * 1024
+MAX_POLYGON_VERTICES = 10_000  # a careful hand-drawn outline has hundreds; each vertex costs work on every photo
+MAX_LABELS_PER_PHOTO = 1_000
+MAX_LABEL_NAME_CHARS = 200
 _FIX = 'write {"photos": {"<photo>": {"points": {"<name>": [x, y]}}}} (see `congeal propagate --help`)'
 
 
@@ -75,6 +86,12 @@ class LabelSet:
     def polygon_names(self) -> List[str]:
         return list(dict.fromkeys(k for p in self.photos.values() for k in p.polygons))
 
+    @property
+    def file_names(self) -> Dict[str, str]:
+        """{label name: file stem} for every point and region: file-name safe and distinct, so "left wing",
+        "left_wing" and "left/wing" never share (or overwrite) one file (`congeal.common.safe_names`)."""
+        return unique_file_names(self.point_names + self.region_names)
+
 
 def polygon_mask(vertices: Float[np.ndarray, "V 2"], height: int, width: int) -> Bool[np.ndarray, "{height} {width}"]:
     """Pixels whose centre lies inside the polygon (vertices in continuous original pixel coordinates)."""
@@ -104,9 +121,15 @@ def _named(entry: Dict[str, Any], key: str, where: str, path: Path) -> Dict[str,
     value = entry.get(key, {})
     if not isinstance(value, dict):
         raise InputError(path, f"{where}.{key} must be an object of name -> value, got {type(value).__name__}", _FIX)
+    if len(value) > MAX_LABELS_PER_PHOTO:
+        raise InputError(path, f"{where}.{key} has {len(value)} labels, over the limit of {MAX_LABELS_PER_PHOTO}",
+                         "split the labels over several files")
     for name in value:
         if not name.strip():
             raise InputError(path, f"{where}.{key} has an empty name", "give every label a name")
+        if len(name) > MAX_LABEL_NAME_CHARS:
+            raise InputError(path, f"{where}.{key} has a name of {len(name)} characters ({name[:40]!r}...), over "
+                                   f"the limit of {MAX_LABEL_NAME_CHARS}", "use a shorter name")
     return value
 
 
@@ -146,13 +169,17 @@ def parse_labels(doc: Any, path: PathLike, run) -> LabelSet:
         for name, value in _named(entry, "polygons", where, path).items():
             if not isinstance(value, (list, tuple)) or len(value) < 3:
                 raise InputError(path, f"{where}.polygons.{name} needs at least 3 [x, y] vertices", _FIX)
+            if len(value) > MAX_POLYGON_VERTICES:
+                raise InputError(path, f"{where}.polygons.{name} has {len(value)} vertices, over the limit of "
+                                       f"{MAX_POLYGON_VERTICES}", "simplify the outline (e.g. Douglas-Peucker) or "
+                                       "give the region as a mask file")
             vertices = np.stack([_xy(v, f"{where}.polygons.{name}[{i}]", path, h, w) for i, v in enumerate(value)])
             labels.polygons[name] = vertices
             labels.masks[name] = polygon_mask(vertices, h, w)
         for name, value in _named(entry, "masks", where, path).items():
             if name in labels.masks:
                 raise InputError(path, f"{where} names region {name!r} twice (polygon and mask)", "rename one")
-            if not isinstance(value, str):
+            if not isinstance(value, str) or not value.strip() or "\x00" in value:
                 raise InputError(path, f"{where}.masks.{name} must be a file path", _FIX)
             file = Path(value) if Path(value).is_absolute() else path.parent / value
             photo = run.photo(photo_name, required=False)
@@ -176,5 +203,6 @@ def parse_labels(doc: Any, path: PathLike, run) -> LabelSet:
 
 def read_labels(path: PathLike, run) -> LabelSet:
     """Read and validate a label file against a run (`RegisteredRun`)."""
-    doc = read_json(path, _FIX, missing="label file not found", missing_fix="pass an existing labels.json")
+    doc = read_json(path, _FIX, missing="label file not found", missing_fix="pass an existing labels.json",
+                    max_bytes=MAX_LABEL_FILE_BYTES, expect=dict)
     return parse_labels(doc, path, run)

@@ -11,10 +11,17 @@ photo's camera frustum (blue) with the photo on its image rectangle, and the alt
 canonical point is marked on the shape and its correspondences on every other photo (green = visible there, grey =
 hidden: occluded or facing away; no mark = no correspondence), with lines from the canonical point. The side panel
 does the same from a photo name and pixel coordinates.
+
+Exposure (docs/security.md): the server listens on a loopback address unless `allow_remote=True`
+(`congeal view --allow-remote`); it has no password, so anyone who reaches the port sees every photo, the shape and
+the cameras. Viser's public share link is switched off (button hidden, requests refused). Photo names are shown as
+plain text, never as viser Markdown (which is MDX: `{...}` in a name would run as JavaScript in the browser).
+viser >= 1.1.1 is required: 1.0.x served any readable file for `GET /../../...`.
 """
+import ipaddress
 import socket
 import threading
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -24,7 +31,8 @@ from congeal.run.surface import same_surface
 from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
 
-__all__ = ["require_viser", "populate_scene", "CongealViewer", "start_viewer", "free_port", "photo_thumbnail"]
+__all__ = ["require_viser", "is_loopback", "exposure_notice", "disable_share_link", "populate_scene",
+           "CongealViewer", "start_viewer", "free_port", "photo_thumbnail"]
 
 FRUSTUM_COLOUR = (40, 90, 210)
 ALTERNATIVE_COLOUR = (255, 140, 0)
@@ -41,6 +49,39 @@ def require_viser():
         raise InputError(None, "the 3D viewer needs the 'viser' package",
                          "pip install 'threestudio-congeal[viewer]'  (or: pip install viser trimesh)") from None
     return viser
+
+
+def is_loopback(host: str) -> bool:
+    """Is `host` an address only this machine can reach (127.0.0.0/8, ::1, localhost)?"""
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def exposure_notice(host: str, port: int, run_dir: PathLike, photos: int) -> str:
+    """What serving on a non-loopback address exposes, said before the server starts (`--allow-remote`)."""
+    return (f"congeal view: serving on {host}:{port} to the network, with no password: anyone who can reach this "
+            f"port sees the {photos} photos of {run_dir} (as thumbnails), their names, the canonical shape and every "
+            "camera, and can query correspondences. Stop it with Ctrl-C; prefer --host 127.0.0.1 and an SSH tunnel "
+            "(ssh -L 8080:127.0.0.1:8080 host).")
+
+
+def disable_share_link(server) -> None:
+    """Switch off viser's public share link: hide its button and refuse the request a client may still send
+    (viser would otherwise open a tunnel through share.viser.studio on any connected client's request)."""
+    try:
+        server.gui.configure_theme(show_share_button=False)
+    except TypeError:  # a viser whose theme has no share button
+        pass
+
+    def refuse(*_args, **_kwargs) -> None:
+        return None
+
+    # viser's ShareUrlRequest handler looks the method up on the server at call time
+    server.request_share_url = refuse
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -164,10 +205,13 @@ class CongealViewer:
     def _add_gui(self) -> None:
         gui = self.server.gui
         names = list(self.scene.cameras)
-        self._info = gui.add_markdown(
+        # constant text only: viser Markdown is MDX, and a photo name with {...} in it would run as JavaScript
+        gui.add_markdown(
             "**Click a photo** (on its frustum) to see where that point is on the shape and on every other photo.\n\n"
             "Blue frusta: chosen poses · orange: alternatives of ambiguous photos · "
             "green mark: visible · grey: hidden")
+        # what was picked, with the photo's name: a read-only text field shows it as plain text
+        self.status = gui.add_text("picked", initial_value="", disabled=True)
         photo = gui.add_dropdown("photo", tuple(names), initial_value=names[0])
         first = self.scene.cameras[names[0]]
         x = gui.add_number("x (pixels)", initial_value=first.width / 2.0)
@@ -232,10 +276,10 @@ class CongealViewer:
                     self.server, "/correspondence/rays", np.asarray(rays, np.float32), SOURCE_COLOUR, 1.5)
         shown = sum(1 for t in result["targets"].values() if t["xy"] is not None)
         seen = sum(1 for t in result["targets"].values() if t["visible"])
-        self._info.content = (f"**{photo}** at ({xy[0]:.1f}, {xy[1]:.1f}): "
-                              + ("on the object" if found[0] else "not on the object")
-                              + f" · correspondences on {shown} of {len(result['targets'])} photos, "
-                              f"visible on {seen}")
+        self.status.value = (f"{photo} at ({xy[0]:.1f}, {xy[1]:.1f}): "
+                             + ("on the object" if found[0] else "not on the object")
+                             + f" · correspondences on {shown} of {len(result['targets'])} photos, "
+                             f"visible on {seen}")
         self.last = result
         return result
 
@@ -244,10 +288,32 @@ class CongealViewer:
 
 
 def start_viewer(run_dir: PathLike, host: str = "127.0.0.1", port: int = 8080, device: str = "cpu",
-                 max_mesh_resolution: int = 96, image_side: int = 256) -> CongealViewer:
-    """Build a run's scene and serve it with viser (returns at once; the server runs in background threads)."""
+                 max_mesh_resolution: int = 96, image_side: int = 256, allow_remote: bool = False,
+                 on_remote: Optional[Callable[[str], None]] = None) -> CongealViewer:
+    """Build a run's scene and serve it with viser (returns at once; the server runs in background threads).
+
+    Args:
+        run_dir: the run folder.
+        host: address to listen on; a non-loopback one needs `allow_remote`.
+        port: port (viser takes the next free one when it is taken).
+        device: torch device of the correspondence look-ups.
+        max_mesh_resolution: cells per side of the grid the mesh is extracted from.
+        image_side: longest side of the photos sent to the browser.
+        allow_remote: serve on a non-loopback address (the run is then visible to the network, without password).
+        on_remote: called with `exposure_notice(...)` before a non-loopback server starts (default: no call).
+    Raises:
+        InputError: a non-loopback host without `allow_remote`; no viser; a folder that is not a run.
+    """
+    if not is_loopback(host) and not allow_remote:
+        raise InputError(None, f"--host {host} would serve the run's photos to every machine that can reach this "
+                               "one, with no password",
+                         "add --allow-remote if that is what you want, or keep --host 127.0.0.1 and use an SSH "
+                         "tunnel (ssh -L 8080:127.0.0.1:8080 host)")
     viser = require_viser()
     run = RegisteredRun(run_dir, device=device)
     scene = build_scene(run, max_mesh_resolution=max_mesh_resolution)
+    if not is_loopback(host) and on_remote is not None:
+        on_remote(exposure_notice(host, port, run_dir, len(scene.cameras)))
     server = viser.ViserServer(host=host, port=port, verbose=False)
+    disable_share_link(server)
     return CongealViewer(run, scene, server, image_side=image_side)
