@@ -1,9 +1,10 @@
 """The renderer seam's contract, run by every implementation (`congeal.canonical.render.Renderer`).
 
-    implementations (`CASES`): the baked grid through `render` and through `render_rays` (the ray entry that
-    `registration.framing.render_in_frame` prefers), the silhouette renderer (`render_rays`, opacity only), and the
-    threestudio adapter `adapters/renderer.py` through both entries over a real threestudio `volume-grid` geometry
-    (marked `integration`: it needs THREESTUDIO_ROOT and runs in a threestudio environment)
+    implementations (`CASES`): the baked grid through `render` (also with `front_level`, as registration's final
+    renders) and through `render_rays` (the ray entry that `registration.framing.render_in_frame` prefers), the
+    silhouette renderer (`render_rays`, opacity only), and the threestudio adapter `adapters/renderer.py` through
+    both entries over a real threestudio `volume-grid` geometry (marked `integration`: it needs THREESTUDIO_ROOT and
+    runs in a threestudio environment)
 
 What each promises, for B cameras seen at H×W: every promised key is [B,H,W,C], finite, on the cameras' device, in the
 cameras' dtype; opacity in [0,1]; rgb premultiplied (0 <= rgb <= opacity); xyz and t/depth exactly 0 on an empty ray,
@@ -61,8 +62,9 @@ def _canonical() -> Canonical:
     return small_canonical(resolution=16)
 
 
-def _grid(device, entry: str) -> Case:
-    renderer = GridRenderer(_canonical(), num_samples=16).to(device)
+def _grid(device, entry: str, front_level: float = 0.0) -> Case:
+    # front_gap_cells 0.25 (default 2): the first-crossing path is taken on some pixels of this small scene
+    renderer = GridRenderer(_canonical(), num_samples=16, front_level=front_level, front_gap_cells=0.25).to(device)
     if entry == "render":
         return Case(renderer, renderer.render, ("rgb", "opacity", "xyz", "depth"), renderer.radius, True)
     return Case(renderer, _rays_entry(renderer), ("rgb", "opacity", "xyz", "t"), renderer.radius, True)
@@ -109,6 +111,7 @@ def _threestudio(device, entry: str, threestudio) -> Case:
 
 CASES = [
     "grid.render",
+    "grid_front.render",  # xyz/depth at the first crossing of opacity 0.25 (registration's final renders)
     "grid.render_rays",
     "silhouette.render_rays",
     pytest.param("threestudio.render", marks=pytest.mark.integration),
@@ -134,6 +137,8 @@ def case(request, device) -> Case:
         request.applymarker(pytest.mark.xfail(strict=True, reason=broken[1]))
     if kind == "grid":
         return _grid(device, entry)
+    if kind == "grid_front":
+        return _grid(device, entry, front_level=0.25)
     if kind == "silhouette":
         return _silhouette(device, entry)
     return _threestudio(device, entry, request.getfixturevalue("threestudio_for_contracts"))
