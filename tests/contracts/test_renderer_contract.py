@@ -119,12 +119,6 @@ CASES = [
 ]
 # Contract breaks found by this file: case -> (test name, reason); marked xfail(strict=True) so a fix shows up.
 KNOWN_BREAKS: Dict[str, Tuple[str, str]] = {
-    "threestudio.render": (
-        "test_depth_is_the_distance_along_the_viewing_axis",
-        "adapters/renderer.py ThreestudioRenderer.render returns the distance along the ray as depth (t), not the "
-        "depth along the viewing axis that GridRenderer and geometry.cameras.project give (t·cos of the ray's "
-        "off-axis angle; 2% off at a frame's corner here); fix: multiply by the cosine, as GridRenderer.render does",
-    ),
 }
 
 

@@ -56,7 +56,8 @@ class ThreestudioRenderer:
         """Render B `congeal.geometry.cameras.Cameras` at height×width (renderer protocol).
 
         Returns:
-            {"rgb" [B,H,W,3] premultiplied, "opacity" [B,H,W,1], "depth" [B,H,W,1], "xyz" [B,H,W,3]}.
+            {"rgb" [B,H,W,3] premultiplied, "opacity" [B,H,W,1], "depth" [B,H,W,1] along the viewing axis (as
+            `GridRenderer` and `geometry.cameras.project`), "xyz" [B,H,W,3]}.
         """
         from congeal.geometry.cameras import get_rays
 
@@ -64,5 +65,7 @@ class ThreestudioRenderer:
         origins, directions = get_rays(cameras)
         out = self.render_rays(origins.reshape(-1, 3), directions.reshape(-1, 3))
         shape = (len(cameras), height, width)
+        # t runs along the ray; depth is along the viewing axis: t times the cosine between the two
+        cos = (directions * -cameras.c2w[:, None, None, :3, 2]).sum(-1, keepdim=True)
         return {"rgb": out["rgb"].reshape(*shape, 3), "opacity": out["opacity"].reshape(*shape, 1),
-                "depth": out["t"].reshape(*shape, 1), "xyz": out["xyz"].reshape(*shape, 3)}
+                "depth": out["t"].reshape(*shape, 1) * cos, "xyz": out["xyz"].reshape(*shape, 3)}
