@@ -96,15 +96,15 @@ def folder_name(name: str, option: str, example: Optional[str] = None) -> str:
         InputError: empty, `.`/`..`, a path (separators, absolute, drive), a leading dot, control characters, or
             longer than `MAX_NAME_BYTES` bytes.
     """
-    suggestion = example or safe_file_name(name)
+    suggestion = example or safe_file_name(name.replace("\\", "/").rsplit("/", 1)[-1].lstrip(".") or "edit")
     fix = f"give a plain folder name such as {suggestion!r} (letters, digits, '-', '_')"
     problem = None
     if not name.strip():
         problem = "is empty"
-    elif name in (".", "..") or name.startswith("."):
-        problem = "starts with a dot (it would be hidden, or name a folder above)"
     elif "/" in name or "\\" in name or os.sep in name or (os.altsep and os.altsep in name) or Path(name).is_absolute():
         problem = "is a path, not a folder name (it could write outside the run folder)"
+    elif name.startswith("."):
+        problem = "starts with a dot (it would be hidden, or name the folder itself or the one above)"
     elif any(unicodedata.category(ch).startswith("C") for ch in name) or ":" in name:
         problem = "holds control characters or ':'"
     elif len(name.encode("utf-8")) > MAX_NAME_BYTES:

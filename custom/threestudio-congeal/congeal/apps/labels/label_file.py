@@ -47,7 +47,7 @@ LABELS_FORMAT = "congeal-labels-v1"
 MAX_LABEL_FILE_BYTES = 8 * 1024 * 1024
 MAX_POLYGON_VERTICES = 10_000  # a careful hand-drawn outline has hundreds; each vertex costs work on every photo
 MAX_LABELS_PER_PHOTO = 1_000
-MAX_LABEL_NAME_CHARS = 200
+MAX_LABEL_NAME_CHARS = 1_000  # longer names are fine: their files get a shortened, hashed name
 _FIX = 'write {"photos": {"<photo>": {"points": {"<name>": [x, y]}}}} (see `congeal propagate --help`)'
 
 
