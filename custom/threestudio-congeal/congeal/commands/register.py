@@ -8,6 +8,7 @@ run/transforms.json, run/maps/*.npz, run/pictures/ (overlay.png, search-scores.p
 """
 import argparse
 import json
+import sys
 
 from congeal.common.device import resolve_device
 from congeal.common.errors import InputError
@@ -67,5 +68,19 @@ def run(args: argparse.Namespace) -> int:
                                      features=features, device=device, seed=args.seed,
                                      overrides=args.overrides or None, progress=not args.quiet, mask=args.mask,
                                      dinov2=args.dinov2)
+    for line in flagged_lines(result.summary):  # for the person at the terminal; the JSON line has the same facts
+        print(line, file=sys.stderr)
     print(json.dumps(result.summary))
     return 0
+
+
+def flagged_lines(summary: dict) -> list:
+    """Human-readable lines naming the photos the run flagged and why (none when every camera is trusted)."""
+    flagged = summary.get("flagged") or {}
+    if not flagged:
+        return []
+    failed = [n for n, f in flagged.items() if f["status"] == "failed"]
+    lines = [f"{len(flagged)} of {summary['images']} photos flagged ({len(failed)} failed: left out of "
+             "transforms.json, propagate, edit and exports; undecided ones are kept; see pictures/overlay.png):"]
+    lines += [f"  {name}: {f['status']} - {f['reason']}" for name, f in flagged.items()]
+    return lines

@@ -62,6 +62,8 @@ class BenchmarkSet:
     photo_resolution: Optional[int] = None
     conditions: str = "studio"
     """`studio` or `wild` (congeal.synthetic.family_collection.CONDITIONS)."""
+    photo_size: int = 192
+    """The photos' longer side in pixels (wild sets: larger, so a small object still has the pixels a phone gives it)."""
 
     @property
     def targets(self) -> Dict[str, Tuple[str, float]]:
@@ -88,14 +90,20 @@ BENCHMARK_SETS: Tuple[BenchmarkSet, ...] = (
     BenchmarkSet("teapot-cross30-centred", "teapot", "cross", "centred", 0.3, "cross"),
     BenchmarkSet("spot-same-centred", "spot", "same", "centred", 0.0, "mesh", photo_resolution=128),
     BenchmarkSet("spot-same-offcentre43", "spot", "same", "offcentre43", 0.0, "same-offcentre", photo_resolution=128),
-    BenchmarkSet("creature-same-wild43", "creature", "same", "wild43", 0.0, "same-wild", conditions="wild"),
-    BenchmarkSet("chair-same-wild43", "chair", "same", "wild43", 0.0, "same-wild", conditions="wild"),
-    BenchmarkSet("teapot-same-wild43", "teapot", "same", "wild43", 0.0, "same-wild", conditions="wild"),
+    BenchmarkSet("creature-same-wild43", "creature", "same", "wild43", 0.0, "same-wild",
+                 conditions="wild", photo_size=320),
+    BenchmarkSet("chair-same-wild43", "chair", "same", "wild43", 0.0, "same-wild",
+                 conditions="wild", photo_size=320),
+    BenchmarkSet("teapot-same-wild43", "teapot", "same", "wild43", 0.0, "same-wild",
+                 conditions="wild", photo_size=320),
     BenchmarkSet("spot-same-wild43", "spot", "same", "wild43", 0.0, "same-wild", photo_resolution=128,
-                 conditions="wild"),
-    BenchmarkSet("creature-cross20-wild43", "creature", "cross", "wild43", 0.2, "cross-wild", conditions="wild"),
-    BenchmarkSet("chair-cross30-wild43", "chair", "cross", "wild43", 0.3, "cross-wild", conditions="wild"),
-    BenchmarkSet("teapot-cross30-wild43", "teapot", "cross", "wild43", 0.3, "cross-wild", conditions="wild"),
+                 conditions="wild", photo_size=320),
+    BenchmarkSet("creature-cross20-wild43", "creature", "cross", "wild43", 0.2, "cross-wild",
+                 conditions="wild", photo_size=320),
+    BenchmarkSet("chair-cross30-wild43", "chair", "cross", "wild43", 0.3, "cross-wild",
+                 conditions="wild", photo_size=320),
+    BenchmarkSet("teapot-cross30-wild43", "teapot", "cross", "wild43", 0.3, "cross-wild",
+                 conditions="wild", photo_size=320),
 )
 
 
@@ -142,7 +150,7 @@ def _recipe(spec: BenchmarkSet, seed: int) -> Dict[str, Any]:
             "family": spec.family, "mode": spec.mode, "framing": spec.framing, "strength": spec.strength,
             "photo_resolution": spec.photo_resolution, "n_images": N_IMAGES, "generator": GENERATOR_VERSION,
             # studio recipes keep their old form, so collections written before wild ones existed stay cached
-            **({"conditions": spec.conditions} if spec.conditions != "studio" else {})}
+            **({"conditions": spec.conditions, "photo_size": spec.photo_size} if spec.conditions != "studio" else {})}
 
 
 def write_benchmark_set(spec: Any, seed: int, root: PathLike, mesh_dir: Optional[PathLike] = None,
@@ -177,4 +185,5 @@ def write_benchmark_set(spec: Any, seed: int, root: PathLike, mesh_dir: Optional
     return make_family_collection(folder, spec.family, mode=spec.mode, framing=spec.framing,
                                   strength=spec.strength if spec.mode == "cross" else 0.2, n_images=N_IMAGES,
                                   seed=recipe["collection_seed"], photo_resolution=spec.photo_resolution,
+                                  image_size=spec.photo_size,
                                   mesh_dir=mesh_dir, extra={"benchmark": recipe}, conditions=spec.conditions)
