@@ -19,7 +19,6 @@ turntable views: the congealing system needs photos for textual inversion and ca
 Tensors are made on the CPU; Lightning moves the batch to the trainer's device (no device is hard-coded here).
 """
 import contextlib
-import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, Optional
@@ -34,6 +33,8 @@ import pytorch_lightning as pl
 import threestudio
 from threestudio.utils.base import Updateable, update_end_if_possible, update_if_possible
 from threestudio.utils.config import parse_structured
+
+from congeal.shape.stream_seeds import stream_seed as batch_seed  # one home for random-stream seeds
 
 from ..dependencies import require_registered
 from ..registry import register
@@ -57,12 +58,6 @@ class ImageCollectionDataModuleConfig:
     """Registered camera data module whose batches ride along (SDS stage)."""
     camera: dict = field(default_factory=dict)
     """That data module's config."""
-
-
-def batch_seed(seed: int, index: int, stream: str) -> int:
-    """A 63-bit seed for batch `index` of `stream` ("photos", "cameras"): independent streams, no shared state."""
-    digest = hashlib.sha256(f"congeal:{int(seed)}:{stream}:{int(index)}".encode("ascii")).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from congeal.shape import (batch_parts, generator_state, gradient_sync, last_che
                            view_groups)
 from congeal.shape.validation_grid import has_frames, image_grid, renders
 
-from ..adapters.baking import bake_canonical
+from congeal.shape.field_baking import bake_canonical
 from ..dependencies import require_file, require_mvdream_package, require_registered
 from ..registry import register
 

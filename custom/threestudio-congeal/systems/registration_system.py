@@ -93,7 +93,7 @@ class CongealRegistrationSystem(BaseSystem):
 
             self._canonical = load_canonical(RunFolder(self.cfg.previous_run).canonical)
             return
-        from ..adapters.baking import bake_canonical
+        from congeal.shape.field_baking import bake_canonical
         from ..adapters.congealing_run import load_congealing_run
         from ..adapters.renderer import ThreestudioRenderer
 

@@ -4,7 +4,7 @@
     sigma = density_from_sdf(torch.tensor([-0.1, 0.0, 0.1]), beta=0.01, max_density=100.0)   # inside -> 100
 
 The density is VolSDF's max_density · LaplaceCDF(−sdf; β); threestudio SDF geometries are baked with the same
-function (`adapters/baking.py`).
+function (`shape/field_baking.py`).
 """
 import math
 from typing import Callable

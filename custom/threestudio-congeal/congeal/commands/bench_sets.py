@@ -112,7 +112,8 @@ def _trust(args: argparse.Namespace, records: List[dict], out: io.TextIOBase) ->
         print(f"fitted on {fitted.n_photos} photos of {len(records)} runs ({fitted.n_wrong} > 30° off, "
               f"{fitted.n_right} < 10° off)", file=out)
         print(f"  --set trust.bias={cfg.bias} --set 'trust.weights=[{','.join(map(str, cfg.weights))}]' "
-              f"--set trust.ok_below={cfg.ok_below} --set trust.failed_below={cfg.failed_below}", file=out)
+              f"--set trust.ok_below={cfg.ok_below} --set trust.failed_below={cfg.failed_below} "
+              f"--set trust.verdict_flags={cfg.verdict_flags}", file=out)
         print(json.dumps({"kind": "trust", "all": flag_table(photos_of(records), cfg)}), file=out)
         return 0
     cfg = make_config("fast", overrides=args.override).trust

@@ -56,6 +56,9 @@ class TrustConfig:
     """A camera whose confidence is below this is `undecided`: kept, but marked for a look."""
     failed_below: float = 0.2
     """A camera whose confidence is below this is `failed`: left out of everything a user consumes."""
+    verdict_flags: bool = True
+    """The collection's `undecided` verdict (ambiguity ≥ `consensus.undecided_ratio`) makes an `ok` camera
+    `undecided` (the calibration keeps it only where it catches wrong cameras without flagging right ones)."""
     min_reference: int = 3
     """Fewer photos than this in the collection: the gaps to its median are taken as 0 (no typical photo to compare
     with)."""

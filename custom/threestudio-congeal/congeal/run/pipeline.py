@@ -182,11 +182,12 @@ def _records(collection: Any, estimates: PoseEstimates) -> List[Dict[str, Any]]:
 
 def _assess(records: List[Dict[str, Any]], previous: Sequence[Dict[str, Any]], cfg: TrustConfig) -> None:
     """Each new photo's confidence, status and reason (the photos registered before count in the collection's
-    medians). The collection's `undecided` verdict (two readings it cannot tell apart) makes an `ok` undecided."""
+    medians). With `trust.verdict_flags`, the collection's `undecided` verdict (two readings it cannot tell apart) makes
+    an `ok` undecided."""
     trust = assess_trust(signals_from_records(records), cfg,
                          reference=signals_from_records(previous) if previous else None)
     for record, confidence, status, reason in zip(records, trust.confidence.tolist(), trust.status, trust.reasons):
-        if status == "ok" and record.get("undecided"):
+        if status == "ok" and record.get("undecided") and cfg.verdict_flags:
             status = "undecided"
             reason = (f"confidence {confidence:.2f}: the collection cannot tell two distinct poses apart "
                       f"(ambiguity {record['ambiguity']:.2f})")

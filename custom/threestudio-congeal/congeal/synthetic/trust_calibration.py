@@ -49,6 +49,16 @@ def _design(runs: Sequence[Sequence[Dict[str, Any]]], cfg: TrustConfig):
 def calibrate(runs: Sequence[Sequence[Dict[str, Any]]], right_deg: float = 10.0, wrong_deg: float = 30.0,
               target_recall: float = 0.95, max_failed_right: float = 0.01, l2: float = 1e-2,
               base: TrustConfig = TrustConfig()) -> Calibration:
+    """`_calibrate` with and without the collection's verdict flagging cameras; the one with fewer false alarms among
+    right cameras (at the same recall target) is kept."""
+    fits = [_calibrate(runs, right_deg, wrong_deg, target_recall, max_failed_right, l2, replace(base, verdict_flags=v))
+            for v in (True, False)]
+    alarms = [flag_table(runs, f.config, right_deg, wrong_deg)["right_flagged"] for f in fits]
+    return fits[0] if alarms[0] <= alarms[1] else fits[1]
+
+
+def _calibrate(runs: Sequence[Sequence[Dict[str, Any]]], right_deg: float, wrong_deg: float,
+               target_recall: float, max_failed_right: float, l2: float, base: TrustConfig) -> Calibration:
     """Fit the confidence and choose the thresholds on tuning runs.
 
     Args:
@@ -90,7 +100,8 @@ def calibrate(runs: Sequence[Sequence[Dict[str, Any]]], right_deg: float = 10.0,
     ok_below = 0.0
     if bool(wrong.any()):
         # the lowest threshold that flags target_recall of the wrong cameras (the verdict flags some by itself)
-        missed = confidence[wrong & ~verdict].sort().values
+        flagged_anyway = verdict if base.verdict_flags else torch.zeros_like(verdict)
+        missed = confidence[wrong & ~flagged_anyway].sort().values
         allowed = int(len(confidence[wrong]) * (1.0 - target_recall))  # wrong cameras that may stay unflagged
         if len(missed) > allowed:
             ok_below = float(missed[len(missed) - allowed - 1]) + 1e-4
@@ -117,7 +128,7 @@ def flag_table(runs: Sequence[Sequence[Dict[str, Any]]], cfg: TrustConfig, right
     for photos in runs:
         trust = assess_trust(signals_from_records(photos), cfg)
         for photo, status in zip(photos, trust.status):
-            if status == "ok" and photo.get("undecided"):
+            if status == "ok" and photo.get("undecided") and cfg.verdict_flags:
                 status = "undecided"
             rows.append((float(photo["error_deg"]), status))
     wrong = [s for e, s in rows if not e <= wrong_deg]
