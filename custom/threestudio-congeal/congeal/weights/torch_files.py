@@ -40,6 +40,14 @@ def _load_parameters() -> set:
         return {"weights_only", "mmap"}
 
 
+def _is_zip(path: Path) -> bool:
+    """Is this a zip-format torch file? (A damaged zip directory makes `is_zipfile` itself raise.)"""
+    try:
+        return zipfile.is_zipfile(path)
+    except Exception:  # noqa: BLE001 - BadZipFile, OSError, ...: the load reports the damage
+        return False
+
+
 def supports_weights_only() -> bool:
     """Does this torch's `torch.load` take `weights_only` (torch >= 1.13)?"""
     return "weights_only" in _load_parameters()
@@ -81,7 +89,7 @@ def load_torch_file(path: PathLike, fix: str, what: str = "checkpoint") -> Any:
                                "torch.load(weights_only=True), and a full load would run any code the file holds",
                          "install torch >= 1.13 (>= 2.4 recommended), or convert the file to .safetensors")
     kwargs = {"map_location": "cpu", "weights_only": True}
-    if "mmap" in params and zipfile.is_zipfile(path):  # legacy (non-zip) torch files cannot be memory-mapped
+    if "mmap" in params and _is_zip(path):  # legacy (non-zip) torch files cannot be memory-mapped
         kwargs["mmap"] = True
     allowed = getattr(torch.serialization, "safe_globals", None)
     try:
