@@ -54,7 +54,8 @@ def test_pycolmap_reads_every_camera_and_pose_as_poses_json_holds_them(exported)
             np.testing.assert_allclose(camera.params, [record["fl_x"], record["fl_y"], record["cx"], record["cy"]],
                                        rtol=1e-12)
             expected = np.linalg.inv(_c2w_cv(record))[:3]
-            np.testing.assert_allclose(_cam_from_world(image), expected, atol=1e-9)
+            # poses.json's rotations are orthonormal to ~1e-7 (float32 renders); a quaternion is exactly a rotation
+            np.testing.assert_allclose(_cam_from_world(image), expected, atol=1e-6)
             assert (out / "colmap" / "images" / image.name).is_file()
 
 
@@ -76,7 +77,7 @@ def test_points_project_inside_the_masks_of_the_photos_that_see_them(exported):
     masks = {image_id: np.asarray(Image.open(out / "masks" / f"{Path(image.name).stem}.png")) > 127
              for image_id, image in rec.images.items()}
     inside, total, per_image = 0, 0, {image_id: 0 for image_id in rec.images}
-    for point in rec.points3D.values():
+    for point_id, point in rec.points3D.items():
         assert len(point.track.elements) >= 1
         for element in point.track.elements:
             image = rec.images[element.image_id]
@@ -92,7 +93,7 @@ def test_points_project_inside_the_masks_of_the_photos_that_see_them(exported):
             per_image[element.image_id] += 1
             # the observation the track points at lies on the object too
             observed = image.points2D[element.point2D_idx]
-            assert observed.point3D_id == point.point3D_id
+            assert observed.point3D_id == point_id
             assert mask[int(observed.xy[1]), int(observed.xy[0])]
     assert min(per_image.values()) >= 50, per_image  # every photo sees a fair share of the points
     assert inside / total >= 0.95, f"{inside}/{total} projections inside their observations' masks"

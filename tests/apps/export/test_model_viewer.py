@@ -22,8 +22,9 @@ SCRIPT = CACHE / "node_modules" / "@google" / "model-viewer" / "dist" / "model-v
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><script src="model-viewer-umd.min.js"></script></head>
 <body style="margin:0;background:#ffffff">
-<model-viewer id="mv" src="{glb}" camera-orbit="30deg 65deg auto" interaction-prompt="none"
-              style="width:900px;height:640px;background-color:#ffffff"></model-viewer>
+<model-viewer id="mv" src="{glb}" camera-target="0m 0m 0m" camera-orbit="30deg 65deg {distance}"
+              min-camera-orbit="auto auto 0m"
+              interaction-prompt="none" style="width:900px;height:540px;background-color:#ffffff"></model-viewer>
 <script>
   window.state = "loading";
   const mv = document.getElementById("mv");
@@ -69,27 +70,56 @@ def serve(tmp_path):
         server.server_close()
 
 
-def _render(glb: Path, folder: Path, script: Path, serve, chromium) -> np.ndarray:
+def _wait_for_context(page, timeout: float = 60.0) -> None:
+    """Until the page has a JavaScript context (right after the start, Chromium may still be loading it)."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            if page.evaluate("document.readyState") == "complete":
+                return
+        except RuntimeError:
+            if time.monotonic() > end:
+                raise
+        if time.monotonic() > end:
+            return
+        time.sleep(0.5)
+
+
+def _render(glb: Path, folder: Path, script: Path, serve, chromium, distance: str = "auto") -> np.ndarray:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(script, folder / script.name)
     shutil.copyfile(glb, folder / glb.name)
-    (folder / "index.html").write_text(PAGE.format(glb=glb.name))
-    page = chromium(f"{serve(folder)}/index.html", offline=True)
-    assert page.wait_until("window.state !== 'loading'", timeout=120), "model-viewer never loaded the GLB"
-    assert page.evaluate("window.state") == "loaded", page.evaluate("window.state")
+    (folder / "index.html").write_text(PAGE.format(glb=glb.name, distance=distance))
+    page = chromium(f"{serve(folder)}/index.html")  # (offline mode would block 127.0.0.1 too)
+    _wait_for_context(page)
+    assert page.wait_until("window.state === 'loaded' || String(window.state).startsWith('error')",
+                           timeout=120), "model-viewer never loaded the GLB"
+    assert page.evaluate("window.state") == "loaded", (page.evaluate("location.href"),
+                                                       page.evaluate("document.body && document.body.innerText"))
     page.wait_until("document.getElementById('mv').modelIsVisible === true", timeout=60)
     time.sleep(2.0)  # a few frames after the model is shown
-    return page.screenshot()[:640, :900]
+    return page.screenshot()[:540, :900]
+
+
+def _object_pixels(shot: np.ndarray) -> np.ndarray:
+    """The middle of the picture, and which of its pixels are drawn (not the white page)."""
+    centre = shot[135:405, 225:675].reshape(-1, 3).astype(int)
+    return centre, np.abs(centre - 255).sum(axis=1) > 60
 
 
 def test_model_viewer_draws_the_scene(exported, model_viewer_script, serve, chromium, not_blank, tmp_path):
+    """The whole scene (auto-framed: shape, frusta, photos), then the same scene seen from 3 units: the shape."""
     shot = _render(exported.out / "scene.glb", tmp_path / "scene", model_viewer_script, serve, chromium)
-    assert not_blank(shot) > 0.03, "the screenshot of scene.glb is blank"
+    assert not_blank(shot) > 0.004, "the screenshot of scene.glb is blank"
+    blue = (shot[..., 2].astype(int) - shot[..., 0] > 80) & (shot[..., 2] > 150)  # the frusta's lines
+    assert blue.sum() > 200, "no camera frustum shows"
+    close = _render(exported.out / "scene.glb", tmp_path / "close", model_viewer_script, serve, chromium, "3m")
+    centre, drawn = _object_pixels(close)
+    assert drawn.mean() > 0.05, "the canonical does not show in the middle of the scene"
 
 
 def test_model_viewer_draws_the_mesh_in_its_colours(exported, model_viewer_script, serve, chromium, tmp_path):
     shot = _render(exported.out / "mesh" / "canonical.glb", tmp_path / "mesh", model_viewer_script, serve, chromium)
-    centre = shot[160:480, 225:675].reshape(-1, 3).astype(int)
-    drawn = np.abs(centre - 255).sum(axis=1) > 60  # not the white page
+    centre, drawn = _object_pixels(shot)
     assert drawn.mean() > 0.1, "the canonical does not show in the middle of the picture"
     assert centre[drawn].std(axis=0).max() > 8, "the object is one flat colour: its vertex colours are lost"

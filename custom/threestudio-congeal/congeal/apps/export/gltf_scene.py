@@ -28,7 +28,7 @@ from congeal.common.atomic import write_bytes
 from congeal.common.paths import PathLike
 from congeal.run.registered_run import RegisteredRun
 
-__all__ = ["vertex_normals", "add_canonical_mesh", "scene_glb", "export_scene"]
+__all__ = ["vertex_normals", "rigid", "add_canonical_mesh", "scene_glb", "export_scene"]
 
 _FRUSTUM_COLOUR = (0.1, 0.35, 0.95)
 
@@ -53,6 +53,18 @@ def add_canonical_mesh(glb: GlbBuilder, mesh: TriangleMesh, name: str = "canonic
     primitive = glb.triangles(vertices.astype(np.float32), mesh.faces, glb.pbr_material(name), colours=mesh.colours,
                               normals=normals.astype(np.float32))
     return glb.node(name, mesh=glb.mesh(name, [primitive]))
+
+
+def rigid(c2w: Float[np.ndarray, "4 4"]) -> Float[np.ndarray, "4 4"]:
+    """`c2w` with its rotation made exactly orthonormal (the nearest rotation, by SVD).
+
+    poses.json rotations are orthonormal to ~1e-7 (float32 arithmetic); a glTF node matrix must decompose into
+    translation, rotation and scale, so a skew of that size is projected away.
+    """
+    u, _, vt = np.linalg.svd(np.asarray(c2w, np.float64)[:3, :3])
+    out = np.array(c2w, np.float64)
+    out[:3, :3] = u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))]) @ vt
+    return out
 
 
 def _local_corners(photo: ExportPhoto, depth: float) -> Float[np.ndarray, "4 3"]:
@@ -102,8 +114,8 @@ def scene_glb(run: RegisteredRun, selection: Optional[ExportSelection] = None, p
     distance = float(np.median([np.linalg.norm(p.camera.position) for p in selection.photos]))
     depth = depth_fraction * max(distance, 1e-3)
     lines = glb.unlit_material("frustum", _FRUSTUM_COLOUR)
-    segments = np.array([[0, 1], [0, 2], [0, 3], [0, 4], [1, 2], [2, 3], [3, 4], [4, 1]], np.uint32)
-    quad_faces = np.array([[0, 3, 2], [0, 2, 1]], np.uint32)  # counter-clockwise seen from the camera
+    segments = np.array([[0, 1], [0, 2], [0, 3], [0, 4], [1, 2], [2, 3], [3, 4], [4, 1]], np.int64)
+    quad_faces = np.array([[0, 3, 2], [0, 2, 1]], np.int64)  # counter-clockwise seen from the camera
     quad_uv = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]], np.float32)  # glTF: v grows downwards
     for photo in selection.photos:
         cam = photo.camera
@@ -124,7 +136,7 @@ def scene_glb(run: RegisteredRun, selection: Optional[ExportSelection] = None, p
         extras = {"congeal": {"name": photo.name, "fl_x": cam.fl_x, "fl_y": cam.fl_y, "cx": cam.cx, "cy": cam.cy,
                               "width": cam.width, "height": cam.height, "c2w_z_up": cam.c2w.tolist(),
                               "status": photo.record.get("status", "ok")}}
-        glb.node(f"view {photo.name}", matrix=Z_UP_TO_Y_UP @ cam.c2w, children=children, extras=extras)
+        glb.node(f"view {photo.name}", matrix=Z_UP_TO_Y_UP @ rigid(cam.c2w), children=children, extras=extras)
     extras: Dict[str, Any] = {"congeal": {
         "frame": "glTF y-up: the canonical (threestudio) z-up world turned by (x, y, z) -> (x, z, -y)",
         "run": str(run.root), **selection.summary()}}

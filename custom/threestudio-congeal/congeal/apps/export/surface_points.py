@@ -13,11 +13,11 @@ colour is the mean of the photo pixels that see it (as COLMAP colours its points
 pixels between the observations and the projections. Points no photo sees are dropped (`min_track`).
 """
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 
 from congeal.apps.export.photo_files import ExportPhoto
 from congeal.canonical.marching_tetrahedra import TriangleMesh, canonical_mesh
@@ -50,7 +50,7 @@ class SurfacePoints:
 
 
 def sample_mesh(mesh: TriangleMesh, n_points: int, seed: int = 0
-                ) -> "tuple[Float[np.ndarray, 'P 3'], Float[np.ndarray, 'P 3']]":
+                ) -> Tuple[Float[np.ndarray, "P 3"], Float[np.ndarray, "P 3"]]:
     """`n_points` points uniform by area on the mesh, with their barycentrically interpolated vertex colours."""
     faces = mesh.faces
     if faces.shape[0] == 0 or n_points <= 0:
@@ -69,7 +69,7 @@ def sample_mesh(mesh: TriangleMesh, n_points: int, seed: int = 0
 
 
 def project(photo: ExportPhoto, xyz: Float[np.ndarray, "P 3"]
-            ) -> "tuple[Float[np.ndarray, 'P 2'], Float[np.ndarray, ' P']]":
+            ) -> Tuple[Float[np.ndarray, "P 2"], Float[np.ndarray, " P"]]:
     """Original pixels (x, y) of world points in the photo, and their depth along the viewing axis (> 0 in front)."""
     cam = photo.camera
     cv = cam.c2w_cv
@@ -81,7 +81,7 @@ def project(photo: ExportPhoto, xyz: Float[np.ndarray, "P 3"]
 
 
 def _nearest(queries: Float[np.ndarray, "P 3"], keys: Float[np.ndarray, "M 3"]
-             ) -> "tuple[Int[np.ndarray, ' P'], Float[np.ndarray, ' P']]":
+             ) -> Tuple[Int[np.ndarray, " P"], Float[np.ndarray, " P"]]:
     """Index of and distance to each query's nearest key (brute force in chunks; M is at most a few 10k)."""
     keys_t = torch.from_numpy(np.ascontiguousarray(keys, np.float32))
     index = np.zeros(queries.shape[0], np.int64)
@@ -95,7 +95,7 @@ def _nearest(queries: Float[np.ndarray, "P 3"], keys: Float[np.ndarray, "M 3"]
     return index, dist
 
 
-def surface_points(run: RegisteredRun, photos: Sequence[ExportPhoto], masks: Sequence[Bool[np.ndarray, "H W"]],
+def surface_points(run: RegisteredRun, photos: Sequence[ExportPhoto], masks: Sequence[np.ndarray],
                    n_points: int = 4000, max_error: float = 0.02, min_track: int = 1, mesh_resolution: int = 128,
                    seed: int = 0) -> SurfacePoints:
     """Sample the canonical surface and find every photo that sees each point.
