@@ -16,6 +16,7 @@ Folders are staged and swapped in whole (`export_folder`), files written atomica
 the previous export of that format as it was, never half a new one. The points of the COLMAP model and the
 nerfstudio point cloud are one sample (same seed, same points) when both are exported together.
 """
+import json
 import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -55,8 +56,9 @@ def open_commands(out: PathLike) -> Dict[str, List[str]]:
     out = Path(out)
     q = lambda p: shlex.quote(str(p))  # noqa: E731
     colmap, nerfstudio, glb = out / "colmap", out / "nerfstudio", out / "scene.glb"
-    import_glb = f"import bpy; bpy.ops.import_scene.gltf(filepath={str(glb)!r})"
-    import_obj = f"import bpy; bpy.ops.wm.obj_import(filepath={str(out / 'mesh' / 'canonical.obj')!r})"
+    # json.dumps: a double-quoted Python string literal, so shlex.quote wraps it in plain single quotes
+    import_glb = f"import bpy; bpy.ops.import_scene.gltf(filepath={json.dumps(str(glb))})"
+    import_obj = f"import bpy; bpy.ops.wm.obj_import(filepath={json.dumps(str(out / 'mesh' / 'canonical.obj'))})"
     return {
         "colmap": [
             f"ns-train splatfacto --data {q(colmap)} colmap --colmap-path sparse/0 --masks-path masks",
