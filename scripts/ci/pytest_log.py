@@ -1,7 +1,10 @@
 """Read a pytest log (run with -q -rs) for .ci/run: its closing line, and skips a suite does not allow.
 
-    python3 scripts/ci/pytest_log.py closing LOG              # "412 passed, 3 skipped in 171.20s" (or a note)
-    python3 scripts/ci/pytest_log.py stray-skips LOG REGEX    # the skip reasons not matching REGEX, "; "-joined
+    python3 scripts/ci/pytest_log.py closing LOG                  # "412 passed, 3 skipped in 171.20s" (or a note)
+    python3 scripts/ci/pytest_log.py stray-skips LOG only REGEX   # skips whose reason does not match REGEX
+    python3 scripts/ci/pytest_log.py stray-skips LOG never REGEX  # skips whose reason matches REGEX
+
+Skips are printed "; "-joined with their count and place (nothing when there are none).
 
 Standard library only: it runs before and outside any venv.
 """
@@ -25,25 +28,31 @@ def closing(text: str) -> str:
     return "(no closing pytest line: pytest did not finish; see the log)"
 
 
-def stray_skips(text: str, allowed: str) -> List[str]:
-    """Skip reasons (with count and place) that do not match `allowed` (an empty pattern allows none)."""
+def stray_skips(text: str, rule: str, pattern: str) -> List[str]:
+    """Skip reasons (with count and place) that break the rule: `only` (every reason must match `pattern`; an empty
+    pattern allows no skip) or `never` (no reason may match `pattern`)."""
     stray = []
     for line in text.splitlines():
         match = SKIPPED.match(line.strip())
-        if match and not (allowed and re.search(allowed, match.group(3), re.IGNORECASE)):
+        if not match:
+            continue
+        matches = bool(pattern) and re.search(pattern, match.group(3), re.IGNORECASE) is not None
+        if matches != (rule == "only"):
             stray.append(f"{match.group(1)}x {match.group(2)}: {match.group(3)}")
     return stray
 
 
 def main(argv: List[str]) -> int:
-    if len(argv) < 2 or argv[0] not in ("closing", "stray-skips") or (argv[0] == "stray-skips" and len(argv) != 3):
+    usage = (len(argv) == 2 and argv[0] == "closing") or (
+        len(argv) == 4 and argv[0] == "stray-skips" and argv[2] in ("only", "never"))
+    if not usage:
         print(__doc__, file=sys.stderr)
         return 2
     text = Path(argv[1]).read_text(errors="replace")
     if argv[0] == "closing":
         print(closing(text))
     else:
-        print("; ".join(stray_skips(text, argv[2])))
+        print("; ".join(stray_skips(text, argv[2], argv[3])))
     return 0
 
 
