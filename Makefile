@@ -14,6 +14,9 @@ DEMO_OUT ?= demo-out
 # THREESTUDIO_ENVS/<side>. MVDREAM_SRC (optional) is where the `mvdream` package comes from (see the build script).
 THREESTUDIO_ROOT ?=
 THREESTUDIO_ENVS ?= build/threestudio-envs
+# MVDREAM_PATH (optional): an MVDream checkout the integration targets put on PYTHONPATH (build the env with
+# MVDREAM_SRC= then; this is how .ci/run uses the copy of ../shared/hosts/MVDream)
+MVDREAM_PATH ?=
 TS_ENV_FILES := scripts/threestudio-env/build.sh scripts/threestudio-env/constraints.txt setup.py
 TS_ENV_VARS = THREESTUDIO_ROOT="$(THREESTUDIO_ROOT)" PYTHON="$(PYTHON)" \
 	$(if $(filter undefined,$(origin MVDREAM_SRC)),,MVDREAM_SRC="$(MVDREAM_SRC)")
@@ -82,7 +85,8 @@ env-threestudio-pinned: $(THREESTUDIO_ENVS)/pinned/.installed
 # The whole integration suite (tests/integration) in one side environment
 test-integration-latest test-integration-pinned: test-integration-%: $(THREESTUDIO_ENVS)/%/.installed
 	$(NEED_THREESTUDIO_ROOT)
-	THREESTUDIO_ROOT="$(THREESTUDIO_ROOT)" $(THREESTUDIO_ENVS)/$*/bin/python -m pytest -p no:cacheprovider -rfEs tests/integration
+	THREESTUDIO_ROOT="$(THREESTUDIO_ROOT)" $(if $(MVDREAM_PATH),PYTHONPATH="$(MVDREAM_PATH)") \
+		$(THREESTUDIO_ENVS)/$*/bin/python -m pytest -p no:cacheprovider -rfEs $(PYTEST_ARGS) tests/integration
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache $(THREESTUDIO_ENVS)
