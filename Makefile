@@ -1,5 +1,5 @@
 # Two commands for a fresh machine: `make demo` and `make test`.
-# Both create .venv (CPU torch 2.13.0) when it is missing. `make test` is the fast core suite (~3 min on 2 idle
+# Both create .venv (CPU torch 2.13.0) when it is missing. `make test` is the fast core suite (budget: 4 min on 2 idle
 # cores); `make test-slow` the end-to-end and fault tests it leaves out (tests/conftest.py lists them); CI runs both.
 PYTHON ?= python3
 VENV ?= .venv
