@@ -254,7 +254,8 @@ def test_undecided_photos_are_said_in_poses_summary_and_overlay(tmp_path):
     small = ["grid.n_azimuth=4", "grid.n_elevation=2", "refine.steps=3", "mapping.steps=3"]
     result = register_collection(collection / "canonical.safetensors", collection / "images", tmp_path / "run",
                                  preset="fast", features="rgb", device="cpu", progress=False,
-                                 overrides=small + ["consensus.undecided_ratio=0.0"])
+                                 overrides=small + ["consensus.undecided_ratio=0.0", "trust.verdict_flags=true",
+                                                    "trust.failed_below=0.0"])
     assert result.summary["undecided"] == 3 and sorted(result.summary["undecided_images"]) == sorted(result.names)
     poses = read_poses(tmp_path / "run" / "poses.json")
     assert all(record["undecided"] is True for record in poses.values())

@@ -39,7 +39,7 @@ _REASONS = {
     "iou_gap": "its silhouette fits worse than the others' (IoU {value:.2f}, collection median {median:.2f})",
     "feature_distance": "its colours do not match the canonical's (residual {value:.2f})",
     "feature_gap": "its colours match worse than the others' (residual {value:.2f}, median {median:.2f})",
-    "ambiguity": "another distinct pose explains it almost as well (ambiguity {value:.2f})",
+    "ambiguity": "another distinct pose explains it almost as well (ambiguity {value:.2f}, median {median:.2f})",
     "disagreement_gap": "its colours disagree with where the collection put them ({value:.2f}, median {median:.2f})",
 }
 
@@ -48,15 +48,17 @@ _REASONS = {
 class TrustConfig:
     """The calibrated confidence model and the status thresholds."""
 
-    bias: float = 4.0
-    """Intercept of the logistic model (fitted on the tuning seeds; see `congeal bench-sets calibrate`)."""
-    weights: Tuple[float, ...] = (4.0, 12.0, -4.0, -8.0, -6.0, -4.0)
+    # Fitted by `congeal bench-sets calibrate` (ridge 0.1) on the wild sets' tuning seeds 0-1 (10 runs, 80 photos, 27
+    # more than 30° off): docs/evaluation.md "Trust". A first fit on few runs: see its held-out numbers there.
+    bias: float = 0.7631
+    """Intercept of the logistic model."""
+    weights: Tuple[float, ...] = (1.3412, 1.6103, 1.2637, -0.508, -2.6676, 7.4251)
     """One weight per entry of `FEATURES` (fitted with the bias)."""
-    ok_below: float = 0.5
+    ok_below: float = 0.5801
     """A camera whose confidence is below this is `undecided`: kept, but marked for a look."""
-    failed_below: float = 0.2
+    failed_below: float = 0.375
     """A camera whose confidence is below this is `failed`: left out of everything a user consumes."""
-    verdict_flags: bool = True
+    verdict_flags: bool = False
     """The collection's `undecided` verdict (ambiguity ≥ `consensus.undecided_ratio`) makes an `ok` camera
     `undecided` (the calibration keeps it only where it catches wrong cameras without flagging right ones)."""
     min_reference: int = 3
@@ -117,7 +119,8 @@ def trust_features(signals: TrustSignals, cfg: TrustConfig,
     disagreement_gap, disagreement_med = gap(disagreement, None if reference is None else reference.disagreement)
     features = torch.stack([iou, iou_gap, residual, feature_gap, ambiguity, disagreement_gap], dim=-1)
     # the collection's median of each feature's underlying value (the reasons quote them)
-    medians = torch.tensor([iou_med, iou_med, feature_med, feature_med, float("nan"), disagreement_med],
+    _, ambiguity_med = gap(ambiguity, None if reference is None else reference.ambiguity)
+    medians = torch.tensor([iou_med, iou_med, feature_med, feature_med, ambiguity_med, disagreement_med],
                            dtype=torch.float64)
     return torch.nan_to_num(features, nan=0.0), medians
 
@@ -133,13 +136,14 @@ def assess_trust(signals: TrustSignals, cfg: TrustConfig, reference: Optional[Tr
     """Confidence, status and reason of every photo (batched; the reasons are per-photo strings).
 
     The reason names the feature that lowers the photo's confidence most, compared with a photo that had the
-    collection's median values (or, for the ambiguity, none).
+    collection's median values.
     """
     features, medians = trust_features(signals, cfg, reference)
     confidence = _confidence(features, cfg)
     weights = torch.tensor(cfg.weights, dtype=torch.float64)
-    # a photo with the collection's median values (gaps 0) and no distinct rival reading (ambiguity 0)
-    baseline = torch.tensor([float(medians[0]), 0.0, float(medians[2]), 0.0, 0.0, 0.0], dtype=torch.float64)
+    # a photo with the collection's median values (its gaps 0): the reason is what sets this photo apart
+    baseline = torch.tensor([float(medians[0]), 0.0, float(medians[2]), 0.0, float(medians[4]), 0.0],
+                            dtype=torch.float64)
     baseline = torch.nan_to_num(baseline, nan=0.0)
     contributions = (features - baseline) * weights  # [N,F]: < 0 lowers the confidence
     worst = contributions.argmin(-1)

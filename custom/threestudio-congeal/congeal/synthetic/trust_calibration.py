@@ -47,7 +47,7 @@ def _design(runs: Sequence[Sequence[Dict[str, Any]]], cfg: TrustConfig):
 
 
 def calibrate(runs: Sequence[Sequence[Dict[str, Any]]], right_deg: float = 10.0, wrong_deg: float = 30.0,
-              target_recall: float = 0.95, max_failed_right: float = 0.01, l2: float = 1e-2,
+              target_recall: float = 0.95, max_failed_right: float = 0.01, l2: float = 0.1,
               base: TrustConfig = TrustConfig()) -> Calibration:
     """`_calibrate` with and without the collection's verdict flagging cameras; the one with fewer false alarms among
     right cameras (at the same recall target) is kept."""
