@@ -10,6 +10,7 @@ Sub-packages and modules:
     labels/       label once, propagate to every photo (label file, propagation, COCO, pictures)
     edits/        pose-aware edits: decals and canonical-space textures, and their output folder
     viewer/       `congeal view`: the scene as arrays, the viser server, the self-contained HTML page
+    export/       `congeal export`: COLMAP model, GLB scene, mesh files, nerfstudio data with masks
     walkthrough   all of it on a run in one call (what `congeal demo` shows), and the checker edit
 
 What the features share lives where it belongs: the finished run as they read it

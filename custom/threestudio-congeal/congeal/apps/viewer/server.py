@@ -36,6 +36,8 @@ __all__ = ["require_viser", "is_loopback", "exposure_notice", "disable_share_lin
 
 FRUSTUM_COLOUR = (40, 90, 210)
 ALTERNATIVE_COLOUR = (255, 140, 0)
+#: frusta of photos the run flags (poses.json `status`): failed red, undecided yellow
+STATUS_FRUSTUM_COLOURS = {"failed": (220, 30, 30), "undecided": (235, 190, 0)}
 VISIBLE_COLOUR = (20, 200, 60)
 HIDDEN_COLOUR = (150, 150, 150)
 SOURCE_COLOUR = (230, 20, 200)
@@ -141,7 +143,8 @@ def populate_scene(server, run: RegisteredRun, scene: ViewerScene, image_side: i
     depth = scene.depth
     for name, camera in scene.cameras.items():
         frustum = f"/cameras/{name}/frustum"
-        nodes[frustum] = _line_segments(server, frustum, camera.frustum_segments(depth), FRUSTUM_COLOUR, 2.0)
+        colour = STATUS_FRUSTUM_COLOURS.get(scene.statuses.get(name, "ok"), FRUSTUM_COLOUR)
+        nodes[frustum] = _line_segments(server, frustum, camera.frustum_segments(depth), colour, 2.0)
         centre, wxyz, width, height = camera.image_plane(depth)
         image = f"/cameras/{name}/image"
         nodes[image] = server.scene.add_image(image, photo_thumbnail(run, name, image_side), render_width=width,
@@ -208,8 +211,8 @@ class CongealViewer:
         # constant text only: viser Markdown is MDX, and a photo name with {...} in it would run as JavaScript
         gui.add_markdown(
             "**Click a photo** (on its frustum) to see where that point is on the shape and on every other photo.\n\n"
-            "Blue frusta: chosen poses · orange: alternatives of ambiguous photos · "
-            "green mark: visible · grey: hidden")
+            "Blue frusta: chosen poses · red: cameras the run calls failed · yellow: undecided (look at them) · "
+            "orange: alternatives of ambiguous photos · green mark: visible · grey: hidden")
         # what was picked, with the photo's name: a read-only text field shows it as plain text
         self.status = gui.add_text("picked", initial_value="", disabled=True)
         photo = gui.add_dropdown("photo", tuple(names), initial_value=names[0])
@@ -276,7 +279,9 @@ class CongealViewer:
                     self.server, "/correspondence/rays", np.asarray(rays, np.float32), SOURCE_COLOUR, 1.5)
         shown = sum(1 for t in result["targets"].values() if t["xy"] is not None)
         seen = sum(1 for t in result["targets"].values() if t["visible"])
-        self.status.value = (f"{photo} at ({xy[0]:.1f}, {xy[1]:.1f}): "
+        flag = self.scene.statuses.get(photo, "ok")
+        label = photo if flag == "ok" else f"{photo} [{flag.upper()}: {self.scene.reasons.get(photo, '')}]"
+        self.status.value = (f"{label} at ({xy[0]:.1f}, {xy[1]:.1f}): "
                              + ("on the object" if found[0] else "not on the object")
                              + f" · correspondences on {shown} of {len(result['targets'])} photos, "
                              f"visible on {seen}")
@@ -310,7 +315,7 @@ def start_viewer(run_dir: PathLike, host: str = "127.0.0.1", port: int = 8080, d
                          "add --allow-remote if that is what you want, or keep --host 127.0.0.1 and use an SSH "
                          "tunnel (ssh -L 8080:127.0.0.1:8080 host)")
     viser = require_viser()
-    run = RegisteredRun(run_dir, device=device)
+    run = RegisteredRun(run_dir, device=device, include_failed=True)  # every photo is shown; flagged ones are marked
     scene = build_scene(run, max_mesh_resolution=max_mesh_resolution)
     if not is_loopback(host) and on_remote is not None:
         on_remote(exposure_notice(host, port, run_dir, len(scene.cameras)))
