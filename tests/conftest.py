@@ -38,6 +38,8 @@ SLOW_TESTS: Tuple[str, ...] = (
     # the viewer in headless Chromium: live server and exported page
     "tests/apps/viewer/test_server.py::test_viewer_in_a_real_browser",
     "tests/apps/viewer/test_server.py::test_exported_page_opens_without_a_server_or_network",
+    # a live `congeal view` CLI server asked for files outside its root, then stopped
+    "tests/security/test_viewer_exposure.py::test_running_view_server_refuses_traversal_and_says_what_it_exposes",
     # a collection photographed from spot's mesh (needs CONGEAL_SPOT_DIR)
     "tests/synthetic/test_spot.py::test_spot_collection",
 )

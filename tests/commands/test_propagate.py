@@ -61,3 +61,27 @@ def test_propagate_refuses_bad_input(run_and_truth, tmp_path, capsys):
     assert "congeal-register-v1" in capsys.readouterr().err
     assert cli("propagate", tmp_path / "nowhere", "--labels", outside) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+def test_a_failed_camera_gets_no_labels_unless_asked_and_is_listed(run_and_truth, tmp_path, capsys):
+    """A photo whose camera the run calls failed (poses.json status) is left out of propagate's outputs by default and
+    named with its reason in the summary; --include-flagged uses it anyway."""
+    run, truth = run_and_truth
+    copy = shutil.copytree(run, tmp_path / "flagged-run")
+    poses = json.loads((copy / "poses.json").read_text())
+    failed = poses["images"][-1]["name"]
+    poses["images"][-1].update(status="failed", status_reason="confidence 0.05: test")
+    (copy / "poses.json").write_text(json.dumps(poses))
+    first = truth["images"][0]
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"photos": {first["name"]: {"points": {
+        k: kp["xy"] for k, kp in first["keypoints"].items() if kp["visible"]}}}}))
+    assert cli("propagate", copy, "--labels", labels, "--out", tmp_path / "default") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["left_out"] == {failed: "confidence 0.05: test"}
+    written = json.loads((tmp_path / "default" / "labels.json").read_text())
+    assert failed not in written["photos"] and written["left_out"] == {failed: "confidence 0.05: test"}
+    assert summary["photos"] == len(truth["images"]) - 1
+    assert cli("propagate", copy, "--labels", labels, "--out", tmp_path / "all", "--include-flagged") == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["left_out"] == {} and failed in json.loads((tmp_path / "all" / "labels.json").read_text())["photos"]

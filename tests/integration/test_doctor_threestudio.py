@@ -17,7 +17,11 @@ def rows(threestudio_root, monkeypatch, tmp_path):
 def test_threestudio_rows_are_green(rows, threestudio_root):
     assert rows["threestudio"].status == "OK", rows["threestudio"]
     assert str(threestudio_root) in rows["threestudio"].detail and "THREESTUDIO_ROOT" in rows["threestudio"].detail
-    assert rows["threestudio-mvdream"].status == "OK", rows["threestudio-mvdream"]
+    mvdream = rows["threestudio-mvdream"]
+    if (threestudio_root / "custom" / "threestudio-mvdream").is_dir():
+        assert mvdream.status == "OK", mvdream
+    else:  # CI's hosts have no threestudio-mvdream (no license): the row says how to get it
+        assert mvdream.status == "FAIL" and "threestudio-mvdream" in mvdream.fix, mvdream
     assert rows["pytorch-lightning"].status == "OK", rows["pytorch-lightning"]
     assert rows["nerfacc"].status == "OK", rows["nerfacc"]
 

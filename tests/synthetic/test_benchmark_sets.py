@@ -18,9 +18,13 @@ def test_sets_cover_the_issue():
     for spec in BENCHMARK_SETS:
         assert spec.family in FAMILY_NAMES and spec.mode in MODES and spec.framing in FRAMINGS
         assert spec.category in TARGETS and spec.targets is TARGETS[spec.category]
-        assert (spec.mode == "cross") == (spec.category == "cross") and (spec.strength > 0) == (spec.mode == "cross")
-    # Off-centre non-square photos, ±30 % deformation, three procedural families and a real mesh.
-    assert {spec.framing for spec in BENCHMARK_SETS} == {"centred", "offcentre43", "offcentre34"}
+        assert ((spec.mode == "cross") == spec.category.startswith("cross")
+                and (spec.strength > 0) == (spec.mode == "cross"))
+        assert (spec.conditions == "wild") == spec.category.endswith("-wild")
+    # Off-centre non-square photos, ±30 % deformation, three procedural families and a real mesh; every family also
+    # under wild conditions (issue 34: any light, clutter, JPEG, a segmenter's masks)
+    assert {spec.framing for spec in BENCHMARK_SETS} == {"centred", "offcentre43", "offcentre34", "wild43"}
+    assert {spec.family for spec in BENCHMARK_SETS if spec.conditions == "wild"} == {"creature", "chair", "teapot", "spot"}
     assert {spec.strength for spec in BENCHMARK_SETS if spec.mode == "cross"} == {0.2, 0.3}
     assert {spec.family for spec in BENCHMARK_SETS} == {"creature", "chair", "teapot", "spot"}
     assert {spec.category for spec in BENCHMARK_SETS} == set(TARGETS)
@@ -56,3 +60,14 @@ def test_write_a_set_and_reuse_it(tmp_path, monkeypatch):
     write_benchmark_set("teapot-same-offcentre34", 3, tmp_path)
     rewritten = json.loads((folder / "ground_truth.json").read_text())
     assert rewritten["benchmark"]["generator"] == benchmark_sets.GENERATOR_VERSION
+
+
+def test_spot_sets_need_a_mesh_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONGEAL_SPOT_DIR", raising=False)
+    with pytest.raises(InputError, match="CONGEAL_SPOT_DIR"):
+        write_benchmark_set("spot-same-centred", 2, tmp_path)
+    monkeypatch.setenv("CONGEAL_SPOT_DIR", str(tmp_path / "env"))
+    assert benchmark_sets.spot_mesh_dir() == tmp_path / "env"
+    assert benchmark_sets.spot_mesh_dir(tmp_path / "given") == tmp_path / "given"
+    with pytest.raises(InputError, match="spot_triangulated.obj"):
+        write_benchmark_set("spot-same-centred", 2, tmp_path / "sets")

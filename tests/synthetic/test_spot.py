@@ -1,6 +1,6 @@
 """congeal.synthetic.spot: Keenan Crane's spot cow as a same-instance family (needs the mesh files).
 
-The mesh is not in the repository. These tests run when CONGEAL_SPOT_DIR (or /work/data/spot) holds
+The mesh is not in the repository. These tests run when CONGEAL_SPOT_DIR holds
 spot_triangulated.obj and spot_texture.png from alecjacobson/common-3d-test-models (data/spot.zip), and are skipped
 otherwise.
 """
@@ -17,7 +17,7 @@ from congeal.synthetic.spot import REACH, SPOT_KEYPOINT_NAMES, load_spot, spot_d
 needs_spot = pytest.mark.skipif(
     spot_dir() is None,
     reason="spot's mesh files are absent: unpack data/spot.zip of alecjacobson/common-3d-test-models and set "
-           "CONGEAL_SPOT_DIR to the folder (default /work/data/spot)")
+           "CONGEAL_SPOT_DIR to the folder")
 
 
 def test_missing_files_are_an_input_error(tmp_path):

@@ -12,8 +12,8 @@
 JSON line per (set, seed) as it finishes (`"kind": "run"`), then one JSON line per set (`"kind": "set"`, pooled over
 the seeds) and a markdown table; the same lines go to OUT/results-<preset>-<features>.jsonl and the table to
 OUT/results-<preset>-<features>.md. Tune on the tuning seeds, report on the held-out ones (see
-congeal.synthetic.benchmark_sets). The spot sets need spot's mesh files (--mesh-dir, CONGEAL_SPOT_DIR, or
-/work/data/spot); without them they are skipped and the reason printed.
+congeal.synthetic.benchmark_sets). The spot sets need spot's mesh files (--mesh-dir or CONGEAL_SPOT_DIR); without
+them they are skipped and the reason printed.
 """
 import argparse
 import io
@@ -159,8 +159,8 @@ def run(args: argparse.Namespace, out: Optional[io.TextIOBase] = None) -> int:
     sets, seeds = _sets(args.sets), _seeds(args.seeds)
     if any(spec.family == "spot" for spec in sets) and spot_dir(args.mesh_dir) is None:
         skipped = [spec.name for spec in sets if spec.family == "spot"]
-        print(f"skipping {', '.join(skipped)}: spot's mesh files are not in --mesh-dir, CONGEAL_SPOT_DIR or "
-              "/work/data/spot (get spot.zip from alecjacobson/common-3d-test-models)", file=out)
+        print(f"skipping {', '.join(skipped)}: spot's mesh files are not in --mesh-dir or CONGEAL_SPOT_DIR, or "
+              "neither is given (get spot.zip from alecjacobson/common-3d-test-models)", file=out)
         sets = [spec for spec in sets if spec.family != "spot"]
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"results-{args.preset}-{args.features}"

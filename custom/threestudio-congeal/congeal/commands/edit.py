@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                      "texture-<stem>); a plain name, never a path")
     parser.add_argument("--tile", type=int, default=200, help="grid tile side in pixels (default 200)")
     parser.add_argument("--device", default="cpu", help="torch device for the correspondence look-ups")
+    parser.add_argument("--include-flagged", action="store_true",
+                        help="also use photos whose camera the run calls failed (poses.json status; left out by "
+                             "default and listed in the printed summary)")
 
 
 def parse_xy(text: str) -> Tuple[float, float]:
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from congeal.apps.edits.edit_folder import edit_folder, edit_name, write_edit
     from congeal.run.registered_run import RegisteredRun
 
-    registered = RegisteredRun(args.run, device=args.device)
+    registered = RegisteredRun(args.run, device=args.device, include_failed=args.include_flagged)
     # the folder name is checked before any work: `--name ../../x` or an absolute path never leaves RUN/edits/
     name = args.name or edit_name("decal" if args.decal else "texture", args.decal or args.texture)
     edit_folder(registered, name)
@@ -88,5 +91,5 @@ def run(args: argparse.Namespace) -> int:
     folder = paths[-1].parent
     shown = sum(1 for _, coverage in edited.values() if float(coverage.max(initial=0.0)) > 0.01)
     print(json.dumps({"edit": str(folder), "grid": str(folder / "grid.png"), "photos": len(edited),
-                      "photos_with_edit": shown}))
+                      "photos_with_edit": shown, "left_out": registered.left_out}))
     return 0

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (default: RUN/labels/<labels file stem, made file-safe>/)")
     parser.add_argument("--tile", type=int, default=200, help="grid tile side in pixels (default 200)")
     parser.add_argument("--device", default="cpu", help="torch device for the correspondence look-ups")
+    parser.add_argument("--include-flagged", action="store_true",
+                        help="also use photos whose camera the run calls failed (poses.json status; left out by "
+                             "default and listed in the printed summary)")
 
 
 def default_out(registered, labels: str) -> Path:
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from congeal.apps.labels.propagation import propagate_labels, write_propagation
     from congeal.run.registered_run import RegisteredRun
 
-    registered = RegisteredRun(args.run, device=args.device)
+    registered = RegisteredRun(args.run, device=args.device, include_failed=args.include_flagged)
     labels = read_labels(args.labels, registered)
     result = propagate_labels(registered, labels)
     out = Path(args.out) if args.out else default_out(registered, args.labels)
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         "points_propagated": len(points), "points_placed": sum(p["xy"] is not None for p in points),
         "points_visible": sum(bool(p["visible"]) for p in points),
         "regions": len(labels.region_names),
+        "left_out": registered.left_out,  # {photo: why}: cameras the run calls failed (--include-flagged uses them)
     }
     print(json.dumps(summary))
     return 0

@@ -297,9 +297,12 @@ def load_field(path: PathLike) -> Optional[ConsensusField]:
 
     if not Path(path).is_file():
         return None
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FIELD_FORMAT:
-            return None
-        return ConsensusField(total=f.get_tensor("total"), lo=f.get_tensor("lo"), hi=f.get_tensor("hi"),
-                              unseen=float(meta["unseen"]), photos=int(meta["photos"]))
+    try:  # a damaged or foreign cache is no cache: it is recomputed
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FIELD_FORMAT:
+                return None
+            return ConsensusField(total=f.get_tensor("total"), lo=f.get_tensor("lo"), hi=f.get_tensor("hi"),
+                                  unseen=float(meta["unseen"]), photos=int(meta["photos"]))
+    except Exception:  # noqa: BLE001 - SafetensorError, KeyError, ValueError of a truncated or edited file
+        return None

@@ -173,9 +173,14 @@ def load_image_state(path: PathLike, device: Optional[Union[str, torch.device]] 
         known = sorted(p.stem for p in path.parent.glob("*.safetensors"))
         raise InputError(path, f"no registered image named {name!r} in this run",
                          f"use one of: {', '.join(known[:20]) or '(none: run `congeal register` first)'}")
-    with safe_open(str(path), framework="pt") as handle:
-        meta = handle.metadata() or {}
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+    except Exception as error:  # noqa: BLE001 - a truncated or foreign file: one line, not a Rust traceback
+        message = (str(error).splitlines() or [""])[0][:200]
+        raise InputError(path, f"is not a readable state file ({type(error).__name__}: {message})",
+                         "re-run `congeal register`") from None
     if meta.get("format") != STATE_FORMAT:
         raise InputError(path, f"unknown state format {meta.get('format')!r}", "re-run `congeal register`")
     return _state_from(name, tensors, meta, device)

@@ -95,7 +95,7 @@ def read_poses_document(path: Union[str, Path]) -> Dict[str, Any]:
     """Read and validate poses.json; returns the whole document."""
     path = Path(path)
     doc = read_json(path, fix="re-run `congeal register`", missing="poses.json not found",
-                    missing_fix="pass the --out folder of a finished `congeal register` run")
+                    missing_fix="pass the --out folder of a finished `congeal register` run", expect=dict)
     if not isinstance(doc, dict) or doc.get("format") not in READABLE_POSES_FORMATS or not isinstance(doc.get("images"), list):
         raise InputError(path, f"is not a {' or '.join(READABLE_POSES_FORMATS)} file",
                          "re-run `congeal register` to write it")
@@ -104,7 +104,23 @@ def read_poses_document(path: Union[str, Path]) -> Dict[str, Any]:
             raise InputError(path, "has an image entry that is not an object", "re-run `congeal register`")
         missing = [k for k in ("name",) + CAMERA_FIELDS if k not in entry]
         if missing:
-            raise InputError(path, f"entry {entry.get('name', '?')!r} lacks {missing}", "re-run `congeal register`")
+            raise InputError(path, f"entry {str(entry.get('name', '?'))[:80]!r} lacks {missing}",
+                             "re-run `congeal register`")
+        name = entry["name"]
+        # names become file names (maps/<name>.npz, edits, masks): a plain, non-empty name without separators
+        if (not isinstance(name, str) or not name.strip() or name in (".", "..")
+                or any(c in name for c in "/\\\x00")):
+            raise InputError(path, f"has an image name {str(name)[:80]!r} that is not a plain photo name",
+                             "re-run `congeal register`")
+        for key in CAMERA_FIELDS[1:]:  # numbers where numbers belong: a list here was a raw TypeError later
+            value = entry[key]
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+                raise InputError(path, f"entry {name[:80]!r}: {key} is {type(value).__name__} {str(value)[:40]}, "
+                                       "not a finite number", "re-run `congeal register`")
+        if not (isinstance(entry.get("alternatives", []), list)
+                and all(isinstance(a, dict) for a in entry.get("alternatives", []))):
+            raise InputError(path, f"entry {name[:80]!r}: alternatives must be a list of objects",
+                             "re-run `congeal register`")
         c2w = entry["c2w"]
         if not (isinstance(c2w, list) and len(c2w) == 4 and all(isinstance(row, list) and len(row) == 4 for row in c2w)
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -187,7 +203,7 @@ def write_transforms(path: Union[str, Path], records: Sequence[Mapping[str, Any]
 def read_transforms(path: Union[str, Path]) -> Dict[str, Any]:
     """Read transforms.json (InputError when missing or malformed)."""
     path = Path(path)
-    doc = read_json(path, fix="re-run `congeal register`")
-    if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list):
+    doc = read_json(path, fix="re-run `congeal register`", expect=dict)
+    if not isinstance(doc.get("frames"), list):
         raise InputError(path, "has no frames list", "re-run `congeal register`")
     return doc

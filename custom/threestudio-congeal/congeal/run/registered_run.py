@@ -109,8 +109,9 @@ class RegisteredRun:
             try:
                 with np.load(path) as data:
                     arrays = {k: data[k] for k in data.files}
-            except (OSError, ValueError) as error:
-                raise InputError(path, f"cannot be read ({error})", _RERUN) from None
+            except Exception as error:  # noqa: BLE001 - a damaged .npz: BadZipFile, zlib.error, EOFError, ...
+                message = (str(error).splitlines() or [""])[0][:200]
+                raise InputError(path, f"cannot be read ({type(error).__name__}: {message})", _RERUN) from None
             xyz, valid = arrays.get("xyz"), arrays.get("valid")
             if xyz is None or valid is None:
                 raise InputError(path, f"lacks 'xyz' and/or 'valid' (has {sorted(arrays)}): written by another "

@@ -1,7 +1,7 @@
 """The object families by name: `get_family("chair")`.
 
     get_family("creature"), get_family("chair"), get_family("teapot")     # procedural (congeal.synthetic.families)
-    get_family("spot", mesh_dir="/work/data/spot")                      # a real textured mesh (congeal.synthetic.spot)
+    get_family("spot", mesh_dir="meshes/spot")                      # a real textured mesh (congeal.synthetic.spot)
 """
 from typing import Optional
 
@@ -22,7 +22,7 @@ def get_family(name: str, mesh_dir: Optional[PathLike] = None) -> Family:
 
     Args:
         mesh_dir: for `spot`, the folder holding spot_triangulated.obj and spot_texture.png (default: the
-            CONGEAL_SPOT_DIR environment variable, else /work/data/spot).
+            CONGEAL_SPOT_DIR environment variable; one of the two is needed).
     Raises:
         InputError: unknown name, or spot's files missing.
     """

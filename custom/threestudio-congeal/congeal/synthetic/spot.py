@@ -1,8 +1,8 @@
 """The spot family: Keenan Crane's "spot" cow (public domain), a real textured mesh, same-instance only.
 
-    family = spot_family("/work/data/spot")     # or CONGEAL_SPOT_DIR, else /work/data/spot
+    family = spot_family("path/to/spot")        # or None with CONGEAL_SPOT_DIR set
     make_family_collection("sets/spot", "spot", framing="offcentre43", photo_resolution=128)   # congeal.synthetic
-    congeal bench-sets write sets/ --set spot-same-centred --seed 2 --mesh-dir /work/data/spot
+    congeal bench-sets write sets/ --set spot-same-centred --seed 2 --mesh-dir path/to/spot
 
 The mesh is not part of the repository: get it from alecjacobson/common-3d-test-models (data/spot.zip) or
 Keenan Crane's site, unpack it, and pass the folder holding `spot_triangulated.obj` and `spot_texture.png`.
@@ -36,11 +36,10 @@ from congeal.common.errors import InputError
 from congeal.common.paths import PathLike
 from congeal.synthetic.families import Family
 
-__all__ = ["SPOT_ENV", "DEFAULT_SPOT_DIR", "SPOT_KEYPOINT_NAMES", "spot_dir", "load_spot", "spot_keypoints",
+__all__ = ["SPOT_ENV", "SPOT_KEYPOINT_NAMES", "spot_dir", "load_spot", "spot_keypoints",
            "MeshSubject", "spot_family"]
 
 SPOT_ENV = "CONGEAL_SPOT_DIR"
-DEFAULT_SPOT_DIR = "/work/data/spot"
 SPOT_FILES = ("spot_triangulated.obj", "spot_texture.png")
 SPOT_KEYPOINT_NAMES = (
     "nose", "horn_left", "horn_right", "ear_left", "ear_right", "tail_tip",
@@ -53,8 +52,12 @@ _FILE_TO_CANONICAL = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.
 
 
 def spot_dir(path: Optional[PathLike] = None) -> Optional[Path]:
-    """The folder holding spot's files: `path`, else $CONGEAL_SPOT_DIR, else /work/data/spot; None if absent."""
-    folder = Path(path or os.environ.get(SPOT_ENV) or DEFAULT_SPOT_DIR)
+    """The folder holding spot's files: `path`, else $CONGEAL_SPOT_DIR; None if neither is given or the files are
+    not there (no machine path is guessed)."""
+    given = path or os.environ.get(SPOT_ENV)
+    if not given:
+        return None
+    folder = Path(given)
     return folder if all((folder / name).is_file() for name in SPOT_FILES) else None
 
 
@@ -66,7 +69,11 @@ def load_spot(mesh_dir: Optional[PathLike] = None) -> TexturedMesh:
     """
     folder = spot_dir(mesh_dir)
     if folder is None:
-        where = mesh_dir or os.environ.get(SPOT_ENV) or DEFAULT_SPOT_DIR
+        where = mesh_dir or os.environ.get(SPOT_ENV)
+        if not where:
+            raise InputError(None, "spot's mesh folder is not given",
+                             f"pass it (mesh_dir=, --mesh-dir) or set {SPOT_ENV} to the folder holding "
+                             f"{' and '.join(SPOT_FILES)} (spot.zip of alecjacobson/common-3d-test-models)")
         raise InputError(Path(where), f"does not hold {' and '.join(SPOT_FILES)}",
                          "unpack spot.zip from alecjacobson/common-3d-test-models there, or set "
                          f"{SPOT_ENV} to its folder")

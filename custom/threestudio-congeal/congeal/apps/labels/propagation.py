@@ -43,6 +43,7 @@ from congeal.apps.labels.label_file import LabelSet, PhotoLabels
 from congeal.run.registered_run import RegisteredRun
 from congeal.run.surface import same_surface
 from congeal.common.paths import PathLike
+from congeal.common.safe_names import ensure_inside, unique_file_names
 
 __all__ = ["PROPAGATED_FORMAT", "PropagationConfig", "Propagation", "propagate_labels", "write_propagation"]
 
@@ -293,9 +294,12 @@ def write_propagation(result: Propagation, run: RegisteredRun, out_dir: PathLike
 
     out = Path(out_dir)
     written: List[Path] = []
+    # names that differ only in punctuation ("left wing", "left/wing") get distinct files; long names a short one
+    stems = unique_file_names(dict.fromkeys(name for regions in result.masks.values() for name in regions))
     for photo, regions in result.masks.items():
         for name, mask in regions.items():
-            rel = Path("masks") / photo / f"{_safe(name)}.png"
+            rel = Path("masks") / photo / f"{stems[name]}.png"
+            ensure_inside(out, out / rel, f"the mask of region {name[:80]!r} on photo {photo[:80]!r}")
             save_image(out / rel, (mask.astype(np.uint8) * 255))
             result.doc["photos"][photo]["regions"][name]["mask"] = rel.as_posix()
             written.append(out / rel)
@@ -303,9 +307,3 @@ def write_propagation(result: Propagation, run: RegisteredRun, out_dir: PathLike
     write_json(out / "coco.json", coco_document(result, run))
     save_image(out / "grid.png", label_grid(result, run, tile=tile))
     return [out / "labels.json", out / "coco.json", out / "grid.png"] + written
-
-
-def _safe(name: str) -> str:
-    """A file-name-safe version of a label name."""
-    keep = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip(".")
-    return keep or "label"
