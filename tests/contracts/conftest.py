@@ -61,10 +61,5 @@ def threestudio_for_contracts():
     return threestudio
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy-sized models: thread hand-off costs more than it saves, and the CPU cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# toy-sized models: one thread (the textual-inversion tests' autouse fixture, one home)
+from helpers.textual_inversion import one_thread  # noqa: E402,F401  (a fixture: pytest registers it by import)
