@@ -20,7 +20,7 @@ def test_list():
     assert "held-out seeds [2, 3, 4]" in text and "tuning seeds [0, 1]" in text
     for spec in benchmark_sets.BENCHMARK_SETS:
         assert spec.name in text
-    assert "rotation_max_deg <= 30" in text
+    assert "unflagged_max_deg <= 30" in text and "cross-wild" in text
 
 
 def test_write(tmp_path, monkeypatch):

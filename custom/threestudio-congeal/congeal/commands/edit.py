@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from congeal.apps.edits.edit_folder import edit_folder, edit_name, write_edit
     from congeal.run.registered_run import RegisteredRun
 
-    registered = RegisteredRun(args.run, device=args.device, include_failed=args.include_flagged)
+    registered = RegisteredRun(args.run, device=args.device, include_failed=getattr(args, "include_flagged", False))
     # the folder name is checked before any work: `--name ../../x` or an absolute path never leaves RUN/edits/
     name = args.name or edit_name("decal" if args.decal else "texture", args.decal or args.texture)
     edit_folder(registered, name)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from congeal.apps.labels.propagation import propagate_labels, write_propagation
     from congeal.run.registered_run import RegisteredRun
 
-    registered = RegisteredRun(args.run, device=args.device, include_failed=args.include_flagged)
+    registered = RegisteredRun(args.run, device=args.device, include_failed=getattr(args, "include_flagged", False))
     labels = read_labels(args.labels, registered)
     result = propagate_labels(registered, labels)
     out = Path(args.out) if args.out else default_out(registered, args.labels)
