@@ -31,6 +31,10 @@ SLOW_TESTS: Tuple[str, ...] = (
     "test_invert_killed_at_a_random_step_then_resumed_equals_an_uninterrupted_run",
     # two processes registering at once, then a merge
     "tests/run/test_chunked.py::test_two_processes_without_a_bank_then_merge_equal_one_process",
+    # chunked runs registered in full (21 s, 15 s and 12 s of the fast suite's 267 s idle, 2026-12-07)
+    "tests/run/test_chunked.py::test_the_feature_extractor_is_built_once_per_process",
+    "tests/run/test_chunked.py::test_merge_replaces_the_files_of_a_redone_chunk",
+    "tests/run/test_run_file_modes.py::test_every_file_of_a_chunked_run_folder_has_the_umasks_mode",
     # two full registrations each
     "tests/run/test_pipeline.py::test_undecided_photos_are_said_in_poses_summary_and_overlay",
     "tests/run/test_pipeline.py::test_failed_cameras_are_said_framed_red_and_left_out_of_transforms",
