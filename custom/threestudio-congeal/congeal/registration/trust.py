@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 __all__ = ["FEATURES", "TrustConfig", "TrustSignals", "Trust", "trust_features", "assess_trust", "STATUSES",
@@ -78,6 +78,8 @@ class TrustSignals:
     """chosen joint score / best distinct reading's (1 = indistinguishable, 0 = no distinct reading)."""
     disagreement: Float[Tensor, "N"]
     """the chosen hypothesis' disagreement with the other photos' choices."""
+    verdict: Optional[Bool[Tensor, "N"]] = None
+    """the collection's `undecided` verdict (ambiguity ≥ `consensus.undecided_ratio`); None: not given."""
 
 
 @dataclass
@@ -136,7 +138,7 @@ def assess_trust(signals: TrustSignals, cfg: TrustConfig, reference: Optional[Tr
     """Confidence, status and reason of every photo (batched; the reasons are per-photo strings).
 
     The reason names the feature that lowers the photo's confidence most, compared with a photo that had the
-    collection's median values.
+    collection's median values. With `cfg.verdict_flags`, the collection's verdict makes an `ok` camera undecided.
     """
     features, medians = trust_features(signals, cfg, reference)
     confidence = _confidence(features, cfg)
@@ -150,6 +152,11 @@ def assess_trust(signals: TrustSignals, cfg: TrustConfig, reference: Optional[Tr
     status, reasons = [], []
     for i, c in enumerate(confidence.tolist()):  # per-photo strings for the JSON files, not tensor work
         label = "failed" if c < cfg.failed_below else "undecided" if c < cfg.ok_below else "ok"
+        if label == "ok" and cfg.verdict_flags and signals.verdict is not None and bool(signals.verdict[i]):
+            status.append("undecided")
+            reasons.append(f"confidence {c:.2f}: the collection cannot tell two distinct poses apart "
+                           f"(ambiguity {float(signals.ambiguity[i]):.2f})")
+            continue
         status.append(label)
         if label == "ok":
             reasons.append("")
@@ -165,4 +172,5 @@ def signals_from_records(records: Sequence[dict]) -> TrustSignals:
     def column(key: str) -> Tensor:
         return torch.tensor([float(r.get(key, float("nan"))) for r in records], dtype=torch.float32)
 
-    return TrustSignals(column("iou"), column("feature_distance"), column("ambiguity"), column("disagreement"))
+    verdict = torch.tensor([bool(r.get("undecided", False)) for r in records], dtype=torch.bool)
+    return TrustSignals(column("iou"), column("feature_distance"), column("ambiguity"), column("disagreement"), verdict)

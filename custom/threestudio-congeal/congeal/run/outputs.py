@@ -22,13 +22,13 @@ from congeal.common.atomic import write_json
 from congeal.geometry.cameras import CONVENTION
 from congeal.common.errors import InputError
 from congeal.common.json_files import read_json
+from congeal.registration.trust import STATUSES
 
 # v2: real pinhole cameras (cx, cy = the photo's centre), focal/principal sources; v3: the collection's joint choice
 # (per photo `ambiguity`, `undecided`; every hypothesis' `disagreement` and `joint_score`); v4: how far to trust each
 # photo's camera (`confidence` in [0, 1], `status` ok | undecided | failed, `status_reason` when not ok)
 POSES_FORMAT = "congeal-poses-v4"
 READABLE_POSES_FORMATS = ("congeal-poses-v1", "congeal-poses-v2", "congeal-poses-v3", POSES_FORMAT)
-STATUSES = ("ok", "undecided", "failed")
 CAMERA_FIELDS = ("c2w", "fovy_deg", "fl_x", "fl_y", "cx", "cy", "width", "height", "azimuth_deg", "elevation_deg",
                  "distance")
 

@@ -187,10 +187,6 @@ def _assess(records: List[Dict[str, Any]], previous: Sequence[Dict[str, Any]], c
     trust = assess_trust(signals_from_records(records), cfg,
                          reference=signals_from_records(previous) if previous else None)
     for record, confidence, status, reason in zip(records, trust.confidence.tolist(), trust.status, trust.reasons):
-        if status == "ok" and record.get("undecided") and cfg.verdict_flags:
-            status = "undecided"
-            reason = (f"confidence {confidence:.2f}: the collection cannot tell two distinct poses apart "
-                      f"(ambiguity {record['ambiguity']:.2f})")
         record["confidence"] = round(float(confidence), 4)
         record["status"] = status
         if reason:

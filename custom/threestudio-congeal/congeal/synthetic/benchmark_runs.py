@@ -84,7 +84,7 @@ def flag_metrics(photos: Sequence[Dict[str, Any]], wrong_deg: float = 30.0, righ
         {"n_wrong": photos > wrong_deg off, "wrong_flagged": of those, flagged (undecided or failed),
         "flag_recall": their fraction (NaN without wrong photos), "n_right": photos < right_deg off,
         "right_flagged", "false_alarm_rate", "unflagged_max_deg": the worst unflagged photo's error,
-        "failed": photos failed}.
+        "failed": photos failed, "wrong_failed", "right_failed", "n_photos"}.
     """
     flagged = [p["status"] in ("undecided", "failed") for p in photos]
     errors = [p["error_deg"] for p in photos]
@@ -98,6 +98,9 @@ def flag_metrics(photos: Sequence[Dict[str, Any]], wrong_deg: float = 30.0, righ
         "false_alarm_rate": float(sum(right) / len(right)) if right else float("nan"),
         "unflagged_max_deg": float(max(unflagged)) if unflagged else 0.0,
         "failed": int(sum(p["status"] == "failed" for p in photos)),
+        "wrong_failed": int(sum(p["status"] == "failed" for p in photos if not p["error_deg"] <= wrong_deg)),
+        "right_failed": int(sum(p["status"] == "failed" for p in photos if p["error_deg"] < right_deg)),
+        "n_photos": len(photos),
     }
 
 

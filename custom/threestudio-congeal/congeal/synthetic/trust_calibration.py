@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Sequence
 
 import torch
 
-from congeal.registration.trust import FEATURES, TrustConfig, assess_trust, signals_from_records, trust_features
+from congeal.registration.trust import TrustConfig, assess_trust, signals_from_records, trust_features
 
 __all__ = ["Calibration", "photos_of", "calibrate", "flag_table"]
 
@@ -118,32 +118,11 @@ def _calibrate(runs: Sequence[Sequence[Dict[str, Any]]], right_deg: float, wrong
 
 def flag_table(runs: Sequence[Sequence[Dict[str, Any]]], cfg: TrustConfig, right_deg: float = 10.0,
                wrong_deg: float = 30.0) -> Dict[str, Any]:
-    """Statuses of `cfg` on the runs' photos (recomputed from the signals, as registration would write them).
+    """`congeal.synthetic.benchmark_runs.flag_metrics` of the statuses `cfg` gives the runs' photos (recomputed
+    from the signals, as registration would write them)."""
+    from congeal.synthetic.benchmark_runs import flag_metrics
 
-    Returns:
-        {"n_photos", "n_wrong", "wrong_flagged", "flag_recall", "n_right", "right_flagged", "false_alarm_rate",
-        "wrong_failed", "right_failed", "unflagged_max_deg"}.
-    """
-    rows = []
-    for photos in runs:
-        trust = assess_trust(signals_from_records(photos), cfg)
-        for photo, status in zip(photos, trust.status):
-            if status == "ok" and photo.get("undecided") and cfg.verdict_flags:
-                status = "undecided"
-            rows.append((float(photo["error_deg"]), status))
-    wrong = [s for e, s in rows if not e <= wrong_deg]
-    right = [s for e, s in rows if e < right_deg]
-    unflagged = [e for e, s in rows if s == "ok"]
-    return {
-        "n_photos": len(rows), "n_wrong": len(wrong), "wrong_flagged": sum(s != "ok" for s in wrong),
-        "flag_recall": sum(s != "ok" for s in wrong) / len(wrong) if wrong else float("nan"),
-        "n_right": len(right), "right_flagged": sum(s != "ok" for s in right),
-        "false_alarm_rate": sum(s != "ok" for s in right) / len(right) if right else float("nan"),
-        "wrong_failed": sum(s == "failed" for s in wrong), "right_failed": sum(s == "failed" for s in right),
-        "unflagged_max_deg": max(unflagged) if unflagged else 0.0,
-    }
-
-
-def features_note() -> str:
-    """The model's inputs, for the printed calibration."""
-    return ", ".join(FEATURES)
+    rows = [{"error_deg": float(photo["error_deg"]), "status": status}
+            for photos in runs
+            for photo, status in zip(photos, assess_trust(signals_from_records(photos), cfg).status)]
+    return flag_metrics(rows, wrong_deg=wrong_deg, right_deg=right_deg)
